@@ -3,4 +3,6 @@ one line here. Entries are "module:Class" strings so heavy imports load only whe
 """
 
 REGISTRY: dict[str, str] = {
+    "onemax": "objectives.bit_problems:OneMax",
+    "trap": "objectives.bit_problems:Trap",
 }

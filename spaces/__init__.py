@@ -4,4 +4,5 @@ Entries are "module:Class" strings so that a space's heavy imports (torch, trans
 """
 
 REGISTRY: dict[str, str] = {
+    "bitstring": "spaces.bitstring:BitStringSpace",
 }

@@ -1,0 +1,236 @@
+"""The genetic-search loop: (mu + lambda) with tournament parents, space-supplied variation and elitist survival.
+
+All state lives in one `EngineState`: a step takes it in and gives it back, so a checkpoint is that state pickled
+and resuming is unpickling it. The random stream is a `numpy.random.Generator` whose bit-generator state is part of
+`EngineState`, and evaluations come back in input order from every backend, so a seed fixes the run: same front
+in-process or on Ray with any number of workers, interrupted and resumed or not.
+
+Usage::
+
+    from search.engine import SearchSettings, evolve
+    state = evolve(space, objective, SearchSettings(population=64, generations=30), seed=0)
+    best = state.front[0]            # Individual(genome, evaluation, key)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Hashable, Sequence
+
+import numpy as np
+
+from search.evaluation import Evaluator, LocalEvaluator
+from search.protocols import Evaluation, Objective, Space
+from search.selection import Individual, rank_order, select_survivors, tournament, update_front
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How the search runs. Stopping rules combine: the first one met ends the run (None or 0 = not used).
+
+    population: survivors kept each generation (mu). offspring: children made each generation (lambda; 0 = same
+    as population). generations: generations after the initial one. max_evaluations: real (uncached) evaluations.
+    wall_time: seconds, counted across resumes. targets: objective name -> value that counts as reached (<= for
+    minimised objectives, >= for maximised) by one feasible individual. crossover_prob + mutation_prob <= 1; the
+    rest of the children are copies. hall_of_fame: best kept for one objective (several: the whole Pareto front).
+    """
+
+    population: int = 64
+    offspring: int = 0
+    generations: int = 50
+    max_evaluations: int | None = None
+    wall_time: float | None = None
+    targets: dict[str, float] = field(default_factory=dict)
+    tournament: int = 2
+    crossover_prob: float = 0.5
+    mutation_prob: float = 0.5
+    hall_of_fame: int = 10
+
+    @property
+    def n_offspring(self) -> int:
+        return self.offspring or self.population
+
+
+@dataclass
+class EngineState:
+    """Everything needed to continue a run exactly: checkpoint = this object; resume = load it and keep stepping.
+
+    cache maps a genome's canonical key to its `Evaluation`, so no program is evaluated twice. elapsed is wall
+    seconds spent so far (over all sessions of the run).
+    """
+
+    generation: int
+    population: list[Individual]
+    front: list[Individual]
+    rng_state: dict[str, Any]
+    cache: dict[Hashable, Evaluation]
+    logbook: list[dict[str, Any]]
+    evaluations: int = 0
+    elapsed: float = 0.0
+    stop_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """What one step did: its statistics line and the genomes whose evaluation failed (with reasons)."""
+
+    stats: dict[str, Any]
+    failures: list[dict[str, Any]]
+
+
+def _evaluate(genomes: Sequence[Any], space: Space, evaluator: Evaluator, cache: dict[Hashable, Evaluation],
+              ) -> tuple[list[Individual], int, list[dict[str, Any]]]:
+    """Individuals for `genomes`, evaluating each distinct uncached key once, in first-seen order."""
+    keys = [space.key(g) for g in genomes]
+    todo: dict[Hashable, Any] = {}
+    for k, g in zip(keys, genomes):
+        if k not in cache and k not in todo:
+            todo[k] = g
+    results = evaluator.evaluate(list(todo.values())) if todo else []
+    failures = []
+    for (k, g), ev in zip(todo.items(), results):
+        cache[k] = ev
+        if ev.failed is not None:
+            failures.append({"key": str(k), "genome": space.describe(g), "reason": ev.failed})
+    return [Individual(g, cache[k], k) for g, k in zip(genomes, keys)], len(todo), failures
+
+
+def _statistics(state: EngineState, objective: Objective, new_evals: int, seconds: float,
+                failures: int) -> dict[str, Any]:
+    feasible = [ind.evaluation.values for ind in state.population if ind.evaluation.feasible]
+    stats: dict[str, Any] = {
+        "generation": state.generation,
+        "evaluations": state.evaluations,
+        "new_evaluations": new_evals,
+        "failures": failures,
+        "feasible": len(feasible),
+        "elapsed": round(state.elapsed, 6),
+        "evals_per_s": round(new_evals / seconds, 3) if seconds > 0 else None,
+        "front_size": len(state.front),
+    }
+    if feasible:
+        values = np.asarray(feasible, dtype=float)
+        for j, (name, direction) in enumerate(zip(objective.names, objective.directions)):
+            column = values[:, j]
+            stats[f"best_{name}"] = float(column.min() if direction == "min" else column.max())
+            stats[f"median_{name}"] = float(np.median(column))
+    return stats
+
+
+def initialise(space: Space, objective: Objective, settings: SearchSettings, seed: int,
+               evaluator: Evaluator) -> tuple[EngineState, GenerationReport]:
+    """Generation 0: the space's initial population, evaluated."""
+    start = time.perf_counter()
+    rng = np.random.default_rng(seed)
+    genomes = space.initial(rng, settings.population)
+    cache: dict[Hashable, Evaluation] = {}
+    population, new_evals, failures = _evaluate(genomes, space, evaluator, cache)
+    population = select_survivors(population, settings.population, objective.directions)
+    front = update_front([], population, objective.directions, settings.hall_of_fame)
+    seconds = time.perf_counter() - start
+    state = EngineState(generation=0, population=population, front=front, rng_state=rng.bit_generator.state,
+                        cache=cache, logbook=[], evaluations=new_evals, elapsed=seconds)
+    stats = _statistics(state, objective, new_evals, seconds, len(failures))
+    state.logbook.append(stats)
+    return state, GenerationReport(stats, failures)
+
+
+def _make_children(parents: list[Individual], n: int, space: Space, settings: SearchSettings,
+                   rng: np.random.Generator) -> list[Any]:
+    """DEAP's varOr: each child comes from crossover, or mutation, or is a copy, never from two of them."""
+    ops = rng.random(n)
+    children = []
+    for i in range(n):
+        a, b = parents[2 * i].genome, parents[2 * i + 1].genome
+        if ops[i] < settings.crossover_prob:
+            children.append(space.crossover(a, b, rng)[0])
+        elif ops[i] < settings.crossover_prob + settings.mutation_prob:
+            children.append(space.mutate(a, rng))
+        else:
+            children.append(a)
+    return children
+
+
+def step(state: EngineState, space: Space, objective: Objective, settings: SearchSettings,
+         evaluator: Evaluator) -> tuple[EngineState, GenerationReport]:
+    """One generation: select parents, vary, evaluate the new, keep the best `population` of parents + children.
+
+    The cache inside `state` is updated in place (it only grows); everything else comes back as a new state.
+    """
+    start = time.perf_counter()
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng_state
+    n = settings.n_offspring
+    order = rank_order(state.population, objective.directions)
+    parents = tournament(state.population, order, 2 * n, settings.tournament, rng)
+    children = _make_children(parents, n, space, settings, rng)
+    offspring, new_evals, failures = _evaluate(children, space, evaluator, state.cache)
+    population = select_survivors(state.population + offspring, settings.population, objective.directions)
+    front = update_front(state.front, offspring, objective.directions, settings.hall_of_fame)
+    seconds = time.perf_counter() - start
+    new_state = replace(state, generation=state.generation + 1, population=population, front=front,
+                        rng_state=rng.bit_generator.state, evaluations=state.evaluations + new_evals,
+                        elapsed=state.elapsed + seconds, logbook=list(state.logbook))
+    stats = _statistics(new_state, objective, new_evals, seconds, len(failures))
+    new_state.logbook.append(stats)
+    return new_state, GenerationReport(stats, failures)
+
+
+def target_reached(front: Sequence[Individual], objective: Objective, targets: dict[str, float]) -> bool:
+    """True when one front member meets every target (<= for minimised objectives, >= for maximised)."""
+    if not targets:
+        return False
+    index = {name: j for j, name in enumerate(objective.names)}
+    for ind in front:
+        ok = True
+        for name, threshold in targets.items():
+            value = ind.evaluation.values[index[name]]
+            direction = objective.directions[index[name]]
+            ok &= value <= threshold if direction == "min" else value >= threshold
+        if ok:
+            return True
+    return False
+
+
+def stop_reason(state: EngineState, objective: Objective, settings: SearchSettings) -> str | None:
+    """Why the run should stop now, or None to go on."""
+    if target_reached(state.front, objective, settings.targets):
+        return "target reached"
+    if state.generation >= settings.generations:
+        return f"{settings.generations} generations done"
+    if settings.max_evaluations and state.evaluations >= settings.max_evaluations:
+        return f"{state.evaluations} evaluations done (limit {settings.max_evaluations})"
+    if settings.wall_time and state.elapsed >= settings.wall_time:
+        return f"wall time {settings.wall_time:g} s spent"
+    return None
+
+
+def evolve(space: Space, objective: Objective, settings: SearchSettings, seed: int = 0,
+           evaluator: Evaluator | None = None, state: EngineState | None = None,
+           on_generation: Callable[[EngineState, GenerationReport], None] | None = None) -> EngineState:
+    """Run the search to a stopping rule; pass `state` to continue one. `on_generation` sees every step
+    (the job layer uses it to checkpoint and log). Returns the final state with `stop_reason` set."""
+    evaluator = evaluator or LocalEvaluator(objective)
+    if state is None:
+        state, report = initialise(space, objective, settings, seed, evaluator)
+        if on_generation:
+            on_generation(state, report)
+    while (reason := stop_reason(state, objective, settings)) is None:
+        state, report = step(state, space, objective, settings, evaluator)
+        if on_generation:
+            on_generation(state, report)
+    state.stop_reason = reason
+    return state
+
+
+def front_table(front: Sequence[Individual], objective: Objective) -> list[dict[str, Any]]:
+    """The front as JSON-able rows (rank, objective values, extras), the form written to `front.json`."""
+    rows = []
+    for rank, ind in enumerate(front):
+        row: dict[str, Any] = {"rank": rank, "key": str(ind.key)}
+        row.update({name: (None if math.isinf(v) else v) for name, v in zip(objective.names, ind.evaluation.values)})
+        row.update(ind.evaluation.extras)
+        rows.append(row)
+    return rows

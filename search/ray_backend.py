@@ -1,0 +1,99 @@
+"""The Ray backend: the same `Evaluator` interface, evaluations spread over Ray worker processes.
+
+Embedded by default: `ray.init()` starts a private local Ray with `workers` CPUs. With `address` (or RAY_ADDRESS)
+it joins an existing cluster instead and uses what the cluster has. The objective goes into the object store once
+(`ray.put`), not with every task. Genomes travel in chunks so Ray's per-task overhead (about a millisecond) is paid
+per chunk rather than per evaluation.
+
+Failure handling, in layers: inside a task each genome has its own SIGALRM timeout (see `guarded_evaluate`); a task
+whose worker dies (segfault, OOM kill) is retried `max_retries` times by Ray and then scored as failed; a task
+stuck past its whole chunk's time budget (a hang inside C code that ignores the alarm) is force-cancelled, which
+kills its worker process, and the chunk is scored as failed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Sequence
+
+from search.evaluation import Evaluator, evaluate_chunk
+from search.protocols import Evaluation, Objective
+
+# A task whose worker process died is retried this many times before its genomes are scored as failed.
+MAX_TASK_RETRIES = 2
+# Extra seconds granted to a chunk beyond the sum of its evaluations' timeouts before its worker is killed.
+CHUNK_GRACE_SECONDS = 5.0
+
+
+def _remote_chunk():
+    import ray
+
+    @ray.remote(max_retries=MAX_TASK_RETRIES, retry_exceptions=False)
+    def evaluate_remote(objective: Objective, genomes: list[Any], timeout: float | None) -> list[Evaluation]:
+        return evaluate_chunk(objective, genomes, timeout)
+
+    return evaluate_remote
+
+
+class RayEvaluator(Evaluator):
+    """Evaluates on Ray workers; results in input order, so runs are identical to in-process ones."""
+
+    def __init__(self, objective: Objective, workers: int = 2, address: str | None = None,
+                 timeout: float | None = None, chunks_per_worker: int = 4, runtime_env: dict | None = None):
+        import ray
+
+        self.objective = objective
+        self.timeout = timeout
+        self.chunks_per_worker = chunks_per_worker
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        self._started_here = not ray.is_initialized()
+        if self._started_here:
+            if address:
+                ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                         runtime_env=runtime_env)
+        self.workers = workers if not address else max(1, int(ray.cluster_resources().get("CPU", workers)))
+        self._objective_ref = ray.put(objective)
+        self._remote = _remote_chunk()
+
+    def _chunks(self, n: int) -> list[range]:
+        count = max(1, min(n, self.workers * self.chunks_per_worker))
+        size = math.ceil(n / count)
+        return [range(i, min(n, i + size)) for i in range(0, n, size)]
+
+    def evaluate(self, genomes: Sequence[Any]) -> list[Evaluation]:
+        import ray
+
+        if not genomes:
+            return []
+        n_values, directions = len(self.objective.names), self.objective.directions
+        chunks = self._chunks(len(genomes))
+        refs = [self._remote.remote(self._objective_ref, [genomes[i] for i in chunk], self.timeout)
+                for chunk in chunks]
+        deadline = None
+        if self.timeout:
+            deadline = max(len(c) for c in chunks) * self.timeout + CHUNK_GRACE_SECONDS
+        ready, pending = ray.wait(refs, num_returns=len(refs), timeout=deadline)
+        results: list[Evaluation | None] = [None] * len(genomes)
+        for ref, chunk in zip(refs, chunks):
+            if ref in pending:
+                ray.cancel(ref, force=True)
+                reasons = [f"worker killed: chunk ran past {deadline:g} s"] * len(chunk)
+                outcome = [Evaluation.failure(r, n_values, directions) for r in reasons]
+            else:
+                try:
+                    outcome = ray.get(ref)
+                except Exception as exc:  # worker died past its retries, or the task could not run
+                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    outcome = [Evaluation.failure(reason, n_values, directions) for _ in chunk]
+            for i, evaluation in zip(chunk, outcome):
+                results[i] = evaluation
+        return results  # type: ignore[return-value]
+
+    def close(self) -> None:
+        import ray
+
+        if self._started_here and ray.is_initialized():
+            ray.shutdown()
