@@ -1,0 +1,144 @@
+"""The `evoforge` command line. User mistakes print one `error:` line and exit 2; bugs keep their tracebacks."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from search.protocols import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Evolutionary program search: run a job, resume it, report on it, emit its code.")
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def _overrides(seed, workers, address, data, target, local) -> dict:
+    overrides = {"seed": seed, "backend.workers": workers, "backend.address": address, "data.target": target}
+    if data is not None:
+        overrides["data.path"] = str(Path(data).expanduser().resolve())
+    if address:
+        overrides["backend.kind"] = "ray"
+    if local:
+        overrides["backend.kind"] = "local"
+    return overrides
+
+
+def _finish(job, run, state) -> None:
+    from runs.job import emit_best
+
+    console.print(f"run directory: {run.path}")
+    console.print(f"stopped: {state.stop_reason}; {state.generation} generations, {state.evaluations} evaluations, "
+                  f"{state.elapsed:.1f} s")
+    if state.front:
+        best = state.front[0]
+        values = ", ".join(f"{n}={v:.6g}" for n, v in zip(job.objective.names, best.evaluation.values))
+        console.print(f"best: {job.space.describe(best.genome)}  ({values})")
+        path = emit_best(job, run, state)
+        console.print(f"discovered code written to {path}")
+    else:
+        console.print("no feasible individual found; see failures.jsonl in the run directory")
+
+
+@app.command()
+def run(spec: str = typer.Argument(..., help="a spec file or a preset name (see `evoforge presets`)"),
+        workers: Optional[int] = typer.Option(None, help="Ray worker CPUs for the embedded Ray"),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address (or set RAY_ADDRESS)"),
+        seed: Optional[int] = typer.Option(None, help="random seed; the same seed gives the same front"),
+        out: Optional[Path] = typer.Option(None, help="run directory (default: evoforge-runs/NAME-TIME)"),
+        data: Optional[Path] = typer.Option(None, help="CSV of samples (sets data.path)"),
+        target: Optional[str] = typer.Option(None, help="the CSV column to predict (sets data.target)"),
+        local: bool = typer.Option(False, "--local", help="evaluate in-process instead of on Ray"),
+        quiet: bool = typer.Option(False, help="no progress display")):
+    """Run a search job from a spec or preset; prints where the discovered code was written."""
+    from runs.job import start
+    from runs.spec import load_spec
+
+    loaded = load_spec(spec, _overrides(seed, workers, address, data, target, local))
+    job, run_dir, state = start(loaded, out, progress=not quiet)
+    _finish(job, run_dir, state)
+
+
+@app.command()
+def resume(rundir: Path = typer.Argument(..., help="a run directory made by `evoforge run`"),
+           quiet: bool = typer.Option(False, help="no progress display")):
+    """Continue a run from its last checkpoint (after a crash or kill); nothing done before it is lost."""
+    from runs.job import resume as resume_run
+
+    job, run_dir, state = resume_run(rundir, progress=not quiet)
+    _finish(job, run_dir, state)
+
+
+@app.command()
+def report(rundir: Path = typer.Argument(..., help="a run directory")):
+    """Print the front as a table and write a convergence plot (PNG) into the run directory."""
+    from runs import report as reporting
+    from runs.rundir import RunDirectory
+
+    run_dir = RunDirectory.open(rundir)
+    rows, reason = reporting.front_rows(run_dir)
+    console.print(reporting.front_table(rows, f"front of {run_dir.path.name} (stopped: {reason})"))
+    failures = run_dir.read_failures()
+    if failures:
+        console.print(f"{len(failures)} failed evaluation(s), see {run_dir.failures_path}")
+    png = reporting.convergence_plot(run_dir, run_dir.path / "convergence.png")
+    console.print(f"convergence plot written to {png}")
+
+
+@app.command()
+def emit(rundir: Path = typer.Argument(..., help="a run directory"),
+         lang: Optional[str] = typer.Option(None, help="c, numpy, python, sympy, latex, triton, cuda (per space)"),
+         rank: int = typer.Option(0, help="front member, 0 = best by the first objective")):
+    """Write the code of one front member into RUNDIR/code and print its path."""
+    from runs.job import emit_best, load_run
+
+    job, run_dir = load_run(rundir)
+    state = run_dir.load_checkpoint()
+    if state is None:
+        raise UserError(f"RUNDIR: {rundir} has no checkpoint yet; let the run finish a generation first")
+    console.print(str(emit_best(job, run_dir, state, lang, rank)))
+
+
+@app.command()
+def presets():
+    """List the shipped presets, runnable as `evoforge run NAME`."""
+    from runs.spec import PRESETS_DIR, preset_names, read_table
+
+    for name in preset_names():
+        description = read_table(PRESETS_DIR / f"{name}.toml").get("description", "")
+        console.print(f"{name:24s} {description}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        err.print(f"warning: {message}", markup=False, highlight=False)
+
+    warnings.showwarning = show_warning
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        sys.exit(2)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code or 0)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

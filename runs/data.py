@@ -1,0 +1,64 @@
+"""Loading a CSV of samples into a `Dataset`, with the checks a user needs before a long search.
+
+Errors (the run cannot make sense): missing file, missing target column, non-numeric cells, NaN or empty cells,
+fewer than two rows. Warnings (the run can go on): a constant input column carries no information; a constant
+target is fitted by any constant.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from search.protocols import Dataset, UserError
+
+
+class DataWarning(UserWarning):
+    """A dataset oddity worth telling the user about; the CLI prints it as one 'warning:' line."""
+
+
+def load_csv(path: Path, target: str) -> Dataset:
+    """Read a CSV with a header row; every column but `target` becomes an input variable."""
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+    except OSError as exc:
+        raise UserError(f"data.path: cannot read {path} ({exc.strerror}); give an existing CSV file") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if len(rows) < 3:
+        raise UserError(f"data.path: {path} needs a header row and at least two data rows, found {max(0, len(rows) - 1)}")
+    header = [h.strip() for h in rows[0]]
+    if target not in header:
+        raise UserError(f"data.target: column {target!r} is not in {path.name}; columns are {', '.join(header)}")
+    if len(header) < 2:
+        raise UserError(f"data.path: {path.name} has only the target column; add at least one input column")
+    values = np.full((len(rows) - 1, len(header)), np.nan)
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UserError(f"data.path: {path.name} line {i} has {len(row)} cells, the header has {len(header)}")
+        for j, cell in enumerate(row):
+            cell = cell.strip()
+            try:
+                values[i - 2, j] = float(cell) if cell else np.nan
+            except ValueError:
+                raise UserError(f"data.path: {path.name} line {i}, column {header[j]!r}: {cell!r} is not a number") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows_bad = np.flatnonzero(bad.any(axis=1))
+        col = header[int(np.flatnonzero(bad.any(axis=0))[0])]
+        raise UserError(f"data.path: {path.name} has {len(rows_bad)} row(s) with NaN, inf or empty cells (first at line "
+                        f"{rows_bad[0] + 2}, column {col!r}); drop or fill those rows")
+    t = header.index(target)
+    inputs = [j for j in range(len(header)) if j != t]
+    for j in inputs:
+        if np.ptp(values[:, j]) == 0.0:
+            warnings.warn(f"data: input column {header[j]!r} is constant ({values[0, j]:g}); it carries no information",
+                          DataWarning, stacklevel=2)
+    if np.ptp(values[:, t]) == 0.0:
+        warnings.warn(f"data: target column {target!r} is constant ({values[0, t]:g}); any constant fits it",
+                      DataWarning, stacklevel=2)
+    return Dataset(X=values[:, inputs].copy(), y=values[:, t].copy(), variables=tuple(header[j] for j in inputs),
+                   target=target, source=str(path))
