@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -47,12 +46,12 @@ def _finish(job, run, state) -> None:
 
 @app.command()
 def run(spec: str = typer.Argument(..., help="a spec file or a preset name (see `evoforge presets`)"),
-        workers: Optional[int] = typer.Option(None, help="Ray worker CPUs for the embedded Ray"),
-        address: Optional[str] = typer.Option(None, help="Ray cluster address (or set RAY_ADDRESS)"),
-        seed: Optional[int] = typer.Option(None, help="random seed; the same seed gives the same front"),
-        out: Optional[Path] = typer.Option(None, help="run directory (default: evoforge-runs/NAME-TIME)"),
-        data: Optional[Path] = typer.Option(None, help="CSV of samples (sets data.path)"),
-        target: Optional[str] = typer.Option(None, help="the CSV column to predict (sets data.target)"),
+        workers: int | None = typer.Option(None, help="Ray worker CPUs for the embedded Ray"),
+        address: str | None = typer.Option(None, help="Ray cluster address (or set RAY_ADDRESS)"),
+        seed: int | None = typer.Option(None, help="random seed; the same seed gives the same front"),
+        out: Path | None = typer.Option(None, help="run directory (default: evoforge-runs/NAME-TIME)"),
+        data: Path | None = typer.Option(None, help="CSV of samples (sets data.path)"),
+        target: str | None = typer.Option(None, help="the CSV column to predict (sets data.target)"),
         local: bool = typer.Option(False, "--local", help="evaluate in-process instead of on Ray"),
         quiet: bool = typer.Option(False, help="no progress display")):
     """Run a search job from a spec or preset; prints where the discovered code was written."""
@@ -92,7 +91,7 @@ def report(rundir: Path = typer.Argument(..., help="a run directory")):
 
 @app.command()
 def emit(rundir: Path = typer.Argument(..., help="a run directory"),
-         lang: Optional[str] = typer.Option(None, help="c, numpy, python, sympy, latex, triton, cuda (per space)"),
+         lang: str | None = typer.Option(None, help="c, numpy, python, sympy, latex, triton, cuda (per space)"),
          rank: int = typer.Option(0, help="front member, 0 = best by the first objective")):
     """Write the code of one front member into RUNDIR/code and print its path."""
     from runs.job import emit_best, load_run

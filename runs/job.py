@@ -5,6 +5,7 @@ This is the only place that knows all four; `search/` sees a Space, an Objective
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from runs.spec import RunSpec, parse_spec, read_table
 from search.combined import CombinedObjective
 from search.engine import EngineState, GenerationReport, evolve, front_table
 from search.evaluation import Evaluator, LocalEvaluator
+from search.islands import ArchipelagoState
 from search.protocols import Context, Objective, Space
 
 
@@ -37,6 +39,17 @@ def build_job(spec: RunSpec) -> Job:
     return Job(spec=spec, space=space, objective=objective)
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cluster_runtime_env(address: str | None) -> dict | None:
+    """When joining a cluster from a source checkout, ship the project to the workers (Ray's working_dir)."""
+    if not (address or os.environ.get("RAY_ADDRESS")) or not (REPO_ROOT / "pyproject.toml").is_file():
+        return None
+    return {"working_dir": str(REPO_ROOT),
+            "excludes": [".venv", ".git", "evoforge-runs", "bench/results", "**/__pycache__", ".whl", ".gl"]}
+
+
 def make_evaluator(spec: RunSpec, objective: Objective) -> Evaluator:
     backend = spec.backend
     timeout = backend.timeout or None
@@ -44,15 +57,23 @@ def make_evaluator(spec: RunSpec, objective: Objective) -> Evaluator:
         return LocalEvaluator(objective, timeout=timeout)
     from search.ray_backend import RayEvaluator
 
-    return RayEvaluator(objective, workers=backend.workers, address=backend.address, timeout=timeout)
+    return RayEvaluator(objective, workers=backend.workers, address=backend.address, timeout=timeout,
+                        runtime_env=cluster_runtime_env(backend.address))
 
 
 def default_run_dir(spec: RunSpec) -> Path:
     return Path("evoforge-runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def execute(job: Job, run: RunDirectory, state: EngineState | None, progress: bool = True) -> EngineState:
+def execute(job: Job, run: RunDirectory, state, progress: bool = True):
     """Run (or continue) the search, logging and checkpointing every generation, then write the front."""
+    final = _execute_islands(job, run, state, progress) if job.spec.islands else _execute_single(job, run, state, progress)
+    run.save_checkpoint(final)
+    run.write_front(front_table(final.front, job.objective), final.stop_reason)
+    return final
+
+
+def _execute_single(job: Job, run: RunDirectory, state: EngineState | None, progress: bool) -> EngineState:
     spec = job.spec
 
     def on_generation(new_state: EngineState, report: GenerationReport) -> None:
@@ -68,9 +89,54 @@ def execute(job: Job, run: RunDirectory, state: EngineState | None, progress: bo
                            on_generation=on_generation)
     finally:
         bar.close()
-    run.save_checkpoint(final)
-    run.write_front(front_table(final.front, job.objective), final.stop_reason)
     return final
+
+
+def _epoch_summary(state: ArchipelagoState, reports: list[list[GenerationReport]], objective: Objective,
+                   seconds: float) -> dict:
+    new_evals = sum(r.stats["new_evaluations"] for island in reports for r in island)
+    summary = {"generation": state.generation, "evaluations": state.evaluations, "islands": len(state.islands),
+               "evals_per_s": round(new_evals / seconds, 3) if seconds > 0 else None}
+    for j, name in enumerate(objective.names):
+        if state.front:
+            values = [ind.evaluation.values[j] for ind in state.front]
+            summary[f"best_{name}"] = min(values) if objective.directions[j] == "min" else max(values)
+    return summary
+
+
+def _execute_islands(job: Job, run: RunDirectory, state: ArchipelagoState | None, progress: bool) -> ArchipelagoState:
+    from search.islands import evolve_islands
+
+    spec = job.spec
+    clock = [time.perf_counter()]
+
+    def on_epoch(new_state: ArchipelagoState, reports: list[list[GenerationReport]]) -> None:
+        lines = [dict(island=i, **r.stats) for i, island in enumerate(reports) for r in island]
+        failures = [dict(island=i, generation=r.stats["generation"], **f)
+                    for i, island in enumerate(reports) for r in island for f in r.failures]
+        run.append(run.stats_path, lines)
+        run.append(run.failures_path, failures)
+        run.save_checkpoint(new_state)
+        now = time.perf_counter()
+        bar.update(new_state, GenerationReport(_epoch_summary(new_state, reports, job.objective, now - clock[0]), []))
+        clock[0] = now
+
+    use_ray = spec.backend.kind == "ray"
+    started = False
+    if use_ray:
+        from search.ray_backend import connect
+
+        started = connect(spec.backend.workers, spec.backend.address, cluster_runtime_env(spec.backend.address))
+    bar = RunProgress(job.objective, spec.search, state.generation if state else 0, enabled=progress)
+    try:
+        return evolve_islands(job.space, job.objective, spec.search, spec.islands, seed=spec.seed, state=state,
+                              use_ray=use_ray, timeout=spec.backend.timeout or None, on_epoch=on_epoch)
+    finally:
+        bar.close()
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def start(spec: RunSpec, out: Path | None, progress: bool = True) -> tuple[Job, RunDirectory, EngineState]:

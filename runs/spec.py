@@ -35,10 +35,11 @@ from typing import Any
 import objectives
 import spaces
 from search.engine import SearchSettings
+from search.islands import IslandSettings
 from search.protocols import UserError
 
 PRESETS_DIR = Path(__file__).parent / "presets"
-TOP_LEVEL = ("description", "seed", "space", "objectives", "data", "search", "backend")
+TOP_LEVEL = ("description", "seed", "space", "objectives", "data", "search", "islands", "backend")
 
 
 class SpecError(UserError):
@@ -80,6 +81,7 @@ class RunSpec:
     objectives: tuple[ComponentSpec, ...]
     data: DataSpec | None
     search: SearchSettings
+    islands: IslandSettings | None
     backend: BackendSpec
     table: dict[str, Any]  # the validated TOML table with overrides applied, written to the run directory
 
@@ -181,6 +183,18 @@ def _check_search(settings: SearchSettings, objective_names: list[str]) -> None:
             raise SpecError(f"search.targets.{name}: expected a number, got {value!r}")
 
 
+def _check_islands(islands: IslandSettings, population: int) -> None:
+    for name in ("islands", "migration_interval"):
+        if getattr(islands, name) < 1:
+            raise SpecError(f"islands.{name}: must be a positive integer, got {getattr(islands, name)}")
+    if not 0 <= islands.migrants <= population:
+        raise SpecError(f"islands.migrants: must be within 0..search.population ({population}), got {islands.migrants}")
+    if islands.topology not in ("ring", "random"):
+        raise SpecError(f"islands.topology: unknown topology {islands.topology!r}; allowed: random, ring")
+    if islands.hosts < 0:
+        raise SpecError(f"islands.hosts: must be >= 0 (0 = one Ray actor per island), got {islands.hosts}")
+
+
 def _check_backend(backend: BackendSpec) -> None:
     if backend.kind not in ("ray", "local"):
         raise SpecError(f"backend.kind: unknown backend {backend.kind!r}; allowed: local, ray")
@@ -239,6 +253,10 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
         data = DataSpec(path=path if path.is_absolute() else (base_dir / path).resolve(), target=raw["target"])
     search = build_dataclass(SearchSettings, _table(table, "search"), "search")
     _check_search(search, names)
+    islands = None
+    if "islands" in table:
+        islands = build_dataclass(IslandSettings, _table(table, "islands"), "islands")
+        _check_islands(islands, search.population)
     backend = build_dataclass(BackendSpec, _table(table, "backend"), "backend")
     _check_backend(backend)
     description = table.get("description", "")
@@ -246,7 +264,7 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
         raise SpecError(f"description: expected a string, got {description!r}")
     resolved = apply_overrides(table, {"data.path": str(data.path) if data else None})
     return RunSpec(name=name, description=description, seed=seed, space=space, objectives=parts, data=data,
-                   search=search, backend=backend, table=resolved)
+                   search=search, islands=islands, backend=backend, table=resolved)
 
 
 def _table(table: dict[str, Any], key: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ the whole evaluation fails with that part's reason, so a genome is never half-sc
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from search.evaluation import normalise
 from search.protocols import Context, Evaluation, Objective

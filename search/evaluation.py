@@ -13,7 +13,8 @@ import threading
 import time
 import traceback
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from search.protocols import Evaluation, Objective
 

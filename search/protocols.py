@@ -56,8 +56,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Hashable, Literal, Sequence, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class Evaluation:
         return float(sum(max(0.0, v) for v in self.violations))
 
     @staticmethod
-    def failure(reason: str, n_values: int, directions: Sequence[Direction]) -> "Evaluation":
+    def failure(reason: str, n_values: int, directions: Sequence[Direction]) -> Evaluation:
         worst = tuple(math.inf if d == "min" else -math.inf for d in directions)
         assert len(worst) == n_values
         return Evaluation(values=worst, failed=reason)

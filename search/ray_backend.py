@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from search.evaluation import Evaluator, evaluate_chunk
 from search.protocols import Evaluation, Objective
@@ -24,6 +25,23 @@ from search.protocols import Evaluation, Objective
 MAX_TASK_RETRIES = 2
 # Extra seconds granted to a chunk beyond the sum of its evaluations' timeouts before its worker is killed.
 CHUNK_GRACE_SECONDS = 5.0
+
+
+def connect(workers: int, address: str | None = None, runtime_env: dict | None = None) -> bool:
+    """Start an embedded Ray with `workers` CPUs, or join `address` (or RAY_ADDRESS); no-op if already connected.
+
+    Returns True when this call started the connection (so its owner should shut it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                 runtime_env=runtime_env)
+    return True
 
 
 def _remote_chunk():
@@ -47,13 +65,7 @@ class RayEvaluator(Evaluator):
         self.timeout = timeout
         self.chunks_per_worker = chunks_per_worker
         address = address or os.environ.get("RAY_ADDRESS") or None
-        self._started_here = not ray.is_initialized()
-        if self._started_here:
-            if address:
-                ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-                         runtime_env=runtime_env)
+        self._started_here = connect(workers, address, runtime_env)
         self.workers = workers if not address else max(1, int(ray.cluster_resources().get("CPU", workers)))
         self._objective_ref = ray.put(objective)
         self._remote = _remote_chunk()

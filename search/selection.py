@@ -8,8 +8,9 @@ the global `random` module, which would break determinism, so only its determini
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 from deap import base, tools

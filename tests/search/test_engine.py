@@ -97,7 +97,7 @@ def test_constraint_keeps_front_feasible_and_finds_the_boundary():
 
 
 def test_crossover_and_mutation_probabilities_must_leave_room():
-    with pytest.raises(Exception):
-        from runs.spec import _check_search
+    from runs.spec import SpecError, _check_search
 
+    with pytest.raises(SpecError, match="must be <= 1"):
         _check_search(SearchSettings(crossover_prob=0.8, mutation_prob=0.5), ["ones"])

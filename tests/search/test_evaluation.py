@@ -1,6 +1,7 @@
 import time
 
 import faulty_objective
+
 from objectives.bit_problems import OneMax
 from search.engine import SearchSettings, evolve
 from search.evaluation import LocalEvaluator, guarded_evaluate

@@ -1,6 +1,7 @@
 """The Ray backend against a real local Ray (2 CPUs): determinism and failure handling."""
 
 import faulty_objective
+
 from objectives.bit_problems import Trap
 from search.engine import SearchSettings, evolve
 from search.evaluation import LocalEvaluator

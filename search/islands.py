@@ -1,0 +1,223 @@
+"""The island model: K populations evolving apart, exchanging their best every few generations.
+
+Each island is an ordinary `EngineState` with its own seed (spawned from the run seed), stepped by the same
+`search.engine.step`. Migration is synchronous per epoch: every island runs `migration_interval` generations,
+then each sends its best `migrants` to its neighbour (a ring, or a random derangement drawn from the driver's
+seeded generator). Islands are hosted by Ray actors that are stateless between epochs: the driver sends an
+island's state in and gets the new state back, so
+
+* the result does not depend on how many actors (or machines) host the islands: same seed, same front;
+* an actor that dies is restarted by Ray and the epoch is replayed from the island's last state, which is
+  exactly what the checkpoint on disk holds, so nothing is lost and nothing changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from search.engine import EngineState, GenerationReport, SearchSettings, initialise, step, stop_reason
+from search.evaluation import LocalEvaluator
+from search.protocols import Objective, Space
+from search.selection import Individual, rank_order, select_survivors, update_front
+
+# An island actor that dies is restarted, and its epoch replayed, at most this many times before the driver runs
+# that island itself.
+MAX_ACTOR_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class IslandSettings:
+    """islands: number of populations (each of `SearchSettings.population`). migration_interval: generations per
+    epoch. migrants: individuals each island sends per epoch. topology: "ring" or "random". hosts: Ray actors
+    hosting the islands (0 = one per island); it changes speed, never results."""
+
+    islands: int = 4
+    migration_interval: int = 5
+    migrants: int = 2
+    topology: str = "ring"
+    hosts: int = 0
+
+
+@dataclass
+class ArchipelagoState:
+    """All islands plus the driver's own state: what an island run checkpoints and resumes from."""
+
+    epoch: int
+    islands: list[EngineState]
+    front: list[Individual]
+    rng_state: dict[str, Any]
+    elapsed: float = 0.0
+    stop_reason: str | None = None
+    logbook: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def generation(self) -> int:
+        return min(s.generation for s in self.islands)
+
+    @property
+    def evaluations(self) -> int:
+        return sum(s.evaluations for s in self.islands)
+
+    @property
+    def population(self) -> list[Individual]:
+        return [ind for s in self.islands for ind in s.population]
+
+
+class IslandHost:
+    """Steps islands for the driver. Holds only the space, objective and settings (shipped once)."""
+
+    def __init__(self, space: Space, objective: Objective, settings: SearchSettings, timeout: float | None):
+        self.space, self.objective, self.settings = space, objective, settings
+        self.evaluator = LocalEvaluator(objective, timeout=timeout)
+
+    def advance(self, states: list[EngineState], generations: int) -> list[tuple[EngineState, list[GenerationReport]]]:
+        out = []
+        for state in states:
+            reports = []
+            for _ in range(generations):
+                state, report = step(state, self.space, self.objective, self.settings, self.evaluator)
+                reports.append(report)
+            out.append((state, reports))
+        return out
+
+    def start(self, seeds: list[int]) -> list[tuple[EngineState, list[GenerationReport]]]:
+        out = []
+        for seed in seeds:
+            state, report = initialise(self.space, self.objective, self.settings, seed, self.evaluator)
+            out.append((state, [report]))
+        return out
+
+
+def island_seeds(seed: int, count: int) -> list[int]:
+    """Independent per-island seeds derived from the run seed (numpy SeedSequence spawning)."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(count)]
+
+
+def destinations(count: int, topology: str, rng: np.random.Generator) -> list[int]:
+    """Where island i sends its migrants: the next island on a ring, or a random derangement (no self-loops)."""
+    if count < 2:
+        return [0] * count
+    if topology == "ring":
+        return [(i + 1) % count for i in range(count)]
+    while True:
+        perm = rng.permutation(count)
+        if all(int(p) != i for i, p in enumerate(perm)):
+            return [int(p) for p in perm]
+
+
+def migrate(states: list[EngineState], objective: Objective, settings: SearchSettings, islands: IslandSettings,
+            rng: np.random.Generator) -> list[EngineState]:
+    """Each island's best `migrants` join its destination, which keeps its best `population` of old + newcomers."""
+    targets = destinations(len(states), islands.topology, rng)
+    incoming: list[list[Individual]] = [[] for _ in states]
+    for i, state in enumerate(states):
+        order = rank_order(state.population, objective.directions)
+        incoming[targets[i]] += [state.population[j] for j in order[: islands.migrants]]
+    migrated = []
+    for state, newcomers in zip(states, incoming):
+        cache = state.cache
+        for ind in newcomers:
+            cache.setdefault(ind.key, ind.evaluation)
+        population = select_survivors(state.population + newcomers, settings.population, objective.directions)
+        migrated.append(replace(state, population=population, cache=cache))
+    return migrated
+
+
+class _Hosts:
+    """Runs `IslandHost` calls in-process or on Ray actors, replaying an epoch when an actor dies."""
+
+    def __init__(self, space, objective, settings, islands: IslandSettings, timeout, use_ray: bool):
+        self.use_ray = use_ray
+        self.args = (space, objective, settings, timeout)
+        count = islands.hosts or islands.islands
+        self.count = max(1, min(count, islands.islands))
+        if use_ray:
+            import ray
+
+            remote = ray.remote(max_restarts=MAX_ACTOR_RESTARTS, max_task_retries=0)(IslandHost)
+            refs = [ray.put(a) for a in self.args]  # shipped through the object store once, not per actor
+            self.actors = [remote.remote(*refs) for _ in range(self.count)]
+        self.local = IslandHost(*self.args)
+
+    def call(self, method: str, per_island: list[Any], *extra) -> list[Any]:
+        groups = [list(range(h, len(per_island), self.count)) for h in range(self.count)]
+        results: list[Any] = [None] * len(per_island)
+        if not self.use_ray:
+            for group in groups:
+                out = getattr(self.local, method)([per_island[i] for i in group], *extra)
+                for i, r in zip(group, out):
+                    results[i] = r
+            return results
+        import ray
+
+        pending = {h: getattr(self.actors[h], method).remote([per_island[i] for i in g], *extra)
+                   for h, g in enumerate(groups) if g}
+        for h, ref in pending.items():
+            out = None
+            for _ in range(MAX_ACTOR_RESTARTS + 1):
+                try:
+                    out = ray.get(ref)
+                    break
+                except ray.exceptions.RayActorError:  # the actor died: Ray restarts it, we replay the epoch
+                    ref = getattr(self.actors[h], method).remote([per_island[i] for i in groups[h]], *extra)
+                except ray.exceptions.RayError:
+                    break
+            if out is None:  # restarts exhausted: the driver runs this host's islands itself
+                out = getattr(self.local, method)([per_island[i] for i in groups[h]], *extra)
+            for i, r in zip(groups[h], out):
+                results[i] = r
+        return results
+
+    def close(self):
+        if self.use_ray:
+            import ray
+
+            for actor in self.actors:
+                ray.kill(actor, no_restart=True)
+
+
+def evolve_islands(space: Space, objective: Objective, settings: SearchSettings, islands: IslandSettings,
+                   seed: int = 0, state: ArchipelagoState | None = None, use_ray: bool = False,
+                   timeout: float | None = None,
+                   on_epoch: Callable[[ArchipelagoState, list[list[GenerationReport]]], None] | None = None,
+                   ) -> ArchipelagoState:
+    """Run K islands to a stopping rule (generations per island, total evaluations, wall time, target on the
+    global front). Same seed and settings give the same global front whatever `use_ray` and `islands.hosts`."""
+    hosts = _Hosts(space, objective, settings, islands, timeout, use_ray)
+    try:
+        if state is None:
+            start = time.perf_counter()
+            started = hosts.call("start", island_seeds(seed, islands.islands))
+            states = [s for s, _ in started]
+            front = update_front([], [ind for s in states for ind in s.front], objective.directions,
+                                 settings.hall_of_fame)
+            rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(islands.islands + 1)[-1])
+            state = ArchipelagoState(epoch=0, islands=states, front=front, rng_state=rng.bit_generator.state,
+                                     elapsed=time.perf_counter() - start)
+            if on_epoch:
+                on_epoch(state, [r for _, r in started])
+        while (reason := stop_reason(state, objective, settings)) is None:
+            start = time.perf_counter()
+            generations = min(islands.migration_interval, settings.generations - state.generation)
+            advanced = hosts.call("advance", state.islands, generations)
+            states = [s for s, _ in advanced]
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state.rng_state
+            if state.generation + generations < settings.generations:
+                states = migrate(states, objective, settings, islands, rng)
+            newcomers = [ind for s in states for ind in s.front]
+            front = update_front(state.front, newcomers, objective.directions, settings.hall_of_fame)
+            state = ArchipelagoState(epoch=state.epoch + 1, islands=states, front=front,
+                                     rng_state=rng.bit_generator.state,
+                                     elapsed=state.elapsed + time.perf_counter() - start, logbook=state.logbook)
+            if on_epoch:
+                on_epoch(state, [r for _, r in advanced])
+    finally:
+        hosts.close()
+    state.stop_reason = reason
+    return state
