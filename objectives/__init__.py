@@ -3,6 +3,15 @@ one line here. Entries are "module:Class" strings so heavy imports load only whe
 """
 
 REGISTRY: dict[str, str] = {
+    "schedule_validator": "objectives.schedule_validator:ScheduleValidator",
+    "makespan": "objectives.makespan:Makespan",
+    "model_size": "objectives.model_size:ModelSize",
+    "gflops": "objectives.gflops:GFlops",
+    "distillation": "objectives.distillation:Distillation",
+    "fit": "objectives.fit:FitObjective",
+    "size": "objectives.size:SizeObjective",
     "onemax": "objectives.bit_problems:OneMax",
     "trap": "objectives.bit_problems:Trap",
+    "ulp": "objectives.ulp:UlpObjective",
+    "ops": "objectives.op_count:OpCountObjective",
 }

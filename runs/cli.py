@@ -104,6 +104,22 @@ def emit(rundir: Path = typer.Argument(..., help="a run directory"),
 
 
 @app.command()
+def submit(spec: str = typer.Argument(..., help="a spec file or a preset name"),
+           address: str = typer.Option("http://127.0.0.1:8265", help="the cluster's Ray job server (dashboard)"),
+           out: str | None = typer.Option(None, help="run directory on the cluster (default ~/evoforge-runs/NAME-TIME)"),
+           seed: int | None = typer.Option(None, help="random seed"),
+           wait: bool = typer.Option(False, "--wait", help="follow the job until it ends and print its log")):
+    """Submit a run to a Ray cluster as a Ray job (it keeps running when this machine goes away)."""
+    from runs.spec import load_spec
+    from runs.submit import submit as submit_job
+
+    loaded = load_spec(spec, {"seed": seed})
+    _, status = submit_job(loaded, address, out, wait, log=lambda text: console.print(text, markup=False, highlight=False))
+    if wait and status != "SUCCEEDED":
+        raise UserError(f"job: ended with status {status}; see the log above")
+
+
+@app.command()
 def presets():
     """List the shipped presets, runnable as `evoforge run NAME`."""
     from runs.spec import PRESETS_DIR, preset_names, read_table

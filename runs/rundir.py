@@ -37,7 +37,7 @@ class RunDirectory:
     code_dir = property(lambda self: self.path / "code")
 
     @classmethod
-    def create(cls, path: Path, spec_table: dict[str, Any]) -> "RunDirectory":
+    def create(cls, path: Path, spec_table: dict[str, Any]) -> RunDirectory:
         """A fresh run directory; refuses one that already holds a run, which `resume` should continue instead."""
         run = cls(path)
         if run.checkpoint_path.exists() or run.spec_path.exists():
@@ -48,7 +48,7 @@ class RunDirectory:
         return run
 
     @classmethod
-    def open(cls, path: Path) -> "RunDirectory":
+    def open(cls, path: Path) -> RunDirectory:
         run = cls(path)
         if not run.spec_path.is_file():
             raise UserError(f"RUNDIR: {path} is not a run directory (no spec.toml); give a folder made by `evoforge run`")

@@ -4,5 +4,10 @@ Entries are "module:Class" strings so that a space's heavy imports (torch, trans
 """
 
 REGISTRY: dict[str, str] = {
+    "megakernel": "spaces.megakernel.space:MegakernelSpace",
+    "transformer_shapes": "spaces.architecture.shapes:TransformerShapeSpace",
+    "eml": "spaces.eml.space:EmlSpace",
+    "optree": "spaces.optree:OpTreeSpace",
     "bitstring": "spaces.bitstring:BitStringSpace",
+    "float32": "spaces.float32.space:Float32Space",
 }
