@@ -86,7 +86,9 @@ def report(rundir: Path = typer.Argument(..., help="a run directory")):
     if failures:
         console.print(f"{len(failures)} failed evaluation(s), see {run_dir.failures_path}")
     png = reporting.convergence_plot(run_dir, run_dir.path / "convergence.png")
+    page = reporting.html_report(run_dir, png, run_dir.path / "report.html")
     console.print(f"convergence plot written to {png}")
+    console.print(f"report page written to {page}")
 
 
 @app.command()

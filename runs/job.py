@@ -69,7 +69,7 @@ def execute(job: Job, run: RunDirectory, state, progress: bool = True):
     """Run (or continue) the search, logging and checkpointing every generation, then write the front."""
     final = _execute_islands(job, run, state, progress) if job.spec.islands else _execute_single(job, run, state, progress)
     run.save_checkpoint(final)
-    run.write_front(front_table(final.front, job.objective), final.stop_reason)
+    run.write_front(front_table(final.front, job.objective, job.space.describe), final.stop_reason)
     return final
 
 

@@ -226,11 +226,14 @@ def evolve(space: Space, objective: Objective, settings: SearchSettings, seed: i
     return state
 
 
-def front_table(front: Sequence[Individual], objective: Objective) -> list[dict[str, Any]]:
-    """The front as JSON-able rows (rank, objective values, extras), the form written to `front.json`."""
+def front_table(front: Sequence[Individual], objective: Objective,
+                describe: Callable[[Any], str] | None = None) -> list[dict[str, Any]]:
+    """The front as JSON-able rows (rank, program, objective values, extras), the form written to `front.json`."""
     rows = []
     for rank, ind in enumerate(front):
         row: dict[str, Any] = {"rank": rank, "key": str(ind.key)}
+        if describe is not None:
+            row["program"] = describe(ind.genome)
         row.update({name: (None if math.isinf(v) else v) for name, v in zip(objective.names, ind.evaluation.values)})
         row.update(ind.evaluation.extras)
         rows.append(row)
