@@ -122,6 +122,16 @@ def submit(spec: str = typer.Argument(..., help="a spec file or a preset name"),
 
 
 @app.command()
+def validate(schedule: str = typer.Argument(..., help="a megakernel schedule (JSON, e.g. from `evoforge emit --lang json`)")):
+    """Statically certify a megakernel schedule (deadlock- and race-freedom): ACCEPT, or REJECT with reasons."""
+    from runs.validate import validate as validate_schedule
+
+    code = validate_schedule(schedule)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def presets():
     """List the shipped presets, runnable as `evoforge run NAME`."""
     from runs.spec import PRESETS_DIR, preset_names, read_table
@@ -139,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
 
     warnings.showwarning = show_warning
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)  # click returns an Exit's code in this mode
+        if isinstance(result, int) and result:
+            sys.exit(result)
     except UserError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         sys.exit(2)

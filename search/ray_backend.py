@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +26,9 @@ from search.protocols import Evaluation, Objective
 MAX_TASK_RETRIES = 2
 # Extra seconds granted to a chunk beyond the sum of its evaluations' timeouts before its worker is killed.
 CHUNK_GRACE_SECONDS = 5.0
+# A task should carry at least this much work, so Ray's per-task cost (about a millisecond of scheduling and
+# transfer) stays a small fraction of it; cheap evaluations are therefore packed into fewer, larger chunks.
+MIN_TASK_SECONDS = 0.05
 
 
 def connect(workers: int, address: str | None = None, runtime_env: dict | None = None) -> bool:
@@ -58,20 +62,29 @@ class RayEvaluator(Evaluator):
     """Evaluates on Ray workers; results in input order, so runs are identical to in-process ones."""
 
     def __init__(self, objective: Objective, workers: int = 2, address: str | None = None,
-                 timeout: float | None = None, chunks_per_worker: int = 4, runtime_env: dict | None = None):
+                 timeout: float | None = None, chunks_per_worker: int = 4, runtime_env: dict | None = None,
+                 min_task_seconds: float = MIN_TASK_SECONDS):
         import ray
 
         self.objective = objective
         self.timeout = timeout
         self.chunks_per_worker = chunks_per_worker
+        self.min_task_seconds = min_task_seconds
         address = address or os.environ.get("RAY_ADDRESS") or None
         self._started_here = connect(workers, address, runtime_env)
         self.workers = workers if not address else max(1, int(ray.cluster_resources().get("CPU", workers)))
         self._objective_ref = ray.put(objective)
         self._remote = _remote_chunk()
+        self._seconds_per_eval: float | None = None  # measured, per evaluation and worker
 
     def _chunks(self, n: int) -> list[range]:
-        count = max(1, min(n, self.workers * self.chunks_per_worker))
+        """Split n genomes into chunks: up to `chunks_per_worker` per worker for load balance, but no chunk
+        lighter than MIN_TASK_SECONDS of measured work (one chunk per worker at least)."""
+        count = self.workers * self.chunks_per_worker
+        if self._seconds_per_eval is not None and self.min_task_seconds > 0:
+            by_work = math.ceil(n * self._seconds_per_eval / self.min_task_seconds)
+            count = min(count, max(self.workers, by_work))
+        count = max(1, min(n, count))
         size = math.ceil(n / count)
         return [range(i, min(n, i + size)) for i in range(0, n, size)]
 
@@ -87,7 +100,10 @@ class RayEvaluator(Evaluator):
         deadline = None
         if self.timeout:
             deadline = max(len(c) for c in chunks) * self.timeout + CHUNK_GRACE_SECONDS
+        start = time.perf_counter()
         ready, pending = ray.wait(refs, num_returns=len(refs), timeout=deadline)
+        busy = min(self.workers, len(chunks))
+        self._seconds_per_eval = (time.perf_counter() - start) * busy / len(genomes)
         results: list[Evaluation | None] = [None] * len(genomes)
         for ref, chunk in zip(refs, chunks):
             if ref in pending:

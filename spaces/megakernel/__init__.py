@@ -1,0 +1,1 @@
+"""Megakernel schedules: IR, lowering, ground-truth explorer, CPU executor, cost model, search space, CUDA emitter."""

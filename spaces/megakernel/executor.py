@@ -1,0 +1,134 @@
+"""Run a schedule on the CPU with real threads: one thread per worker, numpy tasks, atomic counters, a grid barrier.
+
+Every task reads and writes only through its declared regions (views into storage arrays), so a schedule that
+aliases buffers or lets a consumer run before its producer computes exactly the wrong thing a GPU would. Activation
+storages are poisoned with NaN before each step, so reading a not-yet-written value shows up in the output.
+`delays` (task name -> seconds slept before it runs) forces an adversarial thread order for race demonstrations.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from spaces.megakernel.ir import Region, Schedule, Task
+from spaces.megakernel.lower import ModelDims
+from spaces.megakernel.model import rmsnorm, rope, silu
+
+CACHES = ("kcache", "vcache")
+
+
+class ExecutionHang(Exception):
+    """A wait or barrier did not complete within the timeout: the schedule deadlocked at run time."""
+
+
+@dataclass
+class Memory:
+    """Storages (name -> float32 array). Caches persist across decode steps; activations are re-poisoned."""
+
+    storages: dict[str, np.ndarray]
+
+    @staticmethod
+    def allocate(s: Schedule, weights: dict[str, np.ndarray]) -> Memory:
+        size: dict[str, int] = {}
+        for b in s.buffers:
+            size[b.storage] = max(size.get(b.storage, 0), b.end)
+        storages = {st: np.zeros(n, np.float32) for st, n in size.items()}
+        for b in s.buffers:
+            if b.name in weights:
+                storages[b.storage][b.offset:b.end] = weights[b.name].reshape(-1)
+        return Memory(storages)
+
+    def view(self, s: Schedule, r: Region) -> np.ndarray:
+        b = s.buffer(r.buffer)
+        return self.storages[b.storage][b.offset + r.start:b.offset + r.stop]
+
+
+def run_task(task: Task, s: Schedule, mem: Memory, d: ModelDims, token: int, pos: int) -> None:
+    """Execute one task's numpy kernel through its regions."""
+    R = [mem.view(s, r) for r in task.reads]
+    out = mem.view(s, task.writes[0])
+    hd, P = d.head_dim, d.max_positions
+    if task.op == "embed":
+        out[:] = R[0].reshape(d.vocab, d.hidden)[token]
+    elif task.op == "rmsnorm":
+        out[:] = rmsnorm(R[0].copy(), R[1], d.eps)
+    elif task.op == "matvec":
+        out[:] = R[1].reshape(out.size, -1) @ R[0]
+    elif task.op == "matvec_residual":
+        out[:] = R[2] + R[1].reshape(out.size, -1) @ R[0]
+    elif task.op == "gate_up":
+        out[:] = silu(R[1].reshape(out.size, -1) @ R[0]) * (R[2].reshape(out.size, -1) @ R[0])
+    elif task.op == "norm_matvec":  # RMSNorm recomputed inside the tile
+        out[:] = R[2].reshape(out.size, -1) @ rmsnorm(R[0].copy(), R[1], d.eps)
+    elif task.op == "norm_gate_up":
+        h = rmsnorm(R[0].copy(), R[1], d.eps)
+        out[:] = silu(R[2].reshape(out.size, -1) @ h) * (R[3].reshape(out.size, -1) @ h)
+    elif task.op == "rope_kv":
+        n = task.param("head1") - task.param("head0")
+        k, v = R[0].reshape(n, hd), R[1].reshape(n, hd)
+        mem.view(s, task.writes[0]).reshape(n, P, hd)[:, pos] = rope(k, pos, d.rope_theta)
+        mem.view(s, task.writes[1]).reshape(n, P, hd)[:, pos] = v
+    elif task.op == "attention":
+        h0, h1 = task.param("head0"), task.param("head1")
+        group = d.heads // d.kv_heads
+        q = rope(R[0].reshape(h1 - h0, hd), pos, d.rope_theta)
+        keys, values = R[1].reshape(-1, P, hd), R[2].reshape(-1, P, hd)
+        res = np.empty((h1 - h0, hd), np.float32)
+        for i, h in enumerate(range(h0, h1)):
+            kv = h // group - h0 // group
+            sc = keys[kv, : pos + 1] @ q[i] / np.sqrt(np.float32(hd))
+            p = np.exp(sc - sc.max())
+            res[i] = (p / p.sum()) @ values[kv, : pos + 1]
+        out[:] = res.reshape(-1)
+    else:
+        raise ValueError(f"unknown op {task.op!r}")
+
+
+def execute(s: Schedule, mem: Memory, d: ModelDims, token: int, pos: int, delays: dict[str, float] | None = None,
+            timeout: float = 10.0) -> np.ndarray:
+    """One decode step of `s` on `mem` with one thread per worker; returns a copy of the logits."""
+    delays = delays or {}
+    for b in s.buffers:
+        if not b.name.startswith("w_") and b.name not in CACHES:
+            mem.storages[b.storage][b.offset:b.end] = np.nan
+    counts = {c: 0 for c in s.counters}
+    cond = threading.Condition()
+    barrier = threading.Barrier(s.workers, timeout=timeout)
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        try:
+            for st in s.programs[w]:
+                if st.kind == "run":
+                    task = s.tasks[st.task]
+                    if task.name in delays:
+                        time.sleep(delays[task.name])
+                    run_task(task, s, mem, d, token, pos)
+                elif st.kind == "signal":
+                    with cond:  # the lock's release is the release fence: earlier writes are visible to waiters
+                        counts[st.counter] += st.count
+                        cond.notify_all()
+                elif st.kind == "wait":
+                    with cond:
+                        if not cond.wait_for(lambda c=st.counter, n=st.count: counts[c] >= n, timeout=timeout):
+                            raise ExecutionHang(f"worker {w} timed out in wait({st.counter}>={st.count})")
+                else:
+                    barrier.wait()
+        except threading.BrokenBarrierError:
+            errors.append(ExecutionHang(f"worker {w}: grid barrier broken (timeout or another worker failed)"))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(e)
+            barrier.abort()
+
+    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(s.workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout * 2)
+    if errors:
+        raise errors[0]
+    return mem.view(s, Region("logits", 0, d.vocab)).copy()
