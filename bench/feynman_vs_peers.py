@@ -95,12 +95,64 @@ def run_gplearn(Xtr, ytr, budget, seed, symbols):
     return expr, (lambda P: reg.predict(P))
 
 
+def snap_constants(expr: sp.Expr) -> sp.Expr:
+    """Snap fitted constants to what they evidently are: |c| < 1e-5 to 0, others to a nearby simple number
+    (rationals, pi) within 1e-6 relative. Applied to every system alike, so a peer that computes in float32
+    (pyoperon) is not ruled out by digits its arithmetic cannot give."""
+    replacements = {}
+    for constant in expr.atoms(sp.Float):
+        value = float(constant)
+        if abs(value) < 1e-5:
+            replacements[constant] = sp.Integer(0)
+        else:
+            replacements[constant] = sp.nsimplify(value, [sp.pi], tolerance=1e-6 * abs(value))
+    return expr.xreplace(replacements)
+
+
+def recovered_after_snapping(formula: str, target: str) -> bool:
+    try:
+        names = sorted(str(s) for s in sp.sympify(target).free_symbols | sp.sympify(formula).free_symbols)
+        local = {n: sp.Symbol(n, positive=True) for n in names}
+        found = snap_constants(sp.sympify(formula, locals=local))
+        goal = sp.sympify(target, locals=local)
+        symbols = [local[n] for n in names]
+        points = np.random.default_rng(0).uniform(1.0, 3.0, (50, len(symbols)))
+        with np.errstate(all="ignore"):
+            a = np.asarray(sp.lambdify(symbols, found, "numpy")(*points.T), dtype=complex) * np.ones(50)
+            b = np.asarray(sp.lambdify(symbols, goal, "numpy")(*points.T), dtype=complex) * np.ones(50)
+        if not np.allclose(a, b, rtol=1e-9, atol=0):  # cheap rejection before asking sympy for a proof
+            return False
+        return sp.simplify(found - goal) == 0
+    except (sp.SympifyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return False
+
+
+def rescore(results: dict) -> None:
+    """Add `recovered_snapped` to every entry and summary of a results file, without rerunning the systems."""
+    for row in results["formulas"]:
+        for entry in row["systems"].values():
+            entry["recovered_snapped"] = bool(entry.get("formula")) and recovered_after_snapping(entry["formula"],
+                                                                                               row["target"])
+    for system, summary in results["systems"].items():
+        summary["recovered_snapped"] = sum(r["systems"][system]["recovered_snapped"] for r in results["formulas"])
+    print("system              recovered  after snapping constants  median test R^2")
+    for system, s in results["systems"].items():
+        print(f"{system:<18} {s['recovered']:>4}/{s['formulas']:<5} {s['recovered_snapped']:>12}/{s['formulas']:<12} "
+              f"{s['median_test_r2']:>15.6f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--budget", type=float, default=30.0, help="wall seconds per formula and system")
     ap.add_argument("--systems", nargs="+", default=["evoforge-eml", "evoforge-optree", "pyoperon", "gplearn"])
     ap.add_argument("--limit", type=int, default=0, help="only the first N formulas (0 = all)")
+    ap.add_argument("--rescore", action="store_true", help="recompute the snapped-constants column of the results file")
     args = ap.parse_args()
+    if args.rescore:
+        results = json.loads(RESULTS.read_text())
+        rescore(results)
+        RESULTS.write_text(json.dumps(results, indent=1, default=str))
+        return
     warnings.filterwarnings("ignore")
     formulas = parsed()[: args.limit or None]
     rows = []
@@ -144,9 +196,11 @@ def main() -> None:
     print("\nsystem              recovered  median test R^2  median s")
     for system, s in summary.items():
         print(f"{system:<18} {s['recovered']:>4}/{s['formulas']:<5} {s['median_test_r2']:>15.6f} {s['median_seconds']:>9.1f}")
+    results = {"budget_seconds": args.budget, "train": 200, "test": 200, "noise": 0.0, "systems": summary,
+               "formulas": rows}
+    rescore(results)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"budget_seconds": args.budget, "train": 200, "test": 200, "noise": 0.0,
-                                   "systems": summary, "formulas": rows}, indent=1, default=str))
+    RESULTS.write_text(json.dumps(results, indent=1, default=str))
     print(f"wrote {RESULTS}")
 
 

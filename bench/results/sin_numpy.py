@@ -1,0 +1,83 @@
+"""evoforge float32 sin, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.8147 on 2099812 sampled inputs."""
+
+import numpy as np
+
+F32 = np.float32
+
+
+def fma(a, b, c):
+    """float32 fma rounded once: exact binary64 product, TwoSum, round-to-odd, then one rounding to binary32."""
+    a, b, c = (np.asarray(v, F32).astype(np.float64) for v in (a, b, c))
+    p = a * b
+    s = p + c
+    bb = s - p
+    e = (p - (s - bb)) + (c - bb)
+    need = (e != 0) & np.isfinite(e) & ((s.view(np.uint64) & np.uint64(1)) == 0)
+    s = np.where(need, np.nextafter(s, np.where(e > 0, np.inf, -np.inf)), s)
+    return s.astype(F32)
+
+
+def f32(bits):
+    return np.asarray(bits, np.int64).astype(np.uint32).view(F32)
+
+
+def bits(x):
+    return np.asarray(x, F32).view(np.uint32).astype(np.int64)
+
+
+def core(r):
+    v1 = np.asarray((r * r), F32)
+    v2 = np.asarray((v1 * v1), F32)
+    v3 = np.asarray(fma(v1, F32(float.fromhex('0x1.980c540000000p-16')), F32(float.fromhex('-0x1.6c09aa0000000p-10'))), F32)
+    v4 = np.asarray(fma(v3, v1, F32(float.fromhex('0x1.5555520000000p-5'))), F32)
+    v5 = np.asarray(fma(v1, F32(float.fromhex('-0x1.9ac6dc0000000p-13')), F32(float.fromhex('0x1.110c2e0000000p-7'))), F32)
+    v6 = np.asarray(fma(v5, v1, F32(float.fromhex('-0x1.5555520000000p-3'))), F32)
+    v7 = np.asarray((r * v1), F32)
+    v8 = np.asarray((v7 * v6), F32)
+    v9 = np.asarray((v2 * v4), F32)
+    return v8, v9
+
+
+INV_PIO4 = np.array([0x000000a2, 0x0000a2f9, 0x00a2f983, 0xa2f9836e, 0xf9836e4e, 0x836e4e44, 0x6e4e4415, 0x4e441529, 0x441529fc, 0x1529fc27, 0x29fc2757, 0xfc2757d1, 0x2757d1f5, 0x57d1f534, 0xd1f534dd, 0xf534ddc0, 0x34ddc0db, 0xddc0db62, 0xc0db6295, 0xdb629599, 0x6295993c, 0x95993c43, 0x993c4390, 0x3c439041], np.uint64)
+
+
+def reduce_large(ax):
+    xi = np.asarray(ax, F32).view(np.uint32).astype(np.uint64)
+    idx = ((xi >> np.uint64(26)) & np.uint64(15)).astype(np.int64)
+    m = ((xi & np.uint64(0xFFFFFF)) | np.uint64(0x800000)) << ((xi >> np.uint64(23)) & np.uint64(7))
+    res0 = (m * INV_PIO4[idx]) & np.uint64(0xFFFFFFFF)
+    res0 = ((m * INV_PIO4[idx + 8]) >> np.uint64(32)) | (res0 << np.uint64(32))
+    res0 = res0 + m * INV_PIO4[idx + 4]
+    n = (res0 + np.uint64(1 << 61)) >> np.uint64(62)
+    res0 = res0 - (n << np.uint64(62))
+    return res0.view(np.int64).astype(np.float64) * float.fromhex('0x1.921fb54442d18p-62'), n.astype(np.int64)
+
+
+def evoforge_sin(x):
+    x = np.asarray(x, F32)
+    with np.errstate(all='ignore'):
+        xd = x.astype(np.float64)
+        t = xd * float.fromhex('0x1.45f306dc9c883p-1') + 6755399441055744.0
+        n = t.view(np.int64) & 0xFFFFFFFF
+        kd = t - 6755399441055744.0
+        r = (xd - kd * float.fromhex('0x1.921fb54400000p+0')) - kd * float.fromhex('0x1.0b46000000000p-34')
+        ax = np.abs(x)
+        large = (ax >= F32(120.0)) & np.isfinite(x)
+        rb, nb = reduce_large(np.where(large, ax, F32(1000.0)))
+        r = np.where(large, np.where(x < 0, -rb, rb), r)
+        n = np.where(large, np.where(x < 0, -nb, nb), n)
+        rh = r.astype(F32)
+        rl = (r - rh.astype(np.float64)).astype(F32)
+        sp, cp = core(rh)
+        hr = (F32(0.5) * rh).astype(F32)
+        hz = (rh * hr).astype(F32)
+        e_hz = fma(rh, hr, -hz)
+        w = (F32(1.0) - hz).astype(F32)
+        corr = ((-hz) - (w - F32(1.0)).astype(F32)).astype(F32)
+        s = (rh + (sp + fma(rl, (cp - hz).astype(F32), rl)).astype(F32)).astype(F32)
+        c = (w + ((corr - e_hz).astype(F32) + fma(-rh, rl, cp)).astype(F32)).astype(F32)
+        q = (n + 0) & 3
+        y = np.where(q & 1 == 0, s, c)
+        y = np.where(q & 2 == 0, y, -y).astype(F32)
+        y = np.where(ax < F32(2.0 ** -12), x, y)
+        return np.where(np.isfinite(x), y, F32(np.nan)).astype(F32)

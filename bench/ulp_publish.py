@@ -1,0 +1,128 @@
+"""Pick the cheapest program under 1 ULP per function and commit its C as bench/results/NAME.c.
+
+    python bench/ulp_publish.py                   # all six functions
+    python bench/ulp_publish.py --only exp --points 2097152
+
+Candidates: every front member in bench/results/ulp_search_*.json for the function (found by bench/ulp_search.py),
+and, labelled "classic", the textbook forms (`space.classic_forms`) with fitted constants. Each candidate's constants
+are polished (`fitting.polish`, float32-aware, on 2^20 inputs), then measured on an independent sample of --points
+inputs; the fewest ops with max ULP <= --bound wins (ties: lower error). Writes NAME.c (`float evoforge_NAME(float)`),
+NAME_numpy.py and NAME.json (program, constants, origin, sample error). The exhaustive verdict is
+bench/ulp_exhaustive.py's job, not this script's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.protocols import Context  # noqa: E402
+from spaces.float32 import emit as emitters  # noqa: E402
+from spaces.float32.fitting import polish  # noqa: E402
+from spaces.float32.program import op_count, render  # noqa: E402
+from spaces.float32.reduction import TARGETS, ulp_error  # noqa: E402
+from spaces.float32.space import Float32Space, classic_forms  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NAMES = ("exp", "exp2", "log", "log2", "sin", "cos")
+
+
+def candidates(name: str, max_ops: int) -> list[tuple[str, tuple]]:
+    space = Float32Space(Float32Space.Config(target=name, max_ops=max_ops), Context())
+    found = []
+    for path in sorted(RESULTS.glob("ulp_search_*.json")):
+        run = json.loads(path.read_text())
+        if run.get("target") != name:
+            continue
+        for row in run["front"]:
+            found.append((f"search:{path.stem}", ast.literal_eval(row["genome"])))
+    found += [("classic", space.canonical(g)) for g in classic_forms(space.target, max_ops)]
+    seen, out = set(), []
+    for origin, prog in found:
+        if prog not in seen:
+            seen.add(prog)
+            out.append((origin, prog))
+    return out
+
+
+def publish(name: str, points: int, bound: float, max_ops: int) -> dict:
+    target = TARGETS[name]
+    space = Float32Space(Float32Space.Config(target=name, max_ops=max_ops), Context())
+    x = np.concatenate([target.sample(points, np.random.default_rng(2024)), target.hard_points()])
+    ref = target.reference(x)
+    rows = []
+    for origin, prog in sorted(candidates(name, max_ops), key=lambda c: op_count(c[1], target.n_outputs)):
+        ops = op_count(prog, target.n_outputs, target.n_inputs)
+        if any(r["ok"] and r["ops"] < ops for r in rows):
+            break                                     # a cheaper program already passed
+        fit = space.fit(prog)
+        if fit.sample_max_ulp > 4 * bound:
+            continue
+        consts, _ = polish(prog, name, fit.constants)
+        err = float(np.max(ulp_error(target.evaluate(prog, consts, x), ref)))
+        rows.append({"origin": origin, "ops": ops, "max_ulp_sample": err, "ok": err <= bound, "program": prog,
+                     "constants": consts})
+        print(f"  {name}: {origin:<28} {ops:>3} ops  max ULP {err:.4f}", flush=True)
+    ok = sorted([r for r in rows if r["ok"]], key=lambda r: (r["ops"], r["max_ulp_sample"]))
+    if not ok:
+        return {"function": name, "published": False, "tried": len(rows)}
+    best = ok[0]
+    prog, consts = best["program"], best["constants"]
+    note = f"Origin: {best['origin']}; max ULP {best['max_ulp_sample']:.4f} on {x.size} sampled inputs."
+    (RESULTS / f"{name}.c").write_text(emitters.emit(prog, consts, target, "c", note))
+    (RESULTS / f"{name}_numpy.py").write_text(emitters.emit(prog, consts, target, "numpy", note))
+    info = {"function": name, "published": True, "origin": best["origin"], "program_ops": best["ops"],
+            "harness_ops": target.harness_ops, "max_ulp_sample": best["max_ulp_sample"], "sample_size": int(x.size),
+            "program": render(prog, consts, target.n_inputs), "genome": repr(prog),
+            "constants": [float(c).hex() for c in consts]}
+    (RESULTS / f"{name}.json").write_text(json.dumps(info, indent=1))
+    return info
+
+
+def reemit(name: str) -> None:
+    """Write NAME.c / NAME_numpy.py again from NAME.json (same program and constants), e.g. after an emitter change."""
+    info = json.loads((RESULTS / f"{name}.json").read_text())
+    prog = ast.literal_eval(info["genome"])
+    consts = [float.fromhex(c) for c in info["constants"]]
+    note = f"Origin: {info['origin']}; max ULP {info['max_ulp_sample']:.4f} on {info['sample_size']} sampled inputs."
+    target = TARGETS[name]
+    (RESULTS / f"{name}.c").write_text(emitters.emit(prog, consts, target, "c", note))
+    (RESULTS / f"{name}_numpy.py").write_text(emitters.emit(prog, consts, target, "numpy", note))
+    info["harness_ops"] = target.harness_ops
+    (RESULTS / f"{name}.json").write_text(json.dumps(info, indent=1))
+    print(f"{name}: re-emitted from {name}.json")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", default=list(NAMES))
+    ap.add_argument("--points", type=int, default=1 << 21)
+    ap.add_argument("--bound", type=float, default=1.0)
+    ap.add_argument("--max-ops", type=int, default=24)
+    ap.add_argument("--reemit", action="store_true", help="only re-emit the code of the published programs")
+    args = ap.parse_args()
+    if args.reemit:
+        for name in args.only:
+            reemit(name)
+        return
+    t0 = time.perf_counter()
+    table = [publish(name, args.points, args.bound, args.max_ops) for name in args.only]
+    print(f"\n{'function':<8} {'origin':<28} {'program ops':>11} {'max ULP (sample)':>17}")
+    for r in table:
+        if r["published"]:
+            print(f"{r['function']:<8} {r['origin']:<28} {r['program_ops']:>11} {r['max_ulp_sample']:>17.4f}")
+        else:
+            print(f"{r['function']:<8} nothing under the bound ({r['tried']} tried)")
+    print(f"{time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

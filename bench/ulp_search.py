@@ -1,0 +1,147 @@
+"""Evolve a float32 approximation under 1 ULP and record how long it took; write the best program's C.
+
+    python bench/ulp_search.py --target exp                  # from scratch: random programs, no seeded polynomial
+    python bench/ulp_search.py --target log --seeded         # classic forms in the initial population
+
+Objectives: max ULP (constraint <= 1) and op count; the run stops at --minutes, or earlier with --stop-at-target
+(the first feasible program). The front's programs are then re-measured on 200k inputs; the run (settings, time
+to the first feasible program, per-generation log, front) goes to bench/results/ulp_search_TARGET_TAG.json and the
+best feasible one's C to bench/results/TARGET_TAG_search.c. `bench/ulp_publish.py` then compares the front with the
+classic forms (the peer) and commits the cheapest under 1 ULP as bench/results/NAME.c.
+Evaluations run in a process pool (--workers, default 2 = this machine's cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from objectives.op_count import OpCountObjective  # noqa: E402
+from objectives.ulp import UlpObjective  # noqa: E402
+from search.combined import CombinedObjective  # noqa: E402
+from search.engine import SearchSettings, evolve  # noqa: E402
+from search.evaluation import Evaluator, evaluate_chunk  # noqa: E402
+from search.protocols import Context  # noqa: E402
+from spaces.float32.program import op_count  # noqa: E402
+from spaces.float32.space import Float32Space  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_OBJECTIVE = None
+
+
+def _init(objective):
+    global _OBJECTIVE
+    _OBJECTIVE = objective
+
+
+def _work(genomes):
+    return evaluate_chunk(_OBJECTIVE, genomes, None)
+
+
+class PoolEvaluator(Evaluator):
+    """Chunks of genomes to a local process pool; results in input order (the fitter's cache is per process)."""
+
+    def __init__(self, objective, workers: int):
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(workers, initializer=_init, initargs=(objective,))
+
+    def evaluate(self, genomes):
+        chunks = [list(genomes[i::self.workers * 4]) for i in range(self.workers * 4)]
+        results = list(self.pool.map(_work, chunks))
+        out = [None] * len(genomes)
+        for i, res in enumerate(results):
+            for j, ev in enumerate(res):
+                out[i + j * self.workers * 4] = ev
+        return out
+
+    def close(self):
+        self.pool.shutdown()
+
+
+def build(target: str, seeded: bool, max_ops: int, seed: int):
+    space = Float32Space(Float32Space.Config(target=target, max_ops=max_ops, seed_polynomials=seeded),
+                         Context(seed=seed))
+    ulp = UlpObjective(UlpObjective.Config(samples=6000), space, Context(seed=seed))
+    ops = OpCountObjective(OpCountObjective.Config(), space, Context(seed=seed))
+    return space, CombinedObjective([ulp, ops])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", default="exp")
+    ap.add_argument("--seeded", action="store_true")
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--population", type=int, default=100)
+    ap.add_argument("--max-ops", type=int, default=12)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stop-at-target", action="store_true")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+
+    space, objective = build(args.target, args.seeded, args.max_ops, args.seed)
+    settings = SearchSettings(population=args.population, generations=100000, wall_time=args.minutes * 60,
+                              targets={"max_ulp": 1.0} if args.stop_at_target else {}, hall_of_fame=20)
+    first_feasible: dict = {}
+    t0 = time.perf_counter()
+    log = []
+
+    def on_generation(state, report):
+        s = report.stats
+        feas = [ind for ind in state.front if ind.evaluation.feasible]
+        if feas and not first_feasible:
+            best = min(feas, key=lambda i: i.evaluation.values)
+            first_feasible.update(seconds=time.perf_counter() - t0, generation=state.generation,
+                                  evaluations=state.evaluations, max_ulp=best.evaluation.values[0],
+                                  ops=best.evaluation.values[1], program=space.describe(best.genome))
+        bestv = min((i.evaluation.total_violation, i.evaluation.values) for i in state.population)
+        line = {"gen": state.generation, "evals": state.evaluations, "s": round(time.perf_counter() - t0, 1),
+                "best_violation": bestv[0], "best_values": list(bestv[1]), "feasible": s.get("feasible")}
+        log.append(line)
+        print(json.dumps(line), flush=True)
+
+    load_start = os.getloadavg()
+    with PoolEvaluator(objective, args.workers) as ev:
+        state = evolve(space, objective, settings, seed=args.seed, evaluator=ev, on_generation=on_generation)
+    worker_cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_end = os.getloadavg()
+
+    # re-measure the front on a larger sample; choose the cheapest feasible program
+    check = UlpObjective(UlpObjective.Config(samples=200000), space, Context(seed=args.seed + 1))
+    rows = []
+    for ind in state.front:
+        err = float(np.max(check.errors(ind.genome)))
+        rows.append({"ops": op_count(ind.genome, space.target.n_outputs, space.target.n_inputs),
+                     "max_ulp_search": ind.evaluation.values[0], "max_ulp_200k": err,
+                     "program": space.describe(ind.genome), "genome": repr(space.canonical(ind.genome))})
+    ok = sorted([r for r in rows if r["max_ulp_200k"] <= 1.0], key=lambda r: (r["ops"], r["max_ulp_200k"]))
+    name = args.target + (args.tag and f"_{args.tag}")
+    out = {"target": args.target, "seeded": args.seeded, "minutes_budget": args.minutes, "workers": args.workers,
+           "population": args.population, "stop_reason": state.stop_reason, "evaluations": state.evaluations,
+           "wall_seconds": round(time.perf_counter() - t0, 1), "first_feasible": first_feasible or None,
+           "worker_cpu_seconds": round(worker_cpu.ru_utime + worker_cpu.ru_stime, 1),
+           "load_average_start_end": [load_start, load_end],
+           "front": rows, "log": log}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"ulp_search_{name}.json").write_text(json.dumps(out, indent=1))
+    if ok:
+        best = next(ind for ind in state.front if repr(space.canonical(ind.genome)) == ok[0]["genome"])
+        (RESULTS / f"{name}_search.c").write_text(space.emit(best.genome, "c"))
+    print(f"{'ops':>4} {'max ULP (search)':>17} {'max ULP (200k)':>15}  program")
+    for r in sorted(rows, key=lambda r: r["ops"]):
+        print(f"{r['ops']:>4} {r['max_ulp_search']:>17.4f} {r['max_ulp_200k']:>15.4f}  {r['program'][:90]}")
+    print("first feasible:", json.dumps(first_feasible))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""Source code for a fitted program plus its target's fixed reduction: portable C, NumPy and Triton.
+
+All three compute exactly what `reduction.Target.evaluate` simulates (checked bit for bit in the tests for C and
+NumPy): the same operations in the same order, each rounded once, fma rounded once, no contraction of a*b + c.
+
+C: C99, exports `float evoforge_NAME(float)`, no libm call in the core: `fmaf` becomes one instruction when the
+compiler targets an FMA unit (`__FP_FAST_FMAF`, e.g. gcc -O3 -march=native / -mfma) and an exact software fma
+(binary64 product, TwoSum, round-to-odd, as in `program.fma_f32`) otherwise. The file turns floating-point
+contraction off, because a fused a*b + c would be more accurate than the verified program, and different.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from spaces.float32 import reduction as R
+from spaces.float32.program import CONST, Program, register_name
+
+
+def _c_float(v: float) -> str:
+    v32 = float(np.float32(v))
+    return f"{v32.hex()}f" if np.isfinite(v32) else ("(1.0f/0.0f)" if v32 > 0 else "(-1.0f/0.0f)")
+
+
+def _c_double(v: float) -> str:
+    return float(v).hex()
+
+
+def _operands(program: Program, constants: Sequence[float], n_in: int, literal) -> list[list[str]]:
+    consts = iter(constants)
+    out = []
+    for _, args in program:
+        out.append([literal(next(consts)) if a == CONST else register_name(a, n_in) for a in args])
+    return out
+
+
+def _c_core(program: Program, constants: Sequence[float], target: R.Target) -> str:
+    n_in = target.n_inputs
+    params = ", ".join(f"float {register_name(i, n_in)}" for i in range(n_in))
+    outs = [register_name(n_in + len(program) - target.n_outputs + j, n_in) for j in range(target.n_outputs)]
+    lines = []
+    for i, ((op, _), a) in enumerate(zip(program, _operands(program, constants, n_in, _c_float))):
+        expr = {"add": f"{a[0]} + {a[1]}", "sub": f"{a[0]} - {a[1]}", "mul": f"{a[0]} * {a[1]}",
+                "div": f"{a[0]} / {a[1]}"}.get(op) or f"ef_fma({a[0]}, {a[1]}, {a[2]})"
+        lines.append(f"    const float {register_name(n_in + i, n_in)} = {expr};")
+    if target.n_outputs == 1:
+        sig = f"EF_INLINE float ef_core({params})"
+        ret = f"    return {outs[0]};"
+    else:
+        sig = f"EF_INLINE void ef_core({params}, float *out_s, float *out_c)"
+        ret = f"    *out_s = {outs[0]};\n    *out_c = {outs[1]};"
+    return sig + " {\n" + "\n".join(lines) + "\n" + ret + "\n}\n"
+
+
+C_PRELUDE = """\
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>   /* INFINITY and NAN only; the core calls no libm function */
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize ("fp-contract=off")
+#endif
+
+#if defined(__GNUC__)
+#define EF_INLINE static inline __attribute__((always_inline))
+#else
+#define EF_INLINE static inline
+#endif
+
+static inline uint32_t ef_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
+static inline float ef_float(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
+
+/* fma rounded once: the hardware instruction when there is one, else binary64 product (exact), TwoSum, and
+   round-to-odd before the final rounding to binary32 (exact because 53 >= 2*24 + 2). */
+EF_INLINE float ef_fma(float a, float b, float c) {
+#if defined(__FP_FAST_FMAF)
+    return __builtin_fmaf(a, b, c);
+#else
+    double p = (double)a * (double)b;
+    double s = p + (double)c;
+    double bb = s - p;
+    double e = (p - (s - bb)) + ((double)c - bb);
+    if (e != 0.0 && e - e == 0.0) {
+        uint64_t u; memcpy(&u, &s, sizeof u);
+        if ((u & 1u) == 0) { u += ((e > 0.0) == (s > 0.0)) ? 1 : (uint64_t)-1; memcpy(&s, &u, sizeof s); }
+    }
+    return (float)s;
+#endif
+}
+"""
+
+
+def _c_exp_like(target: R.Target, name: str) -> str:
+    lo, hi = _c_float(target.lo_clamp), _c_float(target.hi_clamp)
+    if target.name == "exp":
+        reduce = (f"    const float sh = xc * {_c_float(R.LOG2E)} + 0x1.8p23f;\n"
+                  "    const float kf = sh - 0x1.8p23f;\n"
+                  f"    float r = ef_fma(-kf, {_c_float(R.LN2_HI)}, xc);\n"
+                  f"    r = ef_fma(-kf, {_c_float(R.LN2_LO)}, r);\n")
+    else:
+        reduce = ("    const float sh = xc + 0x1.8p23f;\n"
+                  "    const float kf = sh - 0x1.8p23f;\n"
+                  "    const float r = xc - kf;\n")
+    return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
+            f"    float xc = x > {hi} ? {hi} : x;          /* NaN passes through both clamps */\n"
+            f"    xc = xc < {lo} ? {lo} : xc;\n"
+            + reduce +
+            "    const int32_t k = (int32_t)(ef_bits(sh) - 0x4B400000u);\n"
+            "    const int32_t k1 = k >> 1;\n"
+            "    const float p = ef_core(r);\n"
+            "    const float y = p * ef_float((uint32_t)(k1 + 127) << 23);   /* exact */\n"
+            "    return y * ef_float((uint32_t)(k - k1 + 127) << 23);         /* one rounding: subnormal, inf */\n"
+            "}\n")
+
+
+def _c_log_like(target: R.Target, name: str) -> str:
+    if target.name == "log":
+        combine = (f"    const float y = ef_fma(ef, {_c_float(R.LN2_F)}, ef_fma(ef, {_c_float(R.LN2_F_LO)}, p));\n")
+    else:
+        combine = (f"    const float h = f * {_c_float(R.INVLN2_HI)};\n"
+                   f"    const float err = ef_fma(f, {_c_float(R.INVLN2_HI)}, -h);\n"
+                   "    const float s = ef + h;\n"
+                   "    const float t = (ef - s) + h;                 /* Fast2Sum: |ef| >= |h| or ef == 0 */\n"
+                   f"    float low = t + ef_fma(f, {_c_float(R.INVLN2_LO)}, err);\n"
+                   "    low = ef_fma(f, p, low);\n"
+                   "    const float y = s + low;\n")
+    return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
+            "    const uint32_t ix0 = ef_bits(x);\n"
+            "    const int tiny = ix0 < 0x00800000u;                 /* +0 and positive subnormals */\n"
+            "    const float xscaled = x * 0x1p23f;                 /* unconditional: keeps the loop branch-free */\n"
+            "    const float xs = tiny ? xscaled : x;\n"
+            "    const uint32_t ix = ef_bits(xs);\n"
+            f"    const int32_t e = (int32_t)(ix - 0x{R.SQRT_HALF_BITS:08X}u) >> 23;   /* m in [sqrt(1/2), sqrt(2)) */\n"
+            "    const float f = ef_float(ix - ((uint32_t)e << 23)) - 1.0f;            /* exact */\n"
+            "    const float ef = (float)(e - (tiny ? 23 : 0));\n"
+            "    const float p = ef_core(f);\n"
+            + combine +
+            "    /* special cases as integer masks (gcc will not vectorise the loop with float selects here):\n"
+            "       +-0 -> -inf, +inf -> +inf, negative or NaN -> NaN; everything else keeps y */\n"
+            "    const uint32_t zero = -(uint32_t)((ix0 & 0x7fffffffu) == 0);\n"
+            "    const uint32_t inf = -(uint32_t)(ix0 == 0x7f800000u);\n"
+            "    const uint32_t special = (0xff800000u & zero) | (0x7f800000u & inf) | (0x7fc00000u & ~(zero | inf));\n"
+            "    const uint32_t use = -(uint32_t)((ix0 - 1u) >= 0x7f7fffffu);\n"
+            "    return ef_float((special & use) | (ef_bits(y) & ~use));\n"
+            "}\n")
+
+
+def _c_trig(target: R.Target, name: str) -> str:
+    table = ", ".join(f"0x{int(v):08x}u" for v in R.INV_PIO4_TABLE)
+    tiny = "    y = ax < 0x1p-12f ? x : y;                 /* sin x = x, keeps -0 and subnormals */\n" \
+        if target.quadrant_shift == 0 else ""
+    return (f"static const uint32_t ef_inv_pio4[24] = {{{table}}};\n\n"
+            "/* Payne-Hanek for float32 |x| >= 2: 2/pi bits picked by the exponent, integer products (glibc sinf). */\n"
+            "static inline double ef_reduce_large(uint32_t xi, int32_t *np) {\n"
+            "    const uint32_t *arr = &ef_inv_pio4[(xi >> 26) & 15];\n"
+            "    const int shift = (xi >> 23) & 7;\n"
+            "    uint64_t n, res0, res1, res2;\n"
+            "    xi = ((xi & 0xffffff) | 0x800000) << shift;\n"
+            "    res0 = (uint64_t)(uint32_t)(xi * arr[0]);\n"
+            "    res1 = (uint64_t)xi * arr[4];\n"
+            "    res2 = (uint64_t)xi * arr[8];\n"
+            "    res0 = (res2 >> 32) | (res0 << 32);\n"
+            "    res0 += res1;\n"
+            "    n = (res0 + (1ULL << 61)) >> 62;\n"
+            "    res0 -= n << 62;\n"
+            "    *np = (int32_t)n;\n"
+            f"    return (double)(int64_t)res0 * {_c_double(R.PI63)};\n"
+            "}\n\n"
+            f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
+            "    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);\n"
+            "    double r;\n"
+            "    int32_t n;\n"
+            "    if (ax < 120.0f) {                          /* Cody-Waite in binary64 */\n"
+            "        const double xd = (double)x;\n"
+            f"        const double t = xd * {_c_double(R.INV_PIO2)} + 0x1.8p52;\n"
+            "        uint64_t tb; memcpy(&tb, &t, sizeof tb);\n"
+            "        n = (int32_t)(uint32_t)tb;\n"
+            "        const double kd = t - 0x1.8p52;\n"
+            f"        r = (xd - kd * {_c_double(R.PIO2_HI)}) - kd * {_c_double(R.PIO2_LO)};\n"
+            "    } else {\n"
+            "        r = ef_reduce_large(ef_bits(ax), &n);\n"
+            "        if (x < 0.0f) { r = -r; n = -n; }\n"
+            "    }\n"
+            "    const float rh = (float)r;\n"
+            "    const float rl = (float)(r - (double)rh);\n"
+            "    float sp, cp;\n"
+            "    ef_core(rh, &sp, &cp);                      /* sin(rh) - rh, cos(rh) - 1 + rh^2/2 */\n"
+            "    const float hr = 0.5f * rh;\n"
+            "    const float hz = rh * hr;\n"
+            "    const float e_hz = ef_fma(rh, hr, -hz);     /* exact error of hz */\n"
+            "    const float w = 1.0f - hz;\n"
+            "    const float corr = (-hz) - (w - 1.0f);      /* Fast2Sum: exact error of w */\n"
+            "    const float s = rh + (sp + ef_fma(rl, cp - hz, rl));\n"
+            "    const float c = w + ((corr - e_hz) + ef_fma(-rh, rl, cp));\n"
+            f"    const int32_t q = (n + {target.quadrant_shift}) & 3;\n"
+            "    float y = (q & 1) ? c : s;\n"
+            "    y = (q & 2) ? -y : y;\n"
+            + tiny +
+            "    return (ax <= 0x1.fffffep127f) ? y : NAN;    /* inf and NaN give NaN */\n"
+            "}\n")
+
+
+def emit_c(program: Program, constants: Sequence[float], target: R.Target, note: str = "") -> str:
+    name = target.name
+    head = (f"/* evoforge float32 {name}: generated by evoforge (spaces/float32). {note}\n"
+            f"   Program (after the fixed range reduction): {len(program)} operations.\n"
+            f"   Build: cc -O3 -march=native (FMA unit) or any C99 compiler (exact software fma). */\n")
+    body = {"exp": _c_exp_like, "exp2": _c_exp_like, "log": _c_log_like, "log2": _c_log_like,
+            "sin": _c_trig, "cos": _c_trig}[name](target, name)
+    api = (f"\n/* The exported scalar function, and an array version whose loop the compiler vectorises (the inline\n"
+           f"   body is branch-free for exp, exp2, log and log2). */\n"
+           f"float evoforge_{name}(float x) {{ return evoforge_{name}_inline(x); }}\n\n"
+           f"void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{\n"
+           f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n")
+    return head + C_PRELUDE + "\n" + _c_core(program, constants, target) + "\n" + body + api
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# NumPy: a standalone module, vectorised over arrays, bit-exact with the C (same helpers as the simulation).
+
+NUMPY_PRELUDE = '''\
+import numpy as np
+
+F32 = np.float32
+
+
+def fma(a, b, c):
+    """float32 fma rounded once: exact binary64 product, TwoSum, round-to-odd, then one rounding to binary32."""
+    a, b, c = (np.asarray(v, F32).astype(np.float64) for v in (a, b, c))
+    p = a * b
+    s = p + c
+    bb = s - p
+    e = (p - (s - bb)) + (c - bb)
+    need = (e != 0) & np.isfinite(e) & ((s.view(np.uint64) & np.uint64(1)) == 0)
+    s = np.where(need, np.nextafter(s, np.where(e > 0, np.inf, -np.inf)), s)
+    return s.astype(F32)
+
+
+def f32(bits):
+    return np.asarray(bits, np.int64).astype(np.uint32).view(F32)
+
+
+def bits(x):
+    return np.asarray(x, F32).view(np.uint32).astype(np.int64)
+'''
+
+
+def _np_core(program: Program, constants: Sequence[float], target: R.Target) -> str:
+    n_in = target.n_inputs
+    params = ", ".join(register_name(i, n_in) for i in range(n_in))
+    lines = []
+    lit = lambda v: f"F32(float.fromhex({float(np.float32(v)).hex()!r}))"  # noqa: E731
+    for i, ((op, _), a) in enumerate(zip(program, _operands(program, constants, n_in, lit))):
+        expr = {"add": f"({a[0]} + {a[1]})", "sub": f"({a[0]} - {a[1]})", "mul": f"({a[0]} * {a[1]})",
+                "div": f"({a[0]} / {a[1]})"}.get(op) or f"fma({a[0]}, {a[1]}, {a[2]})"
+        lines.append(f"    {register_name(n_in + i, n_in)} = np.asarray({expr}, F32)")
+    outs = [register_name(n_in + len(program) - target.n_outputs + j, n_in) for j in range(target.n_outputs)]
+    return f"def core({params}):\n" + "\n".join(lines) + f"\n    return {', '.join(outs)}\n"
+
+
+def _np_h(v) -> str:
+    return f"F32(float.fromhex({float(np.float32(v)).hex()!r}))"
+
+
+def _np_body(target: R.Target) -> str:
+    name = target.name
+    if name in ("exp", "exp2"):
+        red = (f"    sh = (xc * {_np_h(R.LOG2E)} + F32(12582912.0)).astype(F32)\n"
+               "    kf = (sh - F32(12582912.0)).astype(F32)\n"
+               f"    r = fma(-kf, {_np_h(R.LN2_HI)}, xc)\n"
+               f"    r = fma(-kf, {_np_h(R.LN2_LO)}, r)\n") if name == "exp" else (
+               "    sh = (xc + F32(12582912.0)).astype(F32)\n"
+               "    kf = (sh - F32(12582912.0)).astype(F32)\n"
+               "    r = (xc - kf).astype(F32)\n")
+        return (f"def evoforge_{name}(x):\n"
+                "    x = np.asarray(x, F32)\n"
+                "    with np.errstate(all='ignore'):\n"
+                f"        xc = np.where(x > F32({target.hi_clamp}), F32({target.hi_clamp}), x)\n"
+                f"        xc = np.where(xc < F32({target.lo_clamp}), F32({target.lo_clamp}), xc).astype(F32)\n"
+                + "\n".join("    " + ln for ln in red.rstrip().split("\n")) + "\n"
+                "        k = bits(sh) - 0x4B400000\n"
+                "        k1 = k >> 1\n"
+                "        p = core(r)\n"
+                "        y = (p * f32((k1 + 127) << 23)).astype(F32)\n"
+                "        return (y * f32((k - k1 + 127) << 23)).astype(F32)\n")
+    if name in ("log", "log2"):
+        if name == "log":
+            comb = f"        y = fma(ef, {_np_h(R.LN2_F)}, fma(ef, {_np_h(R.LN2_F_LO)}, p))\n"
+        else:
+            comb = (f"        h = (f * {_np_h(R.INVLN2_HI)}).astype(F32)\n"
+                    f"        err = fma(f, {_np_h(R.INVLN2_HI)}, -h)\n"
+                    "        s = (ef + h).astype(F32)\n"
+                    "        t = ((ef - s).astype(F32) + h).astype(F32)\n"
+                    f"        low = (t + fma(f, {_np_h(R.INVLN2_LO)}, err)).astype(F32)\n"
+                    "        low = fma(f, p, low)\n"
+                    "        y = (s + low).astype(F32)\n")
+        return (f"def evoforge_{name}(x):\n"
+                "    x = np.asarray(x, F32)\n"
+                "    with np.errstate(all='ignore'):\n"
+                "        tiny = bits(x) < 0x00800000\n"
+                "        ix = bits(np.where(tiny, (x * F32(2.0 ** 23)).astype(F32), x))\n"
+                f"        t = (ix - {R.SQRT_HALF_BITS}) & 0xFFFFFFFF\n"
+                "        e = np.where(t >= 2 ** 31, t - 2 ** 32, t) >> 23\n"
+                "        f = (f32((ix - (e << 23)) & 0xFFFFFFFF) - F32(1.0)).astype(F32)\n"
+                "        ef = (e - np.where(tiny, 23, 0)).astype(F32)\n"
+                "        p = core(f)\n"
+                + comb +
+                "        y = np.where(x == np.inf, F32(np.inf), y)\n"
+                "        y = np.where(x == 0, F32(-np.inf), y)\n"
+                "        return np.where((x < 0) | np.isnan(x), F32(np.nan), y).astype(F32)\n")
+    table = ", ".join(f"0x{int(v):08x}" for v in R.INV_PIO4_TABLE)
+    tiny = "        y = np.where(ax < F32(2.0 ** -12), x, y)\n" if target.quadrant_shift == 0 else ""
+    return (f"INV_PIO4 = np.array([{table}], np.uint64)\n\n\n"
+            "def reduce_large(ax):\n"
+            "    xi = np.asarray(ax, F32).view(np.uint32).astype(np.uint64)\n"
+            "    idx = ((xi >> np.uint64(26)) & np.uint64(15)).astype(np.int64)\n"
+            "    m = ((xi & np.uint64(0xFFFFFF)) | np.uint64(0x800000)) << ((xi >> np.uint64(23)) & np.uint64(7))\n"
+            "    res0 = (m * INV_PIO4[idx]) & np.uint64(0xFFFFFFFF)\n"
+            "    res0 = ((m * INV_PIO4[idx + 8]) >> np.uint64(32)) | (res0 << np.uint64(32))\n"
+            "    res0 = res0 + m * INV_PIO4[idx + 4]\n"
+            "    n = (res0 + np.uint64(1 << 61)) >> np.uint64(62)\n"
+            "    res0 = res0 - (n << np.uint64(62))\n"
+            f"    return res0.view(np.int64).astype(np.float64) * float.fromhex({R.PI63.hex()!r}), n.astype(np.int64)\n\n\n"
+            f"def evoforge_{name}(x):\n"
+            "    x = np.asarray(x, F32)\n"
+            "    with np.errstate(all='ignore'):\n"
+            "        xd = x.astype(np.float64)\n"
+            f"        t = xd * float.fromhex({R.INV_PIO2.hex()!r}) + 6755399441055744.0\n"
+            "        n = t.view(np.int64) & 0xFFFFFFFF\n"
+            "        kd = t - 6755399441055744.0\n"
+            f"        r = (xd - kd * float.fromhex({R.PIO2_HI.hex()!r})) - kd * float.fromhex({R.PIO2_LO.hex()!r})\n"
+            "        ax = np.abs(x)\n"
+            "        large = (ax >= F32(120.0)) & np.isfinite(x)\n"
+            "        rb, nb = reduce_large(np.where(large, ax, F32(1000.0)))\n"
+            "        r = np.where(large, np.where(x < 0, -rb, rb), r)\n"
+            "        n = np.where(large, np.where(x < 0, -nb, nb), n)\n"
+            "        rh = r.astype(F32)\n"
+            "        rl = (r - rh.astype(np.float64)).astype(F32)\n"
+            "        sp, cp = core(rh)\n"
+            "        hr = (F32(0.5) * rh).astype(F32)\n"
+            "        hz = (rh * hr).astype(F32)\n"
+            "        e_hz = fma(rh, hr, -hz)\n"
+            "        w = (F32(1.0) - hz).astype(F32)\n"
+            "        corr = ((-hz) - (w - F32(1.0)).astype(F32)).astype(F32)\n"
+            "        s = (rh + (sp + fma(rl, (cp - hz).astype(F32), rl)).astype(F32)).astype(F32)\n"
+            "        c = (w + ((corr - e_hz).astype(F32) + fma(-rh, rl, cp)).astype(F32)).astype(F32)\n"
+            f"        q = (n + {target.quadrant_shift}) & 3\n"
+            "        y = np.where(q & 1 == 0, s, c)\n"
+            "        y = np.where(q & 2 == 0, y, -y).astype(F32)\n"
+            + tiny +
+            "        return np.where(np.isfinite(x), y, F32(np.nan)).astype(F32)\n")
+
+
+def emit_numpy(program: Program, constants: Sequence[float], target: R.Target, note: str = "") -> str:
+    head = f'"""evoforge float32 {target.name}, vectorised NumPy, bit-exact with the emitted C. {note}"""\n\n'
+    return head + NUMPY_PRELUDE + "\n\n" + _np_core(program, constants, target) + "\n\n" + _np_body(target)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Triton: a @triton.jit device function over a block of float32 values (exp, exp2, log, log2).
+
+def emit_triton(program: Program, constants: Sequence[float], target: R.Target, note: str = "") -> str:
+    if target.name in ("sin", "cos"):
+        from search.protocols import UserError
+        raise UserError(f"--lang triton: not available for {target.name} (its Payne-Hanek table reduction is "
+                        "C/NumPy only); use --lang c or --lang numpy")
+    n_in = target.n_inputs
+    lit = lambda v: f"{float(np.float32(v))!r}"  # noqa: E731  (repr round-trips; Triton casts to fp32)
+    body = []
+    for i, ((op, _), a) in enumerate(zip(program, _operands(program, constants, n_in, lit))):
+        expr = {"add": f"{a[0]} + {a[1]}", "sub": f"{a[0]} - {a[1]}", "mul": f"{a[0]} * {a[1]}",
+                "div": f"tl.div_rn({a[0]}, {a[1]})"}.get(op) or f"tl.fma({a[0]}, {a[1]}, {a[2]})"
+        body.append(f"    {register_name(n_in + i, n_in)} = {expr}")
+    out = register_name(n_in + len(program) - 1, n_in)
+    name = target.name
+    lines = [f'"""evoforge float32 {name} as a Triton device function. {note}\n\n'
+             "Compile the calling kernel with enable_fp_fusion=False: a fused a*b + c differs from the verified\n"
+             'program. Not run on a GPU by the test suite (it checks the source parses)."""',
+             "import triton", "import triton.language as tl", "", "",
+             "@triton.jit", f"def evoforge_{name}(x):",
+             "    x = x.to(tl.float32)"]
+    if name in ("exp", "exp2"):
+        lines += [f"    xc = tl.where(x > {target.hi_clamp}, {target.hi_clamp}, x)",
+                  f"    xc = tl.where(xc < {target.lo_clamp}, {target.lo_clamp}, xc)"]
+        if name == "exp":
+            lines += [f"    sh = xc * {float(R.LOG2E)!r} + 12582912.0", "    kf = sh - 12582912.0",
+                      f"    r = tl.fma(-kf, {float(R.LN2_HI)!r}, xc)", f"    r = tl.fma(-kf, {float(R.LN2_LO)!r}, r)"]
+        else:
+            lines += ["    sh = xc + 12582912.0", "    kf = sh - 12582912.0", "    r = xc - kf"]
+        lines += body + [f"    p = {out}",
+                         "    k = sh.to(tl.int32, bitcast=True) - 0x4B400000", "    k1 = k >> 1",
+                         "    y = p * ((k1 + 127) << 23).to(tl.float32, bitcast=True)",
+                         "    return y * ((k - k1 + 127) << 23).to(tl.float32, bitcast=True)"]
+    else:
+        lines += ["    tiny = x < 1.1754943508222875e-38",
+                  "    xs = tl.where(tiny, x * 8388608.0, x)", "    ix = xs.to(tl.int32, bitcast=True)",
+                  f"    e = (ix - {R.SQRT_HALF_BITS}) >> 23",
+                  "    f = (ix - (e << 23)).to(tl.float32, bitcast=True) - 1.0",
+                  "    ef = (e - tl.where(tiny, 23, 0)).to(tl.float32)", "    r = f"]
+        lines += body + [f"    p = {out}"]
+        if name == "log":
+            lines += [f"    y = tl.fma(ef, {float(R.LN2_F)!r}, tl.fma(ef, {float(R.LN2_F_LO)!r}, p))"]
+        else:
+            lines += [f"    h = f * {float(R.INVLN2_HI)!r}", f"    err = tl.fma(f, {float(R.INVLN2_HI)!r}, -h)",
+                      "    s = ef + h", "    t = (ef - s) + h",
+                      f"    low = tl.fma(f, p, t + tl.fma(f, {float(R.INVLN2_LO)!r}, err))", "    y = s + low"]
+        lines += ["    y = tl.where(x == float('inf'), x, y)", "    y = tl.where(x == 0.0, float('-inf'), y)",
+                  "    return tl.where((x < 0.0) | (x != x), float('nan'), y)"]
+    return "\n".join(lines) + "\n"
+
+
+def emit(program: Program, constants: Sequence[float], target: R.Target, lang: str, note: str = "") -> str:
+    return {"c": emit_c, "numpy": emit_numpy, "triton": emit_triton}[lang](program, constants, target, note)

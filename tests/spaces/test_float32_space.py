@@ -1,0 +1,151 @@
+"""The float32 space: variation keeps programs valid, the fitter reaches 1 ULP on classic forms, and the emitted
+C and NumPy compute bit for bit what the simulation measured."""
+
+import ctypes
+import shutil
+import subprocess
+import types
+
+import numpy as np
+import pytest
+
+from search.protocols import Context, UserError
+from spaces.float32.program import ARITY, CONST
+from spaces.float32.reduction import TARGETS, ulp_error
+from spaces.float32.space import Float32Space, classic_forms
+
+GCC = shutil.which("gcc")
+
+
+def space(target="exp", **kw):
+    return Float32Space(Float32Space.Config(target=target, **kw), Context(seed=0))
+
+
+def valid(prog, sp):
+    for i, (op, args) in enumerate(prog):
+        assert op in ARITY and len(args) == ARITY[op]
+        assert all(a == CONST or 0 <= a < sp.n_in + i for a in args)
+        assert any(a != CONST for a in args)
+    assert sp.target.n_outputs <= len(prog) <= sp.config.max_ops
+
+
+@pytest.mark.parametrize("target", ["exp", "sin"])
+def test_variation_keeps_programs_valid(target):
+    sp = space(target, max_ops=10)
+    rng = np.random.default_rng(1)
+    pop = [sp.random(rng) for _ in range(30)]
+    for _ in range(300):
+        a, b = pop[rng.integers(len(pop))], pop[rng.integers(len(pop))]
+        child = sp.mutate(a, rng)
+        valid(child, sp)
+        c1, c2 = sp.crossover(a, b, rng)
+        valid(c1, sp)
+        valid(c2, sp)
+        pop[rng.integers(len(pop))] = child
+
+
+def test_bad_config_is_a_user_error():
+    with pytest.raises(UserError, match="space.target"):
+        space("tan")
+    with pytest.raises(UserError, match="space.ops"):
+        space(ops=("pow",))
+    with pytest.raises(UserError, match="max_ops"):
+        space("sin", max_ops=1)
+
+
+def _horner_exp(degree):
+    return next(f for f in classic_forms(TARGETS["exp"], 12) if len(f) == degree)
+
+
+def test_fitter_brings_degree6_horner_exp_under_one_ulp_and_degree4_not():
+    sp = space("exp")
+    x = TARGETS["exp"].sample(100000, np.random.default_rng(7))
+    ref = TARGETS["exp"].reference(x)
+    errs = {}
+    for d in (4, 6):
+        g = _horner_exp(d)
+        errs[d] = ulp_error(TARGETS["exp"].evaluate(g, sp.fit(g).constants, x), ref).max()
+    assert errs[6] <= 1.0 < errs[4]
+
+
+def _compile(source, tmp_path, name):
+    c = tmp_path / f"{name}.c"
+    c.write_text(source)
+    so = tmp_path / f"{name}.so"
+    subprocess.run([GCC, "-O3", "-march=native", "-shared", "-fPIC", "-o", str(so), str(c)], check=True)
+    fn = getattr(ctypes.CDLL(str(so)), f"evoforge_{name}")
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return fn
+
+
+def _same(a, b):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return bool(np.all((a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))))
+
+
+SPECIALS = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45, 1.0, -1.0, 3.4028235e38, -3.4028235e38,
+                     1.1754944e-38, 100.0, -100.0, 88.72284, -103.97208], np.float32)
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("target,form", [("exp", 5), ("exp2", 6), ("log", 7), ("log2", 6), ("sin", 0), ("cos", 0)])
+def test_emitted_c_and_numpy_match_the_simulation_bit_for_bit(tmp_path, target, form):
+    sp = space(target, max_ops=24)
+    g = classic_forms(sp.target, 24)[form]
+    fit = sp.fit(g)
+    x = np.concatenate([sp.target.sample(4000, np.random.default_rng(3)), sp.target.hard_points()[:2000], SPECIALS])
+    sim = sp.target.evaluate(sp.canonical(g), fit.constants, x)
+    fn = _compile(sp.emit(g, "c"), tmp_path, target)
+    c_out = np.array([fn(float(v)) for v in x], np.float32)
+    module = types.ModuleType("emitted")
+    exec(sp.emit(g, "numpy"), module.__dict__)
+    np_out = getattr(module, f"evoforge_{target}")(x)
+    assert _same(c_out, sim)
+    assert _same(np_out, sim)
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
+def test_emitted_c_compiles_portably_without_libm_calls(tmp_path):
+    """Plain `gcc -O3 -c` (no FMA unit assumed): the software fma is used; the object calls no libm function."""
+    sp = space("log", max_ops=14)
+    src = tmp_path / "log.c"
+    src.write_text(sp.emit(classic_forms(sp.target, 14)[5], "c"))
+    obj = tmp_path / "log.o"
+    subprocess.run([GCC, "-O3", "-std=c99", "-Wall", "-Werror", "-c", str(src), "-o", str(obj)], check=True)
+    undefined = subprocess.run(["nm", "-u", str(obj)], capture_output=True, text=True, check=True).stdout
+    assert undefined.strip() == ""
+
+
+@pytest.mark.parametrize("target,x,expected", [
+    ("exp", [np.inf, -np.inf, 89.0, -104.0, 0.0], [np.inf, 0.0, np.inf, 0.0, 1.0]),
+    ("exp2", [np.inf, -np.inf, 128.0, -150.0, 0.0], [np.inf, 0.0, np.inf, 0.0, 1.0]),
+    ("log", [0.0, -0.0, np.inf, 1.0], [-np.inf, -np.inf, np.inf, 0.0]),
+    ("log2", [0.0, np.inf, 1.0, 8.0, 2.0 ** -149], [-np.inf, np.inf, 0.0, 3.0, -149.0]),
+])
+def test_special_cases(target, x, expected):
+    sp = space(target, max_ops=14)
+    g = classic_forms(sp.target, 14)[5]
+    y = sp.target.evaluate(sp.canonical(g), sp.fit(g).constants, np.array(x, np.float32))
+    assert _same(y, np.array(expected, np.float32))
+    nan_in = {"exp": [np.nan], "exp2": [np.nan], "log": [-1.0, np.nan, -np.inf], "log2": [-1e-30, np.nan]}[target]
+    assert np.all(np.isnan(sp.target.evaluate(sp.canonical(g), sp.fit(g).constants, np.array(nan_in, np.float32))))
+
+
+def test_sin_keeps_signed_zero_and_nan_for_inf():
+    sp = space("sin", max_ops=24)
+    g = classic_forms(sp.target, 24)[0]
+    y = sp.target.evaluate(sp.canonical(g), sp.fit(g).constants, np.array([-0.0, 0.0, np.inf, -np.inf, 1e-40],
+                                                                            np.float32))
+    assert _same(y[:2], np.array([-0.0, 0.0], np.float32)) and np.all(np.isnan(y[2:4])) and y[4] == np.float32(1e-40)
+
+
+def test_triton_emitter_gives_valid_python_and_refuses_trig():
+    import ast
+
+    sp = space("log", max_ops=14)
+    src = sp.emit(classic_forms(sp.target, 14)[5], "triton")
+    tree = ast.parse(src)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef))
+    assert fn.name == "evoforge_log" and "tl.fma(" in src and "@triton.jit" in src
+    with pytest.raises(UserError, match="triton"):
+        space("sin", max_ops=24).emit(classic_forms(TARGETS["sin"], 24)[0], "triton")
