@@ -122,6 +122,22 @@ def submit(spec: str = typer.Argument(..., help="a spec file or a preset name"),
 
 
 @app.command()
+def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
+                                         help="a local Hugging Face model folder, or all-MiniLM-L6-v2 (packaged)"),
+             to: str = typer.Option(..., "--to", help="size limit of the student, e.g. 3MB (MB = 10^6 bytes)"),
+             data: str | None = typer.Option(None, help="folder of unlabelled text/code (default: the stdlib's source)"),
+             out: str | None = typer.Option(None, help="output folder (default: compressed-NAME-SIZE)"),
+             search_only: bool = typer.Option(False, "--search-only", help="stop after the shape search"),
+             workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)")):
+    """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation."""
+    from runs.compress import compress as compress_model
+
+    path = compress_model(teacher, to, data, out, search_only, workers,
+                          log=lambda text: console.print(text, markup=False, highlight=False))
+    console.print(f"student written to {path}")
+
+
+@app.command()
 def validate(schedule: str = typer.Argument(..., help="a megakernel schedule (JSON, e.g. from `evoforge emit --lang json`)")):
     """Statically certify a megakernel schedule (deadlock- and race-freedom): ACCEPT, or REJECT with reasons."""
     from runs.validate import validate as validate_schedule

@@ -1,0 +1,109 @@
+"""Compressor on all-MiniLM-L6-v2: the GA + distillation student against the teacher and two same-size baselines.
+
+For each target size (10, 3, 1 MB by default; MB = 10^6 bytes), in one run:
+  evoforge        GA shapes (max GFLOPs under the size limit, one run per vocabulary floor), re-ranked by a short
+                  distillation, then the winner distilled for the full budget with teacher-initialised embeddings;
+  ga_random_init  the same shape, random weights, no distillation (what the search alone gives);
+  hand_picked     one layer, the teacher's head size and 4x feed-forward ratio, as wide as fits the limit, with the
+                  winner's vocabulary, distilled the same way (what the search buys over a plain guess).
+Each is saved, loaded back from disk and measured against the teacher (the named peer): file size, GFLOPs, CPU
+latency ratios at batch 1 and 32 (medians of `latency_repeats` forward passes, one torch thread each), mean cosine
+and top-1 retrieval agreement on held-out standard-library text.
+
+    python bench/compress.py                      # about 60 minutes on the shared 2-core CPU (load 6-8)
+    python bench/compress.py --targets 3 --final-steps 200   # a quicker look
+
+Writes bench/results/compress.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from objectives.distillation import TrainingConfig, prepare_data, train_student  # noqa: E402
+from runs.compress import CompressSettings, hand_picked_shape, measure, rerank, search_shapes, teacher_figures  # noqa: E402
+from spaces.architecture.corpus import CorpusConfig  # noqa: E402
+from spaces.architecture.student import save_student  # noqa: E402
+
+FIELDS = ("file_mb", "gflops", "latency_ratio_b1", "latency_ratio_b32", "mean_cosine", "top1_agreement")
+
+
+def run_variant(shape, data, settings: CompressSettings, init: str, train: bool, workdir: Path) -> dict:
+    config = TrainingConfig(steps=settings.final_steps, batch_size=settings.batch_size,
+                            learning_rate=settings.learning_rate, max_length=settings.seq_length,
+                            threads=settings.threads, seed=settings.seed)
+    student, tokenizer, result = train_student(shape, data, config, init=init, train=train)
+    directory = Path(tempfile.mkdtemp(dir=workdir))
+    save_student(student, tokenizer, directory, settings.dtype, settings.seq_length)
+    row = measure(directory, data, settings)
+    row["shape"] = shape.describe()
+    row["train_seconds"] = result.seconds if result else 0.0
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", type=float, nargs="+", default=[3.0, 1.0, 10.0], help="sizes in MB")
+    parser.add_argument("--final-steps", type=int, default=300)
+    parser.add_argument("--rerank-steps", type=int, default=40)
+    parser.add_argument("--train-snippets", type=int, default=6000)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "compress.json"))
+    args = parser.parse_args()
+    settings = replace(CompressSettings(), final_steps=args.final_steps, rerank_steps=args.rerank_steps,
+                       train_snippets=args.train_snippets)
+    began = time.perf_counter()
+    import torch
+
+    torch.set_num_threads(settings.threads)
+    data = prepare_data("", None, CorpusConfig(max_train=settings.train_snippets,
+                                               max_held_out=settings.held_out_snippets), settings.max_length,
+                        settings.seed)
+    print(f"teacher targets ready: {len(data.corpus.train)} train, {len(data.corpus.held_out)} held-out snippets "
+          f"({time.perf_counter() - began:.0f} s)", flush=True)
+    results: dict = {"settings": asdict(settings), "teacher": teacher_figures(data, settings), "targets": {}}
+    workdir = Path(tempfile.mkdtemp(prefix="bench-compress-"))
+    for target in args.targets:
+        candidates, search_seconds = search_shapes("", target, data.plan.floor, settings)
+        ranked = rerank(candidates, "", None, settings, 1, data)
+        chosen = ranked[0]
+        print(f"{target:g} MB: search {search_seconds:.1f} s; chosen {chosen.shape.describe()} "
+              f"(re-rank cosine {chosen.fidelity})", flush=True)
+        rows = {"evoforge": run_variant(chosen.shape, data, settings, "teacher", True, workdir),
+                "ga_random_init": run_variant(chosen.shape, data, settings, "random", False, workdir)}
+        hand = hand_picked_shape("", target, chosen.shape.vocab, settings)
+        rows["hand_picked"] = run_variant(hand, data, settings, "teacher", True, workdir)
+        results["targets"][f"{target:g}MB"] = {
+            "search_seconds": search_seconds,
+            "candidates": [{"shape": c.shape.describe(), "gflops": c.gflops, "size_mb": c.size_mb,
+                            "rerank_cosine": c.fidelity} for c in ranked],
+            "variants": rows}
+        for name, row in rows.items():
+            print(f"  {name:15s} {row['shape']:28s} " + "  ".join(f"{k}={row[k]:.4g}" for k in FIELDS), flush=True)
+        results["seconds"] = time.perf_counter() - began
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))  # after every target: partial runs keep results
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    t = results["teacher"]
+    print(f"\nteacher all-MiniLM-L6-v2: {t['file_mb']:.1f} MB, {t['gflops']:.3f} GFLOPs at 128 tokens")
+    header = f"{'target':>7} {'variant':15s} {'shape':28s} " + " ".join(f"{f:>17s}" for f in FIELDS)
+    print(header)
+    print("-" * len(header))
+    for target, block in results["targets"].items():
+        for name, row in block["variants"].items():
+            print(f"{target:>7} {name:15s} {row['shape']:28s} " + " ".join(f"{row[f]:17.4f}" for f in FIELDS))
+    print(f"total {results['seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

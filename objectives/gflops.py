@@ -1,0 +1,44 @@
+"""Forward-pass GFLOPs of a student for one input of a stated length: the Compressor paper's proxy for capacity.
+
+Counted like `torch.utils.flop_counter.FlopCounterMode` (a test checks equality on real models): matrix
+multiplications only, a multiply-add = 2 FLOPs; embeddings lookups, LayerNorm, softmax and GELU are not counted.
+One input of `seq_length` tokens, batch 1, with the pooler (it runs in `BertModel.forward`) and the projection to
+the teacher's embedding width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from search.protocols import Evaluation, Objective, UserError
+from spaces.architecture.shapes import Shape
+
+
+def forward_flops(shape: Shape, seq_length: int, embedding_dim: int) -> int:
+    """FLOPs of one forward pass: per layer Q, K, V and output projections (8 s h^2), attention scores and
+    weighted values (4 s^2 h), feed-forward (4 s h i); then the pooler (2 h^2) and the projection (2 h d)."""
+    s, h, i = seq_length, shape.hidden, shape.intermediate
+    per_layer = 8 * s * h * h + 4 * s * s * h + 4 * s * h * i
+    projection = 0 if h == embedding_dim else 2 * h * embedding_dim
+    return shape.layers * per_layer + 2 * h * h + projection
+
+
+class GFlops(Objective):
+    """Maximise GFLOPs (10^9 FLOPs) per input of `seq_length` tokens (0 = the space's seq_length)."""
+
+    @dataclass(frozen=True)
+    class Config:
+        seq_length: int = 0   # tokens per input; 0 = the space's seq_length
+
+    names = ("gflops",)
+    directions = ("max",)
+
+    def __init__(self, config: GFlops.Config, space, context):
+        super().__init__(config, space, context)
+        if config.seq_length < 0:
+            raise UserError(f"seq_length: {config.seq_length} must be >= 0 (0 = the space's)")
+        self.seq_length = config.seq_length or space.config.seq_length
+        self.embedding_dim = int(space.teacher_config["hidden_size"])
+
+    def evaluate(self, genome: Shape) -> Evaluation:
+        return Evaluation(values=(forward_flops(genome, self.seq_length, self.embedding_dim) / 1e9,))

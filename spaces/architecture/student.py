@@ -1,0 +1,171 @@
+"""The student: a BERT encoder of a searched `Shape` plus a linear projection to the teacher's embedding width.
+
+Saved in the sentence-transformers layout, so it loads both ways offline: `transformers.AutoModel` reads the encoder
+(model.safetensors + config.json + tokenizer at the top of the directory) and `sentence_transformers` reads the whole
+pipeline (encoder, mean pooling, the projection in 2_Dense/, normalisation).
+
+Initialisation from the teacher (what the Compressor paper leaves random): the student's token, position and
+segment embeddings are the teacher's rows for the kept tokens, projected onto the top principal directions of the
+teacher's token embeddings; the output projection starts as the inverse map of that basis.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import BertConfig, BertModel
+
+from spaces.architecture.shapes import Shape
+from spaces.architecture.teacher import pool
+from spaces.architecture.vocabulary import ReducedVocabulary
+
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class Student(torch.nn.Module):
+    """Encoder -> pooling -> projection: sentence embeddings in the teacher's space (not normalised)."""
+
+    def __init__(self, config, embedding_dim: int, pooling: str = "mean"):
+        super().__init__()
+        self.encoder = BertModel(config)
+        self.pooling = pooling
+        self.embedding_dim = embedding_dim
+        width = config.hidden_size
+        self.projection = None if width == embedding_dim else torch.nn.Linear(width, embedding_dim)
+
+    def forward(self, input_ids, attention_mask):
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        pooled = pool(states, attention_mask, self.pooling)
+        return pooled if self.projection is None else self.projection(pooled)
+
+
+def build_student(shape: Shape, teacher_config: dict, embedding_dim: int, seed: int, pooling: str = "mean") -> Student:
+    """A randomly initialised student (BERT's own init, std 0.02); `seed` fixes the draw."""
+    keep = ("hidden_act", "layer_norm_eps", "type_vocab_size", "initializer_range", "position_embedding_type")
+    # No dropout: a student this small underfits rather than overfits, and without it training is a pure function
+    # of the seed (exact resume from checkpoints, the same score for the same genome on any worker).
+    config = BertConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                        num_attention_heads=shape.heads, intermediate_size=shape.intermediate,
+                        max_position_embeddings=shape.positions, pad_token_id=0, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0,
+                        **{k: teacher_config[k] for k in keep if k in teacher_config})
+    with torch.random.fork_rng(devices=[]):  # transformers' init draws from torch's global generator
+        torch.manual_seed(seed)
+        return Student(config, embedding_dim, pooling)
+
+
+def initialise_from_teacher(student, teacher_model, vocabulary: ReducedVocabulary,
+                            target_mean: np.ndarray | None = None) -> None:
+    """Embeddings from the teacher's, projected on the top principal directions of its kept token embeddings."""
+    with torch.no_grad():
+        t_emb = teacher_model.embeddings
+        words = t_emb.word_embeddings.weight[torch.as_tensor(vocabulary.teacher_ids)].double()
+        mean = words.mean(0, keepdim=True)
+        width = student.encoder.config.hidden_size
+        # Right singular vectors: an orthonormal basis (teacher width x student width) of the main directions.
+        basis = torch.linalg.svd(words - mean, full_matrices=False).Vh[:width].T
+        s_emb = student.encoder.embeddings
+        s_emb.word_embeddings.weight.copy_(((words - mean) @ basis).float())
+        positions = t_emb.position_embeddings.weight[: s_emb.position_embeddings.weight.shape[0]].double()
+        s_emb.position_embeddings.weight.copy_(((positions - positions.mean(0)) @ basis).float())
+        segments = t_emb.token_type_embeddings.weight.double()
+        s_emb.token_type_embeddings.weight.copy_(((segments - segments.mean(0)) @ basis).float())
+        if student.projection is not None:
+            student.projection.weight.copy_(basis.float())
+            if target_mean is not None:
+                student.projection.bias.copy_(torch.as_tensor(target_mean, dtype=torch.float32))
+            else:
+                student.projection.bias.zero_()
+
+
+def embed(student, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Student sentence embeddings (len(texts), embedding_dim), float32, in eval mode."""
+    was_training = student.training
+    student.eval()
+    out = np.empty((len(texts), student.embedding_dim), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            out[start:start + len(batch["input_ids"])] = student(batch["input_ids"],
+                                                                 batch["attention_mask"]).float().numpy()
+    student.train(was_training)
+    return out
+
+
+def save_student(student, tokenizer, directory: Path, dtype: str = "float32", max_seq_length: int = 128) -> None:
+    """Write the student as a transformers + sentence-transformers directory (see the module docstring)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch_dtype = _TORCH_DTYPES[dtype]
+    encoder = student.encoder
+    original = next(encoder.parameters()).dtype
+    encoder.to(torch_dtype)
+    try:
+        encoder.save_pretrained(directory)
+    finally:
+        encoder.to(original)
+    tokenizer.save_pretrained(directory)
+    width = encoder.config.hidden_size
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    (directory / "1_Pooling").mkdir(exist_ok=True)
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": width, "pooling_mode_cls_token": student.pooling == "cls",
+        "pooling_mode_mean_tokens": student.pooling == "mean", "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False}, indent=2))
+    if student.projection is not None:
+        dense = directory / "2_Dense"
+        dense.mkdir(exist_ok=True)
+        (dense / "config.json").write_text(json.dumps({
+            "in_features": width, "out_features": student.embedding_dim, "bias": True,
+            "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
+        tensors = {f"linear.{k}": v.detach().to(torch_dtype).contiguous()
+                   for k, v in student.projection.state_dict().items()}
+        save_file(tensors, str(dense / "model.safetensors"), metadata={"format": "pt"})
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+    modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
+                    "type": "sentence_transformers.models.Normalize"})
+    (directory / modules[-1]["path"]).mkdir(exist_ok=True)
+    (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+    (directory / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length,
+                                                                     "do_lower_case": False}))
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The student's weight files: the encoder's and, when present, the projection's."""
+    directory = Path(directory)
+    return [p for p in (directory / "model.safetensors", directory / "2_Dense" / "model.safetensors") if p.is_file()]
+
+
+def load_student(directory: Path) -> tuple[Any, Any]:
+    """(student, tokenizer) from a directory written by `save_student`, offline, as float32 for CPU inference."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    directory = Path(directory)
+    encoder = AutoModel.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    dense_dir = directory / "2_Dense"
+    pooling = json.loads((directory / "1_Pooling" / "config.json").read_text())
+    mode = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+    width = encoder.config.hidden_size
+    embedding_dim = width
+    if dense_dir.is_dir():
+        embedding_dim = json.loads((dense_dir / "config.json").read_text())["out_features"]
+    student = Student(encoder.config, embedding_dim, mode)
+    student.encoder = encoder
+    if student.projection is not None:
+        weights = load_file(str(dense_dir / "model.safetensors"))
+        student.projection.load_state_dict({k.removeprefix("linear."): v.float() for k, v in weights.items()})
+    student.eval()
+    return student, tokenizer

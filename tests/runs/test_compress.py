@@ -1,0 +1,110 @@
+"""`evoforge compress`: bad input fails with one clear error and leaves nothing; a micro run writes a loadable student."""
+
+import inspect
+import json
+from dataclasses import replace
+
+import pytest
+
+from runs.compress import CompressSettings, compress
+from search.protocols import UserError
+
+MICRO = CompressSettings(seq_length=32, population=16, generations=5, vocab_floors=2, rerank_steps=3,
+                         final_steps=6, batch_size=4, max_length=32, train_snippets=40, held_out_snippets=12,
+                         latency_repeats=2)
+
+
+@pytest.fixture(scope="module")
+def text_dir(tmp_path_factory):
+    import json as json_module
+
+    import runs.compress as a
+    import spaces.architecture.corpus as b
+
+    root = tmp_path_factory.mktemp("texts")
+    for i, module in enumerate((a, b, json_module, inspect)):
+        (root / f"m{i}.py").write_text(inspect.getsource(module)[:5000])
+    return root
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Teacher targets of these micro corpora go to a temporary cache, not the user's."""
+    monkeypatch.setenv("EVOFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _nothing_left(parent):
+    return [p.name for p in parent.iterdir()] == []
+
+
+@pytest.mark.parametrize("to,message", [("0.01MB", "smaller than the smallest student"),
+                                        ("tiny", "is not a size")])
+def test_unreachable_or_malformed_size(tmp_path, text_dir, to, message):
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match=message):
+        compress("", to, str(text_dir), str(out), True, 1, MICRO)
+    assert _nothing_left(tmp_path)
+
+
+def test_missing_teacher_and_empty_data(tmp_path, text_dir):
+    with pytest.raises(UserError, match="teacher"):
+        compress(str(tmp_path / "no-such-model"), "3MB", str(text_dir), str(tmp_path / "out"), True, 1, MICRO)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="--data"):
+        compress("", "3MB", str(empty), str(tmp_path / "out"), True, 1, MICRO)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_existing_output_is_refused(tmp_path, text_dir):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="--out"):
+        compress("", "3MB", str(text_dir), str(out), True, 1, MICRO)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_search_only_writes_candidates_and_config(tmp_path, text_dir):
+    out = compress("", "2MB", str(text_dir), str(tmp_path / "s"), True, 1, MICRO)
+    report = json.loads((out / "report.json").read_text())
+    assert report["candidates"] and all(c["size_mb"] <= 2.0 for c in report["candidates"])
+    assert json.loads((out / "config.json").read_text())["model_type"] == "bert"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_micro_compression_writes_a_student_within_the_limit(tmp_path, text_dir):
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoModel, AutoTokenizer
+
+    out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, MICRO)
+    report = json.loads((out / "report.json").read_text())
+    student = report["student"]
+    weights = [out / "model.safetensors", out / "2_Dense" / "model.safetensors"]
+    assert sum(p.stat().st_size for p in weights if p.exists()) / 1e6 == pytest.approx(student["file_mb"])
+    assert student["file_mb"] <= 1.0
+    for key in ("gflops", "parameters", "latency_ratio_b1", "latency_ratio_b32", "mean_cosine", "top1_agreement"):
+        assert student[key] is not None
+    model = AutoModel.from_pretrained(out, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    assert model.config.vocab_size == len(tokenizer)
+    embedding = SentenceTransformer(str(out), device="cpu", local_files_only=True).encode(["def f(x): return x"])
+    assert embedding.shape == (1, 384)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+@pytest.mark.slow
+def test_rerank_on_ray_workers_matches_in_process(tmp_path, text_dir):
+    """The re-ranking gives the same scores on 2 Ray workers as in-process (training is a function of the seed)."""
+    from objectives.distillation import prepare_data
+    from runs.compress import rerank, search_shapes
+    from spaces.architecture.corpus import CorpusConfig
+
+    settings = replace(MICRO, threads=1)
+    data = prepare_data("", str(text_dir), CorpusConfig(max_train=settings.train_snippets,
+                                                        max_held_out=settings.held_out_snippets),
+                        settings.max_length)
+    candidates, _ = search_shapes("", 1.0, data.plan.floor, settings)
+    local = rerank(candidates, "", str(text_dir), settings, 1, data)
+    remote = rerank(candidates, "", str(text_dir), settings, 2, data)
+    assert [(c.shape, round(c.fidelity, 5)) for c in local] == [(c.shape, round(c.fidelity, 5)) for c in remote]
