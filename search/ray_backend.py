@@ -83,10 +83,10 @@ class RayEvaluator(Evaluator):
         count = self.workers * self.chunks_per_worker
         if self._seconds_per_eval is not None and self.min_task_seconds > 0:
             by_work = math.ceil(n * self._seconds_per_eval / self.min_task_seconds)
-            count = min(count, max(self.workers, by_work))
+            count = min(count, self.workers * math.ceil(max(1, by_work) / self.workers))
         count = max(1, min(n, count))
-        size = math.ceil(n / count)
-        return [range(i, min(n, i + size)) for i in range(0, n, size)]
+        bounds = [round(i * n / count) for i in range(count + 1)]  # balanced: sizes differ by at most one
+        return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
     def evaluate(self, genomes: Sequence[Any]) -> list[Evaluation]:
         import ray
