@@ -7,19 +7,22 @@ the whole evaluation fails with that part's reason, so a genome is never half-sc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from search.evaluation import normalise
-from search.protocols import Context, Evaluation, Objective
+from search.protocols import Evaluation, Objective
 
 
 class CombinedObjective(Objective):
-    Config = type(None)
+    @dataclass(frozen=True)
+    class Config:
+        """Built from its parts, never from a spec table."""
 
     def __init__(self, parts: Sequence[Objective]):
         if not parts:
             raise ValueError("CombinedObjective needs at least one objective")
-        super().__init__(None, parts[0].space, parts[0].context if parts else Context())
+        super().__init__(self.Config(), parts[0].space, parts[0].context)
         self.parts = list(parts)
         self.names = tuple(n for p in parts for n in p.names)
         self.directions = tuple(d for p in parts for d in p.directions)
