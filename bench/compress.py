@@ -10,8 +10,8 @@ Each is saved, loaded back from disk and measured against the teacher (the named
 latency ratios at batch 1 and 32 (medians of `latency_repeats` forward passes, one torch thread each), mean cosine
 and top-1 retrieval agreement on held-out standard-library text.
 
-    python bench/compress.py                      # about 60 minutes on the shared 2-core CPU (load 6-8)
-    python bench/compress.py --targets 3 --final-steps 200   # a quicker look
+    python bench/compress.py --parallel 3         # on a GPU host: one process per target, about 8 minutes
+    python bench/compress.py --targets 3 --final-steps 300   # a quicker look on a CPU
 
 Writes bench/results/compress.json.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,33 +53,39 @@ def run_variant(shape, data, settings: CompressSettings, init: str, train: bool,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", type=float, nargs="+", default=[3.0, 1.0, 10.0], help="sizes in MB")
-    parser.add_argument("--final-steps", type=int, default=300)
-    parser.add_argument("--rerank-steps", type=int, default=40)
-    parser.add_argument("--train-snippets", type=int, default=6000)
+    defaults = CompressSettings()
+    parser.add_argument("--final-steps", type=int, default=defaults.final_steps)
+    parser.add_argument("--rerank-steps", type=int, default=defaults.rerank_steps)
+    parser.add_argument("--train-snippets", type=int, default=defaults.train_snippets)
+    parser.add_argument("--dtype", default=defaults.dtype)
+    parser.add_argument("--teacher", default="", help="a local model directory (default: the packaged MiniLM)")
+    parser.add_argument("--parallel", action="store_true", help="one process per target (for a GPU host)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "compress.json"))
     args = parser.parse_args()
-    settings = replace(CompressSettings(), final_steps=args.final_steps, rerank_steps=args.rerank_steps,
-                       train_snippets=args.train_snippets)
+    settings = replace(defaults, final_steps=args.final_steps, rerank_steps=args.rerank_steps,
+                       train_snippets=args.train_snippets, dtype=args.dtype)
+    if args.parallel and len(args.targets) > 1:
+        return run_parallel(args)
     began = time.perf_counter()
-    import torch
-
-    torch.set_num_threads(settings.threads)
-    data = prepare_data("", None, CorpusConfig(max_train=settings.train_snippets,
+    data = prepare_data(args.teacher, None, CorpusConfig(max_train=settings.train_snippets,
                                                max_held_out=settings.held_out_snippets), settings.max_length,
                         settings.seed)
-    print(f"teacher targets ready: {len(data.corpus.train)} train, {len(data.corpus.held_out)} held-out snippets "
+    from objectives.distillation import device_for_training
+
+    print(f"training on {device_for_training()}; teacher targets ready: {len(data.corpus.train)} train, {len(data.corpus.held_out)} held-out snippets "
           f"({time.perf_counter() - began:.0f} s)", flush=True)
-    results: dict = {"settings": asdict(settings), "teacher": teacher_figures(data, settings), "targets": {}}
+    results: dict = {"settings": asdict(settings), "device": device_for_training(),
+                     "teacher": teacher_figures(data, settings), "targets": {}}
     workdir = Path(tempfile.mkdtemp(prefix="bench-compress-"))
     for target in args.targets:
-        candidates, search_seconds = search_shapes("", target, data.plan.floor, settings)
-        ranked = rerank(candidates, "", None, settings, 1, data)
+        candidates, search_seconds = search_shapes(args.teacher, target, data.plan.floor, settings)
+        ranked = rerank(candidates, args.teacher, None, settings, 1, data)
         chosen = ranked[0]
         print(f"{target:g} MB: search {search_seconds:.1f} s; chosen {chosen.shape.describe()} "
               f"(re-rank cosine {chosen.fidelity})", flush=True)
         rows = {"evoforge": run_variant(chosen.shape, data, settings, "teacher", True, workdir),
                 "ga_random_init": run_variant(chosen.shape, data, settings, "random", False, workdir)}
-        hand = hand_picked_shape("", target, chosen.shape.vocab, settings)
+        hand = hand_picked_shape(args.teacher, target, chosen.shape.vocab, settings)
         rows["hand_picked"] = run_variant(hand, data, settings, "teacher", True, workdir)
         results["targets"][f"{target:g}MB"] = {
             "search_seconds": search_seconds,
@@ -90,6 +97,27 @@ def main() -> None:
         results["seconds"] = time.perf_counter() - began
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))  # after every target: partial runs keep results
+    print_table(results)
+
+
+def run_parallel(args) -> None:
+    """One child process per target (the teacher targets are cached first, once), results merged into --out."""
+    began = time.perf_counter()
+    prepare_data(args.teacher, None, CorpusConfig(max_train=args.train_snippets,
+                                        max_held_out=CompressSettings().held_out_snippets),
+                 CompressSettings().max_length)
+    outs = [Path(tempfile.mkdtemp()) / f"{t:g}.json" for t in args.targets]
+    passed = [f"--final-steps={args.final_steps}", f"--rerank-steps={args.rerank_steps}",
+              f"--train-snippets={args.train_snippets}", f"--dtype={args.dtype}", f"--teacher={args.teacher}"]
+    children = [subprocess.Popen([sys.executable, __file__, "--targets", str(t), "--out", str(o), *passed])
+                for t, o in zip(args.targets, outs)]
+    if any(child.wait() for child in children):
+        raise SystemExit("a target's process failed; see its output above")
+    parts = [json.loads(o.read_text()) for o in outs]
+    results = {**parts[0], "targets": {k: v for part in parts for k, v in part["targets"].items()},
+               "seconds": time.perf_counter() - began, "parallel": True}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
     print_table(results)
 
 

@@ -24,7 +24,7 @@ from search.protocols import Evaluation, Objective, UserError
 from spaces.architecture.corpus import Corpus, CorpusConfig, load_corpus
 from spaces.architecture.fidelity import mean_cosine
 from spaces.architecture.shapes import Shape
-from spaces.architecture.teacher import Teacher, cached_embeddings, load_teacher
+from spaces.architecture.teacher import Teacher, WordTargets, cached_embeddings, cached_targets, load_teacher, pool
 from spaces.architecture.vocabulary import VocabularyPlan, plan_vocabulary, reduce_vocabulary, student_tokenizer
 
 
@@ -39,13 +39,14 @@ class TrainingConfig:
 
     steps: int = 300
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 2e-3       # peak; train_student divides it by sqrt(layers) for deeper students
     weight_decay: float = 0.01
     warmup_fraction: float = 0.05     # of steps, linear from 0
     clip_norm: float = 1.0
     max_length: int = 128             # student tokens per snippet (a reduced vocabulary needs more than the
                                       # teacher: about 2x at the smallest, see vocabulary.py)
     threads: int = 1                  # torch CPU threads; 1 is fastest on a shared CPU (see distill), 0 = torch's
+    word_weight: float = 0.0          # weight of the word-level loss (0 = sentence embeddings only; see distill)
     seed: int = 0
     checkpoint_every: int = 0         # steps between checkpoints; 0 = none
     progress: bool = False            # show a progress bar (loss, snippets/s)
@@ -59,6 +60,7 @@ class TrainingResult:
     tokens_per_s: float
     final_loss: float
     losses: list[float] = field(default_factory=list)
+    restored_step: int | None = None   # set when training diverged and the best earlier weights were kept
 
 
 def device_for_training() -> str:
@@ -86,8 +88,13 @@ def _progress_bar(enabled: bool, total: int, start: int):
 
 
 def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, config: TrainingConfig,
-            checkpoint_dir: Path | None = None, stop_at: int | None = None) -> TrainingResult:
+            checkpoint_dir: Path | None = None, stop_at: int | None = None,
+            words: WordTargets | None = None) -> TrainingResult:
     """Train `student` in place so its embeddings of `texts` align with `targets` (teacher embeddings).
+
+    With `config.word_weight` > 0 and the teacher's `words` (its token states averaged per word), the loss adds
+    that weight times the mean (1 - cosine) between each word's projected student state and the teacher's: one
+    target per word instead of one per snippet, which is what a small corpus lacks (bench/README.md).
 
     With `checkpoint_dir` and `checkpoint_every`, the model, optimizer and step are saved there and a run finding a
     checkpoint resumes from it (the batch order is a function of the seed and the step, so resuming is exact).
@@ -97,17 +104,24 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
 
     if len(texts) != len(targets) or not len(texts):
         raise ValueError(f"distill: {len(texts)} texts for {len(targets)} targets")
+    use_words = config.word_weight > 0
+    if use_words and (words is None or len(words) != len(texts)):
+        raise ValueError("distill: word_weight > 0 needs the teacher's word states for every text")
     if config.threads:
         # On a loaded 2-core machine one intra-op thread trained a 2-layer student 7x faster than two (measured:
         # 0.34 s vs 2.49 s per step of 32 x 64 tokens): idle threads spin while others hold the cores.
         torch.set_num_threads(config.threads)
     device = device_for_training()
     student.to(device).train()
-    encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
+    batch_encoding = tokenizer(list(texts), truncation=True, max_length=config.max_length)
+    encoded = batch_encoding["input_ids"]
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64)
     ids = np.zeros((len(encoded), int(lengths.max())), dtype=np.int64)
+    word_ids = np.full(ids.shape, -1, dtype=np.int64) if use_words else None
     for row, e in enumerate(encoded):
         ids[row, : len(e)] = e
+        if use_words:
+            word_ids[row, : len(e)] = [-1 if w is None else w for w in batch_encoding.word_ids(row)]
     target = torch.nn.functional.normalize(torch.as_tensor(targets, dtype=torch.float32), dim=1).to(device)
     rng = np.random.default_rng(config.seed)
     epochs = math.ceil(config.steps * config.batch_size / len(texts)) + 1
@@ -119,6 +133,7 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
     warmup = max(1, int(config.warmup_fraction * config.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, config.steps, warmup))
     start, losses = 0, []
+    best = _BestWindow(config.checkpoint_every or 100)
     checkpoint = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir and config.checkpoint_every else None
     if checkpoint is not None:
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
@@ -138,14 +153,23 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
             input_ids = torch.as_tensor(ids[batch, :width], device=device)
             mask = (torch.arange(width, device=device)[None, :]
                     < torch.as_tensor(lengths[batch], device=device)[:, None]).long()
-            output = student(input_ids, mask)
-            loss = (1.0 - torch.nn.functional.cosine_similarity(output, target[batch], dim=1)).mean()
+            if use_words:
+                states = student.states(input_ids, mask)
+                output = student.project(pool(states, mask, student.pooling))
+                loss = (1.0 - torch.nn.functional.cosine_similarity(output, target[batch], dim=1)).mean()
+                predicted, wanted = _word_pairs(student, states, word_ids[batch, :width], words, batch)
+                loss = loss + config.word_weight * (
+                    1.0 - torch.nn.functional.cosine_similarity(predicted, wanted, dim=1)).mean()
+            else:
+                output = student(input_ids, mask)
+                loss = (1.0 - torch.nn.functional.cosine_similarity(output, target[batch], dim=1)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(student.parameters(), config.clip_norm)
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
+            best.offer(losses, student)
             tokens += int(lengths[batch].sum())
             seen += len(batch)
             elapsed = time.perf_counter() - began
@@ -157,12 +181,72 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
                             "scheduler": scheduler.state_dict(), "losses": losses}, tmp)
                 tmp.replace(checkpoint)
     seconds = time.perf_counter() - began
+    restored = best.restore_if_better(losses, student) if end == config.steps else False
     student.to("cpu").eval()
     if checkpoint is not None and checkpoint.is_file() and end == config.steps:
         checkpoint.unlink()  # the finished student is what counts; a stale checkpoint would resume a done run
     return TrainingResult(steps=end, seconds=seconds, snippets_per_s=seen / max(seconds, 1e-9),
                           tokens_per_s=tokens / max(seconds, 1e-9), final_loss=float(np.mean(losses[-20:])),
-                          losses=losses)
+                          losses=losses, restored_step=best.step if restored else None)
+
+
+class _BestWindow:
+    """The weights at the end of the training window with the lowest mean loss, kept in memory.
+
+    A deep post-LayerNorm student can diverge late at a learning rate that a one-layer student needs (measured: a
+    6-layer student ended at 0.41 held-out cosine after 6,000 steps, having passed 0.70 at 200). With a cosine
+    decay the last window is normally the best, so restoring changes nothing for a healthy run.
+    """
+
+    def __init__(self, window: int):
+        self.window, self.loss, self.step, self.state = window, float("inf"), None, None
+
+    def offer(self, losses: list[float], student) -> None:
+        if len(losses) % self.window:
+            return
+        mean = float(np.mean(losses[-self.window:]))
+        if mean < self.loss:
+            self.loss, self.step = mean, len(losses)
+            self.state = {k: v.detach().clone() for k, v in student.state_dict().items()}
+
+    def restore_if_better(self, losses: list[float], student) -> bool:
+        final = float(np.mean(losses[-self.window:])) if losses else float("inf")
+        if self.state is None or self.step == len(losses) or final <= self.loss + 0.01:
+            return False
+        student.load_state_dict(self.state)
+        return True
+
+
+def _word_pairs(student, states, word_ids: np.ndarray, words: WordTargets, batch: np.ndarray):
+    """(student word vectors, teacher word vectors), one row per word both models saw, for a batch.
+
+    Student states are averaged per word id (the tokenizers share words, not tokens) and projected to the
+    teacher's width; words past the teacher's truncation are dropped.
+    """
+    import torch
+
+    device = states.device
+    counts = words.counts()[batch]
+    width = max(1, int(counts.max()))
+    rows = np.arange(len(batch))[:, None]
+    valid = (word_ids >= 0) & (word_ids < counts[:, None])
+    slots = (rows * width + word_ids)[valid]
+    slot_t = torch.as_tensor(slots, device=device)
+    chosen = states[torch.as_tensor(valid, device=device)]
+    sums = torch.zeros(len(batch) * width, states.shape[-1], dtype=states.dtype, device=device)
+    sums = sums.index_add(0, slot_t, chosen)
+    tokens = torch.zeros(len(batch) * width, dtype=states.dtype, device=device)
+    tokens = tokens.index_add(0, slot_t, torch.ones(len(slots), dtype=states.dtype, device=device))
+    present = np.unique(slots)
+    present_t = torch.as_tensor(present, device=device)
+    predicted = student.project(sums[present_t] / tokens[present_t, None])
+    teacher_rows = words.offsets[batch][present // width] + present % width
+    wanted = torch.as_tensor(words.states[teacher_rows], dtype=torch.float32, device=device)
+    return predicted, wanted
+
+
+# How a student starts: embeddings from the teacher's (default), also its layers (weight selection), or noise.
+INITS = ("teacher", "teacher_layers", "random")
 
 
 @dataclass
@@ -175,19 +259,26 @@ class DistillationData:
     train_targets: np.ndarray
     held_out_targets: np.ndarray
     max_length: int  # teacher tokens per snippet
+    train_words: WordTargets | None = None  # the teacher's word states of the training snippets, when asked for
 
 
 def prepare_data(teacher: str | Teacher, data: str | None, corpus_config: CorpusConfig, max_length: int,
-                 seed: int = 0, cache_dir: Path | None = None, corpus: Corpus | None = None
-                 ) -> DistillationData:
-    """Load the teacher and the corpus, plan the vocabulary, and compute (or read cached) teacher targets."""
+                 seed: int = 0, cache_dir: Path | None = None, corpus: Corpus | None = None,
+                 words: bool = False) -> DistillationData:
+    """Load the teacher and the corpus, plan the vocabulary, and compute (or read cached) teacher targets
+    (with `words`, also the teacher's word states of the training snippets, for the word-level loss)."""
     teacher = load_teacher(teacher) if isinstance(teacher, str) else teacher
     corpus = corpus or load_corpus(data, corpus_config, seed)
     plan = plan_vocabulary(teacher.tokenizer, corpus.train)
     cache_dir = cache_dir or default_cache_dir()
-    train_targets = cached_embeddings(teacher, corpus.train, max_length, cache_dir)
-    held_out_targets = cached_embeddings(teacher, corpus.held_out, max_length, cache_dir)
-    return DistillationData(teacher, corpus, plan, train_targets, held_out_targets, max_length)
+    if device_for_training() == "cuda":
+        teacher.model.to("cuda")  # targets on the GPU; the teacher goes back to the CPU for latency figures
+    try:
+        train_targets, train_words = cached_targets(teacher, corpus.train, max_length, cache_dir, words=words)
+        held_out_targets = cached_embeddings(teacher, corpus.held_out, max_length, cache_dir)
+    finally:
+        teacher.model.to("cpu")
+    return DistillationData(teacher, corpus, plan, train_targets, held_out_targets, max_length, train_words)
 
 
 def train_student(shape: Shape, data: DistillationData, config: TrainingConfig, init: str = "teacher",
@@ -195,25 +286,30 @@ def train_student(shape: Shape, data: DistillationData, config: TrainingConfig, 
     """(student, tokenizer, TrainingResult | None): a student of `shape`, initialised and distilled."""
     from spaces.architecture.student import build_student, initialise_from_teacher
 
-    if init not in {"teacher", "random"}:
-        raise UserError(f"init: {init!r} is not known; choose teacher or random")
+    if init not in INITS:
+        raise UserError(f"init: {init!r} is not known; choose one of {', '.join(INITS)}")
     vocabulary = reduce_vocabulary(data.teacher.tokenizer, data.plan, shape.vocab)
     tokenizer = student_tokenizer(data.teacher.tokenizer, vocabulary, shape.positions)
     student = build_student(shape, data.teacher.config, data.teacher.embedding_dim, config.seed,
                             data.teacher.pooling)
-    if init == "teacher":
-        initialise_from_teacher(student, data.teacher.model, vocabulary, data.train_targets.mean(0))
+    if init != "random":
+        initialise_from_teacher(student, data.teacher.model, vocabulary, data.train_targets.mean(0),
+                                layers=init == "teacher_layers")
     result = None
     if train:
         config = _fit_length(config, shape)
-        result = distill(student, tokenizer, data.corpus.train, data.train_targets, config, checkpoint_dir)
+        result = distill(student, tokenizer, data.corpus.train, data.train_targets, config, checkpoint_dir,
+                         words=data.train_words)
     return student, tokenizer, result
 
 
 def _fit_length(config: TrainingConfig, shape: Shape) -> TrainingConfig:
+    """Cap the length at the student's positions, and scale the learning rate (set for one layer) by
+    1/sqrt(layers): deep post-LayerNorm students diverge at the one-layer rate (see `_BestWindow`)."""
     from dataclasses import replace
 
-    return replace(config, max_length=min(config.max_length, shape.positions))
+    return replace(config, max_length=min(config.max_length, shape.positions),
+                   learning_rate=config.learning_rate / math.sqrt(shape.layers))
 
 
 class Distillation(Objective):
@@ -245,7 +341,7 @@ class Distillation(Objective):
         if config.steps < 1 or config.batch_size < 1 or config.train_snippets < 1 or config.held_out_snippets < 2:
             raise UserError("steps, batch_size, train_snippets, held_out_snippets: must be positive "
                             "(held_out_snippets >= 2)")
-        if config.init not in {"teacher", "random"}:
+        if config.init not in INITS:
             raise UserError(f"init: {config.init!r} is not known; choose teacher or random")
         self._data: DistillationData | None = None
 

@@ -24,11 +24,13 @@ def forward_flops(shape: Shape, seq_length: int, embedding_dim: int) -> int:
 
 
 class GFlops(Objective):
-    """Maximise GFLOPs (10^9 FLOPs) per input of `seq_length` tokens (0 = the space's seq_length)."""
+    """Maximise GFLOPs (10^9 FLOPs) per input of `seq_length` tokens (0 = the space's seq_length), optionally
+    with the hard constraint GFLOPs <= `max_gflops` (a speed floor: compress sets it to the teacher's / speed-up)."""
 
     @dataclass(frozen=True)
     class Config:
-        seq_length: int = 0   # tokens per input; 0 = the space's seq_length
+        seq_length: int = 0      # tokens per input; 0 = the space's seq_length
+        max_gflops: float = 0.0  # upper limit on GFLOPs (a constraint); 0 = none
 
     names = ("gflops",)
     directions = ("max",)
@@ -37,8 +39,14 @@ class GFlops(Objective):
         super().__init__(config, space, context)
         if config.seq_length < 0:
             raise UserError(f"seq_length: {config.seq_length} must be >= 0 (0 = the space's)")
+        if config.max_gflops < 0:
+            raise UserError(f"max_gflops: {config.max_gflops} must be >= 0 (0 = no limit)")
+        self.constraints = ("gflops_limit",) if config.max_gflops else ()
         self.seq_length = config.seq_length or space.config.seq_length
         self.embedding_dim = int(space.teacher_config["hidden_size"])
 
     def evaluate(self, genome: Shape) -> Evaluation:
-        return Evaluation(values=(forward_flops(genome, self.seq_length, self.embedding_dim) / 1e9,))
+        gflops = forward_flops(genome, self.seq_length, self.embedding_dim) / 1e9
+        if not self.config.max_gflops:
+            return Evaluation(values=(gflops,))
+        return Evaluation(values=(gflops,), violations=(max(0.0, gflops - self.config.max_gflops),))

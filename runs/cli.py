@@ -128,11 +128,23 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
              data: str | None = typer.Option(None, help="folder of unlabelled text/code (default: the stdlib's source)"),
              out: str | None = typer.Option(None, help="output folder (default: compressed-NAME-SIZE)"),
              search_only: bool = typer.Option(False, "--search-only", help="stop after the shape search"),
-             workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)")):
+             workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)"),
+             dtype: str = typer.Option("float16", help="dtype the student is saved in: float16, bfloat16 or "
+                                                        "float32 (float32 holds half the parameters)"),
+             steps: int = typer.Option(6000, help="distillation steps of the chosen student (32 snippets each)")):
     """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation."""
+    from dataclasses import replace
+
+    from objectives.model_size import BYTES_PER_PARAMETER
+    from runs.compress import CompressSettings
     from runs.compress import compress as compress_model
 
-    path = compress_model(teacher, to, data, out, search_only, workers,
+    if dtype not in BYTES_PER_PARAMETER:
+        raise UserError(f"--dtype: {dtype!r} is not supported; choose one of {', '.join(BYTES_PER_PARAMETER)}")
+    if steps < 1:
+        raise UserError(f"--steps: {steps} must be at least 1")
+    settings = replace(CompressSettings(), dtype=dtype, final_steps=steps)
+    path = compress_model(teacher, to, data, out, search_only, workers, settings,
                           log=lambda text: console.print(text, markup=False, highlight=False))
     console.print(f"student written to {path}")
 

@@ -33,21 +33,26 @@ MB = 10**6
 class CompressSettings:
     """Budgets of one compression. Steps are optimizer updates of `batch_size` snippets."""
 
-    seq_length: int = 128          # tokens per input for GFLOPs and the least position count of a student
-    dtype: str = "float32"         # dtype the student is saved in
+    seq_length: int = 128          # tokens per input for GFLOPs, and the student's position count
+    dtype: str = "float16"         # dtype the student is saved in: half the bytes buy twice the parameters, and
+                                   # the fidelity is measured on the saved (rounded) weights
     population: int = 64           # GA population per vocabulary floor
     generations: int = 100         # GA generations per vocabulary floor
     vocab_floors: int = 3          # GA runs, one per vocabulary floor: minimum x 1, x growth, x growth^2 ...
     floor_growth: int = 4
+    min_speedup: float = 4.0       # the GA keeps GFLOPs <= teacher's / this (0 = no limit): maximising GFLOPs
+                                   # alone fills 10 MB with a 6-layer student only 1.8x faster than the teacher
     layer_caps: tuple[int, ...] = (1,)  # extra GA runs per floor with depth capped (shallow-wide candidates)
-    rerank_steps: int = 60         # distillation steps per candidate when re-ranking
-    final_steps: int = 800         # distillation steps of the chosen student
+    rerank_steps: int = 200        # distillation steps per candidate when re-ranking
+    final_steps: int = 6000        # distillation steps of the chosen student
     batch_size: int = 32
     learning_rate: float = 2e-3
     max_length: int = 96           # teacher tokens per snippet (targets); students read up to seq_length
-    train_snippets: int = 6000
+    train_snippets: int = 48000    # fidelity rose up to 48k snippets, not beyond (bench/README.md)
     held_out_snippets: int = 500
-    threads: int = 1               # torch CPU threads for training and latency (1: fastest on a shared CPU)
+    threads: int = 0               # torch CPU threads for the teacher and training; 0 = all cores (on a CPU shared
+                                   # with other jobs, 1 can be several times faster)
+    latency_threads: int = 1       # torch CPU threads when timing teacher and student (the same for both)
     latency_repeats: int = 20
     seed: int = 0
 
@@ -72,7 +77,8 @@ def _space(teacher: str, settings: CompressSettings, min_vocab: int, max_layers:
     from spaces.architecture.shapes import TransformerShapeSpace
 
     return TransformerShapeSpace(TransformerShapeSpace.Config(teacher=teacher, seq_length=settings.seq_length,
-                                                              min_vocab=min_vocab, max_layers=max_layers),
+                                                              min_vocab=min_vocab, max_layers=max_layers,
+                                                              max_positions=settings.seq_length),
                                  Context(seed=settings.seed))
 
 
@@ -96,7 +102,9 @@ def search_shapes(teacher: str, limit_mb: float, vocab_floor: int, settings: Com
     began = time.perf_counter()
     candidates: list[Candidate] = []
     seen = set()
-    max_vocab = int(_space(teacher, settings, vocab_floor).bounds.max_vocab)
+    first = _space(teacher, settings, vocab_floor)
+    max_vocab = int(first.bounds.max_vocab)
+    max_gflops = teacher_gflops(first, settings.seq_length) / settings.min_speedup if settings.min_speedup else 0.0
     runs = [(k, cap) for k in range(settings.vocab_floors) for cap in (0, *settings.layer_caps)]
     for k, cap in runs:
         floor = vocab_floor * settings.floor_growth**k
@@ -105,7 +113,7 @@ def search_shapes(teacher: str, limit_mb: float, vocab_floor: int, settings: Com
             continue
         size = ModelSize(ModelSize.Config(limit_mb=limit_mb, dtype=settings.dtype, objective=False), space,
                          space.context)
-        objective = CombinedObjective([GFlops(GFlops.Config(), space, space.context), size])
+        objective = CombinedObjective([GFlops(GFlops.Config(max_gflops=max_gflops), space, space.context), size])
         state = evolve(space, objective, SearchSettings(population=settings.population,
                                                         generations=settings.generations, hall_of_fame=1),
                        seed=settings.seed + k)
@@ -119,6 +127,16 @@ def search_shapes(teacher: str, limit_mb: float, vocab_floor: int, settings: Com
                                     size_mb=best.evaluation.extras["size_mb"], vocab_floor=floor,
                                     layer_cap=cap))
     return candidates, time.perf_counter() - began
+
+
+def teacher_gflops(space, seq_length: int) -> float:
+    from objectives.gflops import forward_flops
+    from spaces.architecture.shapes import Shape
+
+    c = space.teacher_config
+    shape = Shape(c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["intermediate_size"],
+                  c["vocab_size"], c["max_position_embeddings"])
+    return forward_flops(shape, seq_length, shape.hidden) / 1e9
 
 
 def hand_picked_shape(teacher: str, limit_mb: float, vocab: int, settings: CompressSettings):
@@ -175,12 +193,19 @@ def measure(student_dir: Path, data, settings: CompressSettings) -> dict[str, An
     """The report's figures for a saved student, loaded back from disk, against the teacher."""
     import torch
 
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(settings.latency_threads or _all_threads())
+    try:
+        return _measure(student_dir, data, settings)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _measure(student_dir: Path, data, settings: CompressSettings) -> dict[str, Any]:
     from objectives.gflops import forward_flops
     from spaces.architecture.fidelity import fidelity, forward_latency
     from spaces.architecture.student import embed, load_student, weight_files
 
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
     student, tokenizer = load_student(student_dir)
     teacher = data.teacher
     texts = data.corpus.held_out
@@ -255,10 +280,9 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
         raise UserError(f"--to: {limit_mb:g} MB is smaller than the smallest student this teacher and corpus allow "
                         f"({smallest:.3f} MB: one layer, width 16, {plan.floor} tokens); use --to {smallest:.2f}MB "
                         "or more")
-    if settings.threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(settings.threads)
+    torch.set_num_threads(settings.threads or _all_threads())
     log(f"corpus: {len(corpus.train)} training and {len(corpus.held_out)} held-out snippets from {corpus.source}")
     candidates, search_seconds = search_shapes(teacher, limit_mb, plan.floor, settings)
     if not candidates:
@@ -310,6 +334,10 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return target
+
+
+def _all_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _exit_on_sigterm():

@@ -120,9 +120,9 @@ def load_corpus(data: str | None, config: CorpusConfig = CorpusConfig(), seed: i
         if len(every) < 2:
             raise UserError(f"--data: {source!r} holds a single snippet; distillation needs more text")
         train, held_out = every[cut:], every[:cut]
-    rng = np.random.default_rng(seed)
-    train = _sample(sorted(set(train)), config.max_train, rng)
-    held_out = _sample(sorted(set(held_out) - set(train)), config.max_held_out, rng)
+    # Separate streams: the held-out sample must not change with the number of training snippets drawn.
+    train = _sample(sorted(set(train)), config.max_train, np.random.default_rng([seed, 0]))
+    held_out = _sample(sorted(set(held_out) - set(train)), config.max_held_out, np.random.default_rng([seed, 1]))
     return Corpus(train=tuple(train), held_out=tuple(held_out), source=source)
 
 

@@ -52,11 +52,12 @@ class ShapeBounds:
 
     @staticmethod
     def from_teacher(config: dict, seq_length: int, width_step: int, min_vocab: int,
-                     max_layers: int = 0) -> ShapeBounds:
+                     max_layers: int = 0, max_positions: int = 0) -> ShapeBounds:
         """Ranges from the teacher's config.json (a dict); `min_vocab` is the reduced tokenizer's floor;
-        `max_layers` > 0 caps the depth below the teacher's."""
+        `max_layers` > 0 caps the depth below the teacher's, `max_positions` > 0 the position table."""
         max_vocab = int(config["vocab_size"])
-        max_positions = int(config["max_position_embeddings"])
+        teacher_positions = int(config["max_position_embeddings"])
+        max_positions = min(teacher_positions, max_positions) if max_positions > 0 else teacher_positions
         if seq_length > max_positions:
             raise UserError(f"seq_length: {seq_length} exceeds the teacher's {max_positions} positions; "
                             f"use at most {max_positions}")
@@ -107,6 +108,8 @@ class TransformerShapeSpace(Space[Shape]):
         width_step: int = 16    # hidden and intermediate widths are multiples of this
         min_vocab: int = 0      # smallest vocabulary; 0 = the teacher's specials + single-character tokens
         max_layers: int = 0     # deepest student; 0 = the teacher's depth
+        max_positions: int = 0  # longest position table; 0 = the teacher's (a student that only ever reads
+                                # seq_length tokens wastes every row past it)
 
     emit_languages: ClassVar[tuple[str, ...]] = ("json", "python")
 
@@ -118,7 +121,7 @@ class TransformerShapeSpace(Space[Shape]):
         self.teacher_config = read_config(self.teacher_path)
         min_vocab = config.min_vocab or default_vocab_floor(self.teacher_path)
         self.bounds = ShapeBounds.from_teacher(self.teacher_config, config.seq_length, config.width_step, min_vocab,
-                                               config.max_layers)
+                                               config.max_layers, config.max_positions)
 
     # --- genome operators -------------------------------------------------------------------------------------
     def random(self, rng: np.random.Generator) -> Shape:

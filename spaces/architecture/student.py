@@ -39,9 +39,16 @@ class Student(torch.nn.Module):
         self.projection = None if width == embedding_dim else torch.nn.Linear(width, embedding_dim)
 
     def forward(self, input_ids, attention_mask):
-        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        pooled = pool(states, attention_mask, self.pooling)
-        return pooled if self.projection is None else self.projection(pooled)
+        return self.project(pool(self.states(input_ids, attention_mask), attention_mask, self.pooling))
+
+    def states(self, input_ids, attention_mask):
+        """Last-layer token states (batch, tokens, hidden), before pooling and projection."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def project(self, x):
+        """Map student-width vectors (..., hidden) into the teacher's embedding space (linear, so it commutes with
+        pooling: the projected mean of token states is the mean of projected states)."""
+        return x if self.projection is None else self.projection(x)
 
 
 def build_student(shape: Shape, teacher_config: dict, embedding_dim: int, seed: int, pooling: str = "mean") -> Student:
@@ -60,15 +67,17 @@ def build_student(shape: Shape, teacher_config: dict, embedding_dim: int, seed: 
 
 
 def initialise_from_teacher(student, teacher_model, vocabulary: ReducedVocabulary,
-                            target_mean: np.ndarray | None = None) -> None:
-    """Embeddings from the teacher's, projected on the top principal directions of its kept token embeddings."""
+                            target_mean: np.ndarray | None = None, layers: bool = False) -> None:
+    """Embeddings from the teacher's, projected on the top principal directions of its kept token embeddings;
+    with `layers`, the encoder layers too (see `inherit_layers`)."""
     with torch.no_grad():
         t_emb = teacher_model.embeddings
         words = t_emb.word_embeddings.weight[torch.as_tensor(vocabulary.teacher_ids)].double()
         mean = words.mean(0, keepdim=True)
         width = student.encoder.config.hidden_size
         # Right singular vectors: an orthonormal basis (teacher width x student width) of the main directions.
-        basis = torch.linalg.svd(words - mean, full_matrices=False).Vh[:width].T
+        # (Full matrices when fewer kept tokens than student features: the complement fills the rest.)
+        basis = torch.linalg.svd(words - mean, full_matrices=len(words) < width).Vh[:width].T
         s_emb = student.encoder.embeddings
         s_emb.word_embeddings.weight.copy_(((words - mean) @ basis).float())
         positions = t_emb.position_embeddings.weight[: s_emb.position_embeddings.weight.shape[0]].double()
@@ -81,6 +90,49 @@ def initialise_from_teacher(student, teacher_model, vocabulary: ReducedVocabular
                 student.projection.bias.copy_(torch.as_tensor(target_mean, dtype=torch.float32))
             else:
                 student.projection.bias.zero_()
+        if layers:
+            inherit_layers(student.encoder, teacher_model, basis.float())
+
+
+def inherit_layers(encoder, teacher_model, basis) -> None:
+    """Student layer k starts as teacher layer round(k * teacher depth / student depth), restricted to the
+    student's width: hidden-side weights are mapped through `basis` (teacher width x student width, orthonormal
+    columns), and the student keeps the teacher's first heads and first feed-forward units.
+
+    Weight selection (a small model initialised from a subset of a large one's weights) gives the single wide
+    layer a start near the teacher's own computation instead of noise. Heads are kept only when the student's head
+    size equals the teacher's; otherwise attention keeps its random init.
+    """
+    t_layers = teacher_model.encoder.layer
+    s_layers = encoder.encoder.layer
+    t_config, s_config = teacher_model.config, encoder.config
+    t_head = t_config.hidden_size // t_config.num_attention_heads
+    s_head = s_config.hidden_size // s_config.num_attention_heads
+    inner = s_config.intermediate_size
+    if inner > t_config.intermediate_size:
+        return
+    P = basis  # (teacher width, student width)
+    for k, s_layer in enumerate(s_layers):
+        t_layer = t_layers[min(len(t_layers) - 1, round(k * len(t_layers) / len(s_layers)))]
+        if s_head == t_head:
+            kept = torch.arange(s_config.hidden_size)  # the first student-width rows: the first heads
+            for name in ("query", "key", "value"):
+                t_lin, s_lin = getattr(t_layer.attention.self, name), getattr(s_layer.attention.self, name)
+                s_lin.weight.copy_(t_lin.weight[kept] @ P)
+                s_lin.bias.copy_(t_lin.bias[kept])
+            t_out, s_out = t_layer.attention.output.dense, s_layer.attention.output.dense
+            s_out.weight.copy_(P.T @ t_out.weight[:, kept])
+            s_out.bias.copy_(P.T @ t_out.bias)
+        t_in, s_in = t_layer.intermediate.dense, s_layer.intermediate.dense
+        s_in.weight.copy_(t_in.weight[:inner] @ P)
+        s_in.bias.copy_(t_in.bias[:inner])
+        t_ffo, s_ffo = t_layer.output.dense, s_layer.output.dense
+        s_ffo.weight.copy_(P.T @ t_ffo.weight[:, :inner])
+        s_ffo.bias.copy_(P.T @ t_ffo.bias)
+        for t_norm, s_norm in ((t_layer.attention.output.LayerNorm, s_layer.attention.output.LayerNorm),
+                               (t_layer.output.LayerNorm, s_layer.output.LayerNorm)):
+            s_norm.weight.fill_(float(t_norm.weight.mean()))
+            s_norm.bias.copy_(P.T @ t_norm.bias)
 
 
 def embed(student, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:

@@ -85,18 +85,70 @@ class Teacher:
 
     def embed(self, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
         """Sentence embeddings, float32 array (len(texts), embedding_dim), texts truncated to `max_length` tokens."""
+        return self.targets(texts, max_length, batch_size)[0]
+
+    def targets(self, texts: Sequence[str], max_length: int, batch_size: int = 64, words: bool = False
+                ) -> tuple[np.ndarray, WordTargets | None]:
+        """(sentence embeddings, word states or None) in one pass over `texts`.
+
+        Texts are batched in order of length (less padding: the teacher's forward pass is the costliest step of
+        a compression on a CPU); results come back in the order given.
+        """
         import torch
 
-        out = np.empty((len(texts), self.embedding_dim), dtype=np.float32)
+        device = next(self.model.parameters()).device
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        pooled = np.empty((len(texts), self.embedding_dim), dtype=np.float32)
+        per_text: list[np.ndarray] = [np.empty((0, self.embedding_dim), np.float16)] * len(texts)
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                batch = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                rows = order[start:start + batch_size]
+                batch = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                        max_length=max_length, return_tensors="pt")
-                states = self.model(input_ids=batch["input_ids"],
-                                    attention_mask=batch["attention_mask"]).last_hidden_state
-                out[start:start + len(batch["input_ids"])] = pool(states, batch["attention_mask"],
-                                                                  self.pooling).numpy()
-        return out
+                mask = batch["attention_mask"].to(device)
+                states = self.model(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
+                pooled[rows] = pool(states, mask, self.pooling).float().cpu().numpy()
+                if words:
+                    ids = torch.as_tensor([[-1 if w is None else w for w in batch.word_ids(j)]
+                                           for j in range(len(rows))], device=device)
+                    for j, i in enumerate(rows):
+                        per_text[i] = word_means(states[j], ids[j]).to(torch.float16).cpu().numpy()
+        if not words:
+            return pooled, None
+        offsets = np.concatenate([[0], np.cumsum([len(w) for w in per_text])]).astype(np.int64)
+        return pooled, WordTargets(states=np.concatenate(per_text), offsets=offsets)
+
+
+@dataclass(frozen=True)
+class WordTargets:
+    """The teacher's last-layer token states averaged over each word, per snippet (float16, to fit in memory).
+
+    A word is a piece of the BERT pre-tokenizer (split at spaces and punctuation), which the teacher's and a
+    reduced-vocabulary student's tokenizers share: the student's tokens of word k cover exactly the teacher's
+    tokens of word k, so word states align across the two vocabularies where token states do not.
+    """
+
+    states: np.ndarray   # (total words, embedding_dim) float16
+    offsets: np.ndarray  # (n + 1,) int64: snippet i's words are states[offsets[i]:offsets[i + 1]]
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+def word_means(states, word_ids):
+    """(words, width): mean of token `states` (tokens, width) per word id (-1 = special or padding, skipped)."""
+    import torch
+
+    valid = word_ids >= 0
+    count = int(word_ids.max()) + 1 if bool(valid.any()) else 0
+    sums = torch.zeros(count, states.shape[-1], dtype=states.dtype, device=states.device)
+    sums.index_add_(0, word_ids[valid], states[valid])
+    tokens = torch.zeros(count, dtype=states.dtype, device=states.device)
+    tokens.index_add_(0, word_ids[valid], torch.ones_like(word_ids[valid], dtype=states.dtype))
+    return sums / tokens.clamp(min=1.0)[:, None]
 
 
 def pool(states, attention_mask, mode: str = "mean"):
@@ -139,25 +191,43 @@ def weights_fingerprint(path: Path) -> str:
 
 def cached_embeddings(teacher: Teacher, texts: Sequence[str], max_length: int, cache_dir: Path | None,
                       batch_size: int = 64) -> np.ndarray:
-    """`teacher.embed(texts)`, read from / written to `cache_dir` (keyed by weights and texts) when given.
+    """The teacher's sentence embeddings of `texts`, through the cache (see `cached_targets`)."""
+    return cached_targets(teacher, texts, max_length, cache_dir, batch_size)[0]
+
+
+def cached_targets(teacher: Teacher, texts: Sequence[str], max_length: int, cache_dir: Path | None,
+                   batch_size: int = 64, words: bool = False) -> tuple[np.ndarray, WordTargets | None]:
+    """`teacher.targets(texts)`, read from / written to `cache_dir` (keyed by weights and texts) when given.
 
     Teacher inference is the dominant fixed cost of distillation on a CPU (minutes for ten thousand snippets), and
     every candidate and every size target reuses the same targets.
     """
     if cache_dir is None:
-        return teacher.embed(texts, max_length, batch_size)
+        return teacher.targets(texts, max_length, batch_size, words)
     digest = hashlib.sha256(f"{weights_fingerprint(teacher.path)}|{teacher.pooling}|{max_length}".encode())
     for text in texts:
         digest.update(text.encode("utf-8", "replace"))
         digest.update(b"\x00")
-    file = Path(cache_dir) / f"teacher-{digest.hexdigest()[:24]}.npy"
-    if file.is_file():
-        cached = np.load(file)
+    stem = Path(cache_dir) / f"teacher-{digest.hexdigest()[:24]}"
+    pooled_file, words_file = stem.with_suffix(".npy"), Path(f"{stem}-words.npz")
+    pooled = word_targets = None
+    if pooled_file.is_file():
+        cached = np.load(pooled_file)
         if cached.shape == (len(texts), teacher.embedding_dim):
-            return cached
-    embeddings = teacher.embed(texts, max_length, batch_size)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(tmp, embeddings)
-    tmp.replace(file)
-    return embeddings
+            pooled = cached
+    if words and words_file.is_file():
+        with np.load(words_file) as cached:
+            if len(cached["offsets"]) == len(texts) + 1:
+                word_targets = WordTargets(states=cached["states"], offsets=cached["offsets"])
+    if pooled is not None and (word_targets is not None or not words):
+        return pooled, word_targets
+    pooled, word_targets = teacher.targets(texts, max_length, batch_size, words)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, pooled)
+    tmp.replace(pooled_file)
+    if word_targets is not None:
+        tmp = Path(f"{stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, states=word_targets.states, offsets=word_targets.offsets)
+        tmp.replace(words_file)
+    return pooled, word_targets

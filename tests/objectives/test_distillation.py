@@ -84,3 +84,73 @@ def test_objective_is_deterministic_and_pickles_light(data, text_dir):
     assert -1.0 <= first.values[0] <= 1.0
     assert first.values == second.values
     assert len(pickle.dumps(objective)) < 20_000  # teacher and targets are not shipped to workers
+
+
+def test_teacher_and_student_tokenizers_share_words(data, tmp_path):
+    """Word-level targets rest on this: a reduced vocabulary splits text into the same words as the teacher's."""
+    from spaces.architecture.teacher import cached_targets
+    from spaces.architecture.vocabulary import reduce_vocabulary, student_tokenizer
+
+    texts = list(data.corpus.train[:16])
+    pooled, words = cached_targets(data.teacher, texts, 512, tmp_path, words=True)
+    again, cached = cached_targets(data.teacher, texts, 512, tmp_path, words=True)  # read back from the cache
+    assert np.array_equal(pooled, again) and np.array_equal(words.states, cached.states)
+    assert words.states.shape == (words.offsets[-1], data.teacher.embedding_dim)
+    tokenizer = student_tokenizer(data.teacher.tokenizer, reduce_vocabulary(data.teacher.tokenizer, data.plan,
+                                                                            data.plan.floor), 512)
+    encoded = tokenizer(texts)
+    student_words = [1 + max(w for w in encoded.word_ids(i) if w is not None) for i in range(len(texts))]
+    assert student_words == list(words.counts())
+    # The words' mean, weighted by their token counts, is the pooled embedding minus the specials' share.
+    assert np.all(np.isfinite(words.states.astype(np.float32)))
+
+
+def test_word_level_loss_trains_and_needs_word_targets(text_dir, tmp_path_factory, data):
+    worded = prepare_data("", str(text_dir), CorpusConfig(max_train=48, max_held_out=16, held_out_percent=20), 48,
+                          cache_dir=tmp_path_factory.mktemp("cache"), words=True)
+    config = TrainingConfig(steps=30, batch_size=8, learning_rate=3e-3, max_length=48, word_weight=1.0)
+    _, _, result = train_student(MICRO, worded, config)
+    assert np.mean(result.losses[-8:]) < np.mean(result.losses[:8]) - 0.05
+    with pytest.raises(ValueError, match="word states"):
+        train_student(MICRO, data, config)  # `data` was prepared without word targets
+
+
+def test_layer_inheritance_beats_embeddings_only_before_training(data):
+    """Weight selection: a one-layer student cut from the teacher's first layer starts closer to the teacher."""
+    from spaces.architecture.fidelity import mean_cosine
+    from spaces.architecture.student import embed
+
+    shape = Shape(1, 64, 2, 256, 400, 64)  # head size 32, the teacher's
+    scores = {}
+    for init in ("teacher", "teacher_layers"):
+        student, tokenizer, _ = train_student(shape, data, TrainingConfig(), init=init, train=False)
+        scores[init] = mean_cosine(embed(student, tokenizer, data.corpus.held_out, 48), data.held_out_targets)
+    assert scores["teacher_layers"] > scores["teacher"]
+
+
+def test_vocabulary_narrower_than_the_student_still_initialises(data):
+    """Fewer kept tokens than student features: the PCA basis is completed, not truncated (a candidate failed)."""
+    shape = Shape(1, 384, 12, 128, data.plan.floor, 64)
+    assert data.plan.floor < 384
+    student, _, _ = train_student(shape, data, TrainingConfig(), train=False)
+    assert torch.isfinite(student.encoder.embeddings.word_embeddings.weight).all()
+
+
+def test_diverged_training_restores_the_best_window():
+    from objectives.distillation import _BestWindow
+
+    def train(curve):
+        model, best, losses, snapshots = torch.nn.Linear(2, 2), _BestWindow(3), [], {}
+        for loss in curve:
+            losses.append(loss)
+            best.offer(losses, model)
+            snapshots[len(losses)] = model.weight.detach().clone()
+            with torch.no_grad():
+                model.weight.add_(1.0)  # every step moves the weights
+        return model, best, losses, snapshots
+
+    model, best, losses, snapshots = train([0.9, 0.8, 0.7, 0.3, 0.3, 0.3, 0.9, 0.9, 0.9])
+    assert best.restore_if_better(losses, model) and best.step == 6
+    assert torch.equal(model.weight, snapshots[6])
+    model, best, losses, snapshots = train([0.9, 0.8, 0.7, 0.5, 0.4, 0.3])  # healthy: the last window is best
+    assert not best.restore_if_better(losses, model)

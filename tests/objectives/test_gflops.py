@@ -29,3 +29,15 @@ def test_objective_reports_gflops_at_the_space_length():
     assert objective.directions == ("max",)
     bigger = Shape(3, 128, 4, 256, 3000, 128)
     assert objective.evaluate(bigger).values[0] > objective.evaluate(shape).values[0]
+
+
+def test_gflops_limit_is_a_hard_constraint():
+    space = TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=64, max_positions=64), Context())
+    small, large = Shape(1, 64, 2, 256, 400, 64), Shape(6, 384, 12, 1536, 400, 64)
+    limit = forward_flops(small, 64, 384) / 1e9 * 2
+    objective = GFlops(GFlops.Config(max_gflops=limit), space, Context())
+    assert objective.constraints == ("gflops_limit",)
+    assert objective.evaluate(small).violations == (0.0,)
+    assert objective.evaluate(large).violations[0] == pytest.approx(forward_flops(large, 64, 384) / 1e9 - limit)
+    assert space.bounds.max_positions == 64  # the position table is capped where asked
+    assert GFlops(GFlops.Config(), space, Context()).constraints == ()

@@ -70,6 +70,11 @@ def test_search_only_writes_candidates_and_config(tmp_path, text_dir):
     report = json.loads((out / "report.json").read_text())
     assert report["candidates"] and all(c["size_mb"] <= 2.0 for c in report["candidates"])
     assert json.loads((out / "config.json").read_text())["model_type"] == "bert"
+    from runs.compress import _space, teacher_gflops
+
+    cap = teacher_gflops(_space("", MICRO, 1), MICRO.seq_length) / MICRO.min_speedup
+    assert all(c["gflops"] <= cap for c in report["candidates"])  # the speed floor holds
+    assert all(c["positions"] == MICRO.seq_length for c in report["candidates"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
 
 
@@ -83,6 +88,9 @@ def test_micro_compression_writes_a_student_within_the_limit(tmp_path, text_dir)
     weights = [out / "model.safetensors", out / "2_Dense" / "model.safetensors"]
     assert sum(p.stat().st_size for p in weights if p.exists()) / 1e6 == pytest.approx(student["file_mb"])
     assert student["file_mb"] <= 1.0
+    header = json.loads((out / "model.safetensors").read_bytes()[8:][:int.from_bytes(
+        (out / "model.safetensors").read_bytes()[:8], "little")])
+    assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}  # the default dtype
     for key in ("gflops", "parameters", "latency_ratio_b1", "latency_ratio_b32", "mean_cosine", "top1_agreement"):
         assert student[key] is not None
     model = AutoModel.from_pretrained(out, local_files_only=True)
@@ -108,3 +116,15 @@ def test_rerank_on_ray_workers_matches_in_process(tmp_path, text_dir):
     local = rerank(candidates, "", str(text_dir), settings, 1, data)
     remote = rerank(candidates, "", str(text_dir), settings, 2, data)
     assert [(c.shape, round(c.fidelity, 5)) for c in local] == [(c.shape, round(c.fidelity, 5)) for c in remote]
+
+
+@pytest.mark.parametrize("args,message", [(["--dtype", "int4"], "--dtype"), (["--steps", "0"], "--steps")])
+def test_cli_rejects_bad_dtype_and_steps(args, message):
+    import subprocess
+    import sys
+
+    script = f"from runs.cli import main; main(['compress', '--to', '3MB', *{args!r}])"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: " + message), result.stderr
