@@ -1,7 +1,7 @@
 """Knowledge distillation: train a student on the teacher's sentence embeddings of unlabelled text, and score it.
 
 The loss is 1 - cosine(student embedding, teacher embedding) on training snippets, the quantity the held-out score
-measures; AdamW with linear warm-up then cosine decay; gradient clipping at `clip_norm`. Budgets are in steps (not
+measures (optionally plus a word-level term, see `distill`); AdamW with linear warm-up then cosine decay; gradient clipping at `clip_norm`. Budgets are in steps (not
 seconds) so a score depends only on the genome and the seed. Runs on the GPU when one is present.
 
 `Distillation` is the objective the compress command uses to re-rank the GA's best shapes: a short fixed-budget

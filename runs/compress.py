@@ -2,7 +2,8 @@
 
 Steps (Compressor, shared/papers.md, plus the re-ranking it lacks):
   1. the corpus and the teacher's vocabulary plan give the smallest vocabulary; a limit no shape can meet stops here;
-  2. the GA (search.engine) maximises GFLOPs subject to file size <= N MB, once per vocabulary floor (the floor
+  2. the GA (search.engine) maximises GFLOPs subject to file size <= N MB and GFLOPs <= the teacher's / 4 (the
+     speed the paper aims for; without it the GA fills a large budget with depth), once per vocabulary floor (the floor
      grows geometrically from the corpus's minimum: GFLOPs alone would starve the vocabulary) and per depth cap
      (uncapped, and 1 layer: GFLOPs alone always buys depth, which learns slowest); each run's best is a candidate;
   3. each candidate gets a short fixed-budget distillation; the best held-out cosine wins (the re-ranking);
