@@ -130,13 +130,18 @@ def search_shapes(teacher: str, limit_mb: float, vocab_floor: int, settings: Com
     return candidates, time.perf_counter() - began
 
 
-def teacher_gflops(space, seq_length: int) -> float:
-    from objectives.gflops import forward_flops
+def teacher_shape(config: dict):
+    """The teacher's own sizes as a `Shape` (from its config.json)."""
     from spaces.architecture.shapes import Shape
 
-    c = space.teacher_config
-    shape = Shape(c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["intermediate_size"],
-                  c["vocab_size"], c["max_position_embeddings"])
+    return Shape(config["num_hidden_layers"], config["hidden_size"], config["num_attention_heads"],
+                 config["intermediate_size"], config["vocab_size"], config["max_position_embeddings"])
+
+
+def teacher_gflops(space, seq_length: int) -> float:
+    from objectives.gflops import forward_flops
+
+    shape = teacher_shape(space.teacher_config)
     return forward_flops(shape, seq_length, shape.hidden) / 1e9
 
 
@@ -238,11 +243,8 @@ def _measure(student_dir: Path, data, settings: CompressSettings) -> dict[str, A
 
 def teacher_figures(data, settings: CompressSettings) -> dict[str, Any]:
     from objectives.gflops import forward_flops
-    from spaces.architecture.shapes import Shape
 
-    c = data.teacher.config
-    shape = Shape(c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["intermediate_size"],
-                  c["vocab_size"], c["max_position_embeddings"])
+    shape = teacher_shape(data.teacher.config)
     files = [p for p in data.teacher.path.glob("*.safetensors")] or [p for p in data.teacher.path.glob("*.bin")]
     return {"path": str(data.teacher.path), "file_mb": sum(p.stat().st_size for p in files) / MB,
             "parameters": sum(p.numel() for p in data.teacher.model.parameters()),
