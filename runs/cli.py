@@ -126,7 +126,7 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
                                          help="a local Hugging Face model folder, or all-MiniLM-L6-v2 (packaged)"),
              to: str = typer.Option(..., "--to", help="size limit of the student, e.g. 3MB (MB = 10^6 bytes)"),
              data: str | None = typer.Option(None, help="folder of unlabelled text/code (default: the stdlib's source)"),
-             out: str | None = typer.Option(None, help="output folder (default: compressed-NAME-SIZE)"),
+             out: str | None = typer.Option(None, help="output folder (default: NAME-SIZEMB, e.g. all-MiniLM-L6-v2-3MB)"),
              search_only: bool = typer.Option(False, "--search-only", help="stop after the shape search"),
              workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)"),
              dtype: str = typer.Option("float16", help="dtype the student is saved in: float16, bfloat16 or "
