@@ -1,8 +1,9 @@
 """Loading a CSV of samples into a `Dataset`, with the checks a user needs before a long search.
 
-Errors (the run cannot make sense): missing file, missing target column, non-numeric cells, NaN or empty cells,
-fewer than two rows. Warnings (the run can go on): a constant input column carries no information; a constant
-target is fitted by any constant.
+Errors (the run cannot make sense): missing file, missing target column, duplicate column names (the target among
+them would also be an input, and the search would fit it by copying), non-numeric cells, NaN or empty cells, fewer
+than two rows, a constant target (any constant fits it). Warning (the run can go on): a constant input column
+carries no information.
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ class DataWarning(UserWarning):
     """A dataset oddity worth telling the user about; the CLI prints it as one 'warning:' line."""
 
 
+def _check_unique(header: list[str], target: str, path: Path) -> None:
+    """Column names must be unique: a repeated name is ambiguous, and a repeated target leaks the answer."""
+    positions = [i + 1 for i, h in enumerate(header) if h == target]
+    if len(positions) > 1:
+        raise UserError(f"data.target: column {target!r} appears {len(positions)} times in {path.name} (columns "
+                        f"{', '.join(map(str, positions))}), so the target would also be an input; rename or drop the "
+                        f"extra column")
+    seen: set[str] = set()
+    for h in header:
+        if h in seen:
+            where = ", ".join(str(i + 1) for i, g in enumerate(header) if g == h)
+            raise UserError(f"data.path: column name {h!r} appears more than once in {path.name} (columns {where}); "
+                            f"give every column its own name")
+        seen.add(h)
+
+
 def load_csv(path: Path, target: str) -> Dataset:
     """Read a CSV with a header row; every column but `target` becomes an input variable."""
     try:
@@ -33,6 +50,7 @@ def load_csv(path: Path, target: str) -> Dataset:
     header = [h.strip() for h in rows[0]]
     if target not in header:
         raise UserError(f"data.target: column {target!r} is not in {path.name}; columns are {', '.join(header)}")
+    _check_unique(header, target, path)
     if len(header) < 2:
         raise UserError(f"data.path: {path.name} has only the target column; add at least one input column")
     values = np.full((len(rows) - 1, len(header)), np.nan)
@@ -58,7 +76,7 @@ def load_csv(path: Path, target: str) -> Dataset:
             warnings.warn(f"data: input column {header[j]!r} is constant ({values[0, j]:g}); it carries no information",
                           DataWarning, stacklevel=2)
     if np.ptp(values[:, t]) == 0.0:
-        warnings.warn(f"data: target column {target!r} is constant ({values[0, t]:g}); any constant fits it",
-                      DataWarning, stacklevel=2)
+        raise UserError(f"data.target: column {target!r} of {path.name} is constant ({values[0, t]:g}), so any constant "
+                        f"fits it; give samples where the target varies")
     return Dataset(X=values[:, inputs].copy(), y=values[:, t].copy(), variables=tuple(header[j] for j in inputs),
                    target=target, source=str(path))

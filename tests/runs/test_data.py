@@ -1,10 +1,15 @@
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runs.data import DataWarning, load_csv
 from search.protocols import UserError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cli_helpers import evoforge  # noqa: E402
 
 
 def write(tmp_path, text):
@@ -41,3 +46,27 @@ def test_constant_column_warns_but_loads(tmp_path):
     assert data.X.shape == (3, 2)
     assert [str(w.message) for w in caught if w.category is DataWarning] == [
         "data: input column 'c' is constant (5); it carries no information"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ("y,a,y\n1,2,1\n2,3,2\n3,5,4\n", "data.target: column 'y' appears 2 times in d.csv (columns 1, 3), so the target "
+                                     "would also be an input; rename or drop the extra column"),
+    ("a,b,a,y\n1,2,1,3\n2,3,2,5\n3,5,4,7\n", "data.path: column name 'a' appears more than once in d.csv (columns 1, "
+                                            "3); give every column its own name"),
+    ("a,y\n1,4\n2,4\n3,4\n", "data.target: column 'y' of d.csv is constant (4), so any constant fits it; give samples "
+                             "where the target varies"),
+])
+def test_ambiguous_or_uninformative_csv_is_one_line_error(tmp_path, text, message):
+    with pytest.raises(UserError) as info:
+        load_csv(write(tmp_path, text), "y")
+    assert str(info.value) == message
+    assert "\n" not in str(info.value)
+
+
+def test_duplicate_target_is_an_error_line_from_the_cli(tmp_path):
+    path = write(tmp_path, "y,x,y\n1,2,1\n2,3,2\n3,5,4\n")
+    result = evoforge("run", "optree", "--data", path, "--target", "y", "--local", "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: data.target: column 'y' appears 2 times in d.csv (columns 1, 3), so the target would also be an "
+        "input; rename or drop the extra column"]
