@@ -24,7 +24,7 @@ class RunProgress:
     def __init__(self, objective: Objective, settings: SearchSettings, start_generation: int, enabled: bool = True):
         self.objective = objective
         self.total = settings.generations
-        self.console = Console(stderr=True)
+        self.console = Console(stderr=True, emoji=False, highlight=False)
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.every = max(1, self.total // 10)
