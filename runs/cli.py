@@ -19,15 +19,29 @@ console = Console(soft_wrap=True, emoji=False, markup=False, highlight=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False, markup=False, highlight=False)
 
 
-def _finish(result) -> None:
-    from runs.api import describe_best
+def _overrides(seed, workers, address, data, target, local) -> dict:
+    overrides = {"seed": seed, "backend.workers": workers, "backend.address": address, "data.target": target}
+    if data is not None:
+        overrides["data.path"] = str(Path(data).expanduser().resolve())
+    if address:
+        overrides["backend.kind"] = "ray"
+    if local:
+        overrides["backend.kind"] = "local"
+    return overrides
 
-    console.print(f"run directory: {result.path}")
-    console.print(f"stopped: {result.stop_reason}; {result.generations} generations, {result.evaluations} evaluations, "
-                  f"{result.elapsed:.1f} s")
-    if result.front:
-        console.print(f"best: {describe_best(result)}")
-        console.print(f"discovered code written to {result.code}")
+
+def _finish(job, run, state) -> None:
+    from runs.job import emit_best
+
+    console.print(f"run directory: {run.path}")
+    console.print(f"stopped: {state.stop_reason}; {state.generation} generations, {state.evaluations} evaluations, "
+                  f"{state.elapsed:.1f} s")
+    if state.front:
+        best = state.front[0]
+        values = ", ".join(f"{n}={v:.6g}" for n, v in zip(job.objective.names, best.evaluation.values))
+        console.print(f"best: {job.space.describe(best.genome)}  ({values})")
+        path = emit_best(job, run, state)
+        console.print(f"discovered code written to {path}")
     else:
         console.print("no feasible individual found; see failures.jsonl in the run directory")
 
@@ -43,19 +57,22 @@ def run(spec: str = typer.Argument(..., help="a spec file or a preset name (see 
         local: bool = typer.Option(False, "--local", help="evaluate in-process instead of on Ray"),
         quiet: bool = typer.Option(False, help="no progress display")):
     """Run a search job from a spec or preset; prints where the discovered code was written."""
-    from runs import api
+    from runs.job import start
+    from runs.spec import load_spec
 
-    _finish(api.run(spec, out=out, seed=seed, workers=workers, address=address, data=data, target=target,
-                    local=local, progress=not quiet))
+    loaded = load_spec(spec, _overrides(seed, workers, address, data, target, local))
+    job, run_dir, state = start(loaded, out, progress=not quiet)
+    _finish(job, run_dir, state)
 
 
 @app.command()
 def resume(rundir: Path = typer.Argument(..., help="a run directory made by `evoforge run`"),
            quiet: bool = typer.Option(False, help="no progress display")):
     """Continue a run from its last checkpoint (after a crash or kill); nothing done before it is lost."""
-    from runs import api
+    from runs.job import resume as resume_run
 
-    _finish(api.resume(rundir, progress=not quiet))
+    job, run_dir, state = resume_run(rundir, progress=not quiet)
+    _finish(job, run_dir, state)
 
 
 @app.command()
@@ -81,9 +98,13 @@ def emit(rundir: Path = typer.Argument(..., help="a run directory"),
          lang: str | None = typer.Option(None, help="c, numpy, python, sympy, latex, triton, cuda (per space)"),
          rank: int = typer.Option(0, help="front member, 0 = best by the first objective")):
     """Write the code of one front member into RUNDIR/code and print its path."""
-    from runs import api
+    from runs.job import emit_best, load_run
 
-    console.print(str(api.emit(rundir, lang, rank).path))
+    job, run_dir = load_run(rundir)
+    state = run_dir.load_checkpoint()
+    if state is None:
+        raise UserError(f"RUNDIR: {rundir} has no checkpoint yet; let the run finish a generation first")
+    console.print(str(emit_best(job, run_dir, state, lang, rank)))
 
 
 @app.command()
