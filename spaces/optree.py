@@ -20,6 +20,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import pycode
 
 from search.protocols import Context, Space, UserError
+from spaces import snapping
 
 ARITY = {"add": 2, "sub": 2, "mul": 2, "div": 2, "pow": 2, "exp": 1, "log": 1, "sin": 1, "cos": 1, "sqrt": 1}
 NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power, "exp": np.exp,
@@ -128,7 +129,7 @@ class OpTreeSpace(Space):
         return " ".join(f"{t:.12g}" if isinstance(t, float) else t for t in genome)
 
     def describe(self, genome: tuple) -> str:
-        return str(self.to_sympy(genome, simplify=False))
+        return str(self.exact_sympy(genome))
 
     def size(self, genome: tuple) -> int:
         return len(genome)
@@ -188,10 +189,24 @@ class OpTreeSpace(Space):
         expr = stack[0]
         return sp.simplify(expr) if simplify and sp.count_ops(expr) < 200 else expr
 
+    def exact_sympy(self, genome: tuple) -> sp.Expr:
+        """The formula as a physicist writes it: fitted constants snapped to exact numbers where the fit on the
+        run's data stays as good (`spaces.snapping`: 0.159154943092 -> 1/(2*pi), 1.0 -> 1), then simplified.
+        A genome that is not finite on the data keeps its plain form (failed genomes are described too)."""
+        data = self.context.dataset
+        if data is None:
+            return self.to_sympy(genome)
+        X, y = data.X[:200], data.y[:200]
+        if not np.all(np.isfinite(self.predict(genome, X))):
+            return self.to_sympy(genome, simplify=False)
+        symbols = snapping.positive_symbols(self.variables, X)
+        plain = {sp.Symbol(v, real=True): s for v, s in zip(self.variables, symbols)}
+        return snapping.exact_formula(self.to_sympy(genome, simplify=False).xreplace(plain), symbols, X, y)
+
     def emit(self, genome: tuple, lang: str) -> str:
         if lang not in self.emit_languages:
             raise self.unsupported(lang)
-        expr = self.to_sympy(genome)
+        expr = self.exact_sympy(genome)
         args = ", ".join(self.variables)
         head = f"operator tree ({len(genome)} nodes): {self.describe(genome)}"
         if lang == "latex":
