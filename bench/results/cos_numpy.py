@@ -58,18 +58,26 @@ def reduce_large(ax):
 def evoforge_cos(x):
     x = np.asarray(x, F32)
     with np.errstate(all='ignore'):
-        xd = x.astype(np.float64)
-        t = xd * float.fromhex('0x1.45f306dc9c883p-1') + 6755399441055744.0
-        n = t.view(np.int64) & 0xFFFFFFFF
-        kd = t - 6755399441055744.0
-        r = (xd - kd * float.fromhex('0x1.921fb54400000p+0')) - kd * float.fromhex('0x1.0b46000000000p-34')
+        sh = ((x * F32(float.fromhex('0x1.45f3060000000p-1'))).astype(F32) + F32(12582912.0)).astype(F32)
+        kf = (sh - F32(12582912.0)).astype(F32)
+        n = bits(sh) - 0x4B400000
+        r1 = fma(-kf, F32(float.fromhex('0x1.921fb60000000p+0')), x)
+        th = (kf * F32(float.fromhex('-0x1.777a5c0000000p-25'))).astype(F32)
+        tl = fma(kf, F32(float.fromhex('-0x1.777a5c0000000p-25')), -th)
+        s = (r1 - th).astype(F32)
+        bb = (s - r1).astype(F32)
+        err = ((r1 - (s - bb).astype(F32)).astype(F32) + ((-th) - bb).astype(F32)).astype(F32)
+        lo = fma(-kf, F32(float.fromhex('-0x1.ee59da0000000p-50')), (err - tl).astype(F32))
+        rh = (s + lo).astype(F32)
+        rl = (lo - (rh - s).astype(F32)).astype(F32)
         ax = np.abs(x)
-        large = (ax >= F32(120.0)) & np.isfinite(x)
-        rb, nb = reduce_large(np.where(large, ax, F32(1000.0)))
-        r = np.where(large, np.where(x < 0, -rb, rb), r)
+        large = ~(ax < F32(120.0))
+        rb, nb = reduce_large(np.where(large & np.isfinite(x), ax, F32(1000.0)))
+        rb = np.where(x < 0, -rb, rb)
         n = np.where(large, np.where(x < 0, -nb, nb), n)
-        rh = r.astype(F32)
-        rl = (r - rh.astype(np.float64)).astype(F32)
+        rbh = rb.astype(F32)
+        rh = np.where(large, rbh, rh).astype(F32)
+        rl = np.where(large, (rb - rbh.astype(np.float64)).astype(F32), rl).astype(F32)
         sp, cp = core(rh)
         hr = (F32(0.5) * rh).astype(F32)
         hz = (rh * hr).astype(F32)

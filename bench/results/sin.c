@@ -72,23 +72,8 @@ static inline double ef_reduce_large(uint32_t xi, int32_t *np) {
     return (double)(int64_t)res0 * 0x1.921fb54442d18p-62;
 }
 
-EF_INLINE float evoforge_sin_inline(float x) {
-    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);
-    double r;
-    int32_t n;
-    if (ax < 120.0f) {                          /* Cody-Waite in binary64 */
-        const double xd = (double)x;
-        const double t = xd * 0x1.45f306dc9c883p-1 + 0x1.8p52;
-        uint64_t tb; memcpy(&tb, &t, sizeof tb);
-        n = (int32_t)(uint32_t)tb;
-        const double kd = t - 0x1.8p52;
-        r = (xd - kd * 0x1.921fb54400000p+0) - kd * 0x1.0b46000000000p-34;
-    } else {
-        r = ef_reduce_large(ef_bits(ax), &n);
-        if (x < 0.0f) { r = -r; n = -n; }
-    }
-    const float rh = (float)r;
-    const float rl = (float)(r - (double)rh);
+/* sin or cos of x = n pi/2 + rh + rl, from the quadrant n. */
+EF_INLINE float ef_sin_finish(float rh, float rl, int32_t n, float x, float ax) {
     float sp, cp;
     ef_core(rh, &sp, &cp);                      /* sin(rh) - rh, cos(rh) - 1 + rh^2/2 */
     const float hr = 0.5f * rh;
@@ -99,16 +84,61 @@ EF_INLINE float evoforge_sin_inline(float x) {
     const float s = rh + (sp + ef_fma(rl, cp - hz, rl));
     const float c = w + ((corr - e_hz) + ef_fma(-rh, rl, cp));
     const int32_t q = (n + 0) & 3;
-    float y = (q & 1) ? c : s;
-    y = (q & 2) ? -y : y;
-    y = ax < 0x1p-12f ? x : y;                 /* sin x = x, keeps -0 and subnormals */
-    return (ax <= 0x1.fffffep127f) ? y : NAN;    /* inf and NaN give NaN */
+    /* selects as integer masks, so that gcc if-converts and vectorises the loop */
+    const uint32_t odd = -(uint32_t)(q & 1);
+    uint32_t yb = ((ef_bits(c) & odd) | (ef_bits(s) & ~odd)) ^ ((uint32_t)(q & 2) << 30);
+    const uint32_t tiny = -(uint32_t)(ef_bits(ax) < 0x39800000u);   /* |x| < 2^-12: sin x = x */
+    yb = (ef_bits(x) & tiny) | (yb & ~tiny);
+    const uint32_t bad = -(uint32_t)((ef_bits(ax)) > 0x7f7fffffu);   /* inf and NaN give NaN */
+    return ef_float((0x7fc00000u & bad) | (yb & ~bad));
 }
 
-/* The exported scalar function, and an array version whose loop the compiler vectorises (the inline
-   body is branch-free for exp, exp2, log and log2). */
+/* |x| < 120: three-part Cody-Waite in float32 giving x - n pi/2 = rh + rl (reduction.py). No branch. */
+EF_INLINE float evoforge_sin_fast(float x) {
+    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);
+    const float sh = x * 0x1.45f3060000000p-1f + 0x1.8p23f;
+    const float kf = sh - 0x1.8p23f;
+    const int32_t n = (int32_t)(ef_bits(sh) - 0x4B400000u);
+    const float r1 = ef_fma(-kf, 0x1.921fb60000000p+0f, x);          /* exact */
+    const float th = kf * -0x1.777a5c0000000p-25f;
+    const float tl = ef_fma(kf, -0x1.777a5c0000000p-25f, -th);         /* exact error of th */
+    const float s = r1 - th;                                      /* TwoSum */
+    const float bb = s - r1;
+    const float err = (r1 - (s - bb)) + ((-th) - bb);
+    const float lo = ef_fma(-kf, -0x1.ee59da0000000p-50f, err - tl);
+    const float rh = s + lo;                                      /* Fast2Sum */
+    const float rl = lo - (rh - s);
+    return ef_sin_finish(rh, rl, n, x, ax);
+}
+
+/* |x| >= 120, inf, NaN: Payne-Hanek (not inlined: it stays out of the vector loop). */
+static float evoforge_sin_slow(float x) {
+    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);
+    int32_t n;
+    double r = ef_reduce_large(ef_bits(ax), &n);
+    if (x < 0.0f) { r = -r; n = -n; }
+    const float rh = (float)r;
+    return ef_sin_finish(rh, (float)(r - (double)rh), n, x, ax);
+}
+
+EF_INLINE float evoforge_sin_inline(float x) {
+    return ef_float(ef_bits(x) & 0x7fffffffu) < 0x1.e000000000000p+6f ? evoforge_sin_fast(x) : evoforge_sin_slow(x);
+}
+
+/* The exported scalar function, and an array version whose loop the compiler vectorises. */
 float evoforge_sin(float x) { return evoforge_sin_inline(x); }
 
 void evoforge_sin_array(const float *restrict in, float *restrict out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = evoforge_sin_inline(in[i]);
+    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
+        const size_t m = n - i0 < 512 ? n - i0 : 512;
+        uint32_t huge = 0;
+        for (size_t i = 0; i < m; i++) {
+            out[i0 + i] = evoforge_sin_fast(in[i0 + i]);
+            huge |= (ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42f00000u;
+        }
+        if (huge)
+            for (size_t i = 0; i < m; i++)
+                if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42f00000u)
+                    out[i0 + i] = evoforge_sin_slow(in[i0 + i]);
+    }
 }

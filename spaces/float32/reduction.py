@@ -13,10 +13,14 @@ by the C and NumPy emitters (`emit.py`), so the error measured on this simulatio
 - log2:  same split; p ~ g(f) = log2(1 + f)/f - 1/ln 2, and log2(x) = e + f/ln 2 + f g(f), where f*INVLN2_HI is
          split exactly by an fma and e + h summed with Fast2Sum (exact: |e| >= |h| whenever e != 0), so only the
          small term f g(f) (at most 1/4 of the result) carries the program's error, and one final rounding.
-- sin/cos: reduction in binary64: |x| < 120: k = rint(x 2/pi), r = (x - k PIO2_HI) - k PIO2_LO (Cody-Waite,
-         PIO2_HI has 33 bits so k*PIO2_HI is exact); |x| >= 120: Payne-Hanek with 2/pi bits as integers (the scheme of
-         glibc's sinf, table generated from mpmath). r is split into rh = (float)r and rl = (float)(r - rh); the
-         program maps rh to S ~ sin(rh) - rh and C ~ cos(rh) - 1 + rh^2/2 on [-pi/4, pi/4] (small terms, so their
+- sin/cos: |x| < 120 (the vectorised fast path, float32 only): k = rint(x 2/pi); x - k pi/2 as a double-float
+         (rh, rl) by a three-part Cody-Waite split PIO2_F1 + PIO2_F2 + PIO2_F3 (each the float32 nearest the rest):
+         fma(-k, PIO2_F1, x) is exact (the result is a multiple of 2^-23 below 1), k PIO2_F2 is split exactly by an
+         fma, the two are summed with TwoSum, k PIO2_F3 and the low parts go into the tail, and a Fast2Sum
+         renormalises (rh, rl); the split's own error is |k| 2^-76. |x| >= 120, inf, NaN (the scalar slow path):
+         Payne-Hanek in integers with 2/pi bits (the scheme of glibc's sinf, table generated from mpmath), r in
+         binary64, rh = (float)r, rl = (float)(r - rh). The program maps rh to S ~ sin(rh) - rh and
+         C ~ cos(rh) - 1 + rh^2/2 on [-pi/4, pi/4] (small terms, so their
          rounding errors shrink: |S| <= |rh|^3/6, |C| <= 0.016); then sin(r) = rh + (S + fma(rl, C', rl)) with
          C' = C - hz, and cos(r) = w + ((corr - e_hz) + fma(-rh, rl, C)) where hz = rh*(rh/2) with its exact error
          e_hz (fma) and w = 1 - hz with its exact error corr (Fast2Sum); one final rounding each; quadrant
@@ -53,6 +57,10 @@ INV_PIO2 = 0.6366197723675814
 PIO2_HI = float.fromhex("0x1.921fb544p0")                  # 33 significant bits
 PIO2_LO = 1.5707963267948966192313216916398 - PIO2_HI      # evaluated in binary64 from the decimal of pi/2
 PI63 = float.fromhex("0x1.921fb54442d18p-62")              # pi / 2^63
+INV_PIO2_F = F32(float.fromhex("0x1.45f306p-1"))             # 2/pi in float32
+PIO2_F1 = F32(float.fromhex("0x1.921fb6p0"))                 # pi/2 = F1 + F2 + F3 + 1.06e-23 (mpmath, 300 bits)
+PIO2_F2 = F32(float.fromhex("-0x1.777a5cp-25"))
+PIO2_F3 = F32(float.fromhex("-0x1.ee59dap-50"))
 SIN_TINY = F32(2.0 ** -12)
 LARGE = F32(120.0)
 # 2/pi as sliding 32-bit windows (entry i = floor(2/pi * 2^(8i + 8)) mod 2^32): glibc's __inv_pio4 layout.
@@ -312,7 +320,7 @@ class Sin(Target):
     name: ClassVar[str] = "sin"
     n_outputs: ClassVar[int] = 2
     interval: ClassVar[tuple[float, float]] = (-0.7854, 0.7854)
-    harness_ops: ClassVar[int] = 30     # |x|, test, 8 binary64 (Cody-Waite), split 3, combine 13, 4 selects
+    harness_ops: ClassVar[int] = 35     # test, 17 float32 (Cody-Waite double-float), combine 13, 4 selects
     reference64: ClassVar = staticmethod(np.sin)
     quadrant_shift: ClassVar[int] = 0
 
@@ -320,22 +328,36 @@ class Sin(Target):
         return [np.sin(r) - r, (np.cos(r) - 1.0) + 0.5 * r * r]
 
     def reduce(self, x):
-        xd = x.astype(np.float64)
-        t = xd * INV_PIO2 + MAGIC64
-        n_small = t.view(np.int64) & 0xFFFFFFFF
-        kd = t - MAGIC64
-        r_small = (xd - kd * PIO2_HI) - kd * PIO2_LO
         ax = np.abs(x)
-        large = (ax >= LARGE) & np.isfinite(x)
-        r_large, n_large = payne_hanek(np.where(large, ax, F32(1000.0)))
+        large = ~(ax < LARGE)                                 # |x| >= 120, inf, NaN: the scalar slow path
+        rh_f, rl_f, n_f = self.reduce_fast(x)
+        r_large, n_large = payne_hanek(np.where(large & np.isfinite(x), ax, F32(1000.0)))
         neg = x < 0
         r_large = np.where(neg, -r_large, r_large)
         n_large = np.where(neg, -n_large, n_large)
-        r = np.where(large, r_large, r_small)
-        n = np.where(large, n_large, n_small)
-        rh = r.astype(F32)
-        rl = (r - rh.astype(np.float64)).astype(F32)
+        rh_l = r_large.astype(F32)
+        rl_l = (r_large - rh_l.astype(np.float64)).astype(F32)
+        rh = np.where(large, rh_l, rh_f).astype(F32)
+        rl = np.where(large, rl_l, rl_f).astype(F32)
+        n = np.where(large, n_large, n_f)
         return rh, {"q": (n + self.quadrant_shift) & 3, "rh": rh, "rl": rl}
+
+    @staticmethod
+    def reduce_fast(x):
+        """(rh, rl, n) with rh + rl = x - n pi/2 for |x| < 120, float32 operations only (as the vector C loop)."""
+        sh = ((x * INV_PIO2_F).astype(F32) + MAGIC32).astype(F32)
+        kf = (sh - MAGIC32).astype(F32)
+        n = as_bits(sh).astype(np.int64) - 0x4B400000
+        r1 = fma_f32(-kf, PIO2_F1, x)                         # exact
+        th = (kf * PIO2_F2).astype(F32)
+        tl = fma_f32(kf, PIO2_F2, -th)                        # k F2 = th + tl exactly
+        s = (r1 - th).astype(F32)                             # TwoSum(r1, -th): s + err = r1 - th exactly
+        bb = (s - r1).astype(F32)
+        err = ((r1 - (s - bb).astype(F32)).astype(F32) + ((-th) - bb).astype(F32)).astype(F32)
+        lo = fma_f32(-kf, PIO2_F3, (err - tl).astype(F32))
+        rh = (s + lo).astype(F32)                             # Fast2Sum renormalisation: |s| >= |lo|
+        rl = (lo - (rh - s).astype(F32)).astype(F32)
+        return rh, rl, n
 
     def reconstruct(self, outputs, state, x):
         sp, cp = outputs
