@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from search.evaluation import Evaluator, LocalEvaluator
+from search.guard import GenerationFaults, GuardedSpace, SpaceCallFailed, call_space
 from search.protocols import Evaluation, Objective, Space
 from search.selection import Individual, rank_order, select_survivors, tournament, update_front
 
@@ -36,6 +37,8 @@ class SearchSettings:
     wall_time: seconds, counted across resumes. targets: objective name -> value that counts as reached (<= for
     minimised objectives, >= for maximised) by one feasible individual. crossover_prob + mutation_prob <= 1; the
     rest of the children are copies. hall_of_fame: best kept for one objective (several: the whole Pareto front).
+    space_time_limit: seconds one space call (key, describe, mutate, crossover, random) may run before it counts
+    as failed (search/guard.py); 0 = no limit. Spaces bound their work by size first; this is the backstop.
     """
 
     population: int = 64
@@ -48,6 +51,7 @@ class SearchSettings:
     crossover_prob: float = 0.5
     mutation_prob: float = 0.5
     hall_of_fame: int = 10
+    space_time_limit: float = 10.0
 
     @property
     def n_offspring(self) -> int:
@@ -81,31 +85,47 @@ class GenerationReport:
     failures: list[dict[str, Any]]
 
 
-def _evaluate(genomes: Sequence[Any], space: Space, evaluator: Evaluator, cache: dict[Hashable, Evaluation],
-              ) -> tuple[list[Individual], int, list[dict[str, Any]]]:
-    """Individuals for `genomes`, evaluating each distinct uncached key once, in first-seen order."""
-    keys = [space.key(g) for g in genomes]
+#: seconds `describe` may take for one line of failures.jsonl (the front gets the full space_time_limit)
+LOG_DESCRIBE_SECONDS = 1.0
+
+
+def _log_describe(space: GuardedSpace, genome: Any) -> str:
+    return space.describe(genome, min(LOG_DESCRIBE_SECONDS, space.seconds or LOG_DESCRIBE_SECONDS))
+
+
+def _evaluate(genomes: Sequence[Any], space: GuardedSpace, evaluator: Evaluator, cache: dict[Hashable, Evaluation],
+              objective: Objective, faults: GenerationFaults) -> tuple[list[Individual], int, list[dict[str, Any]]]:
+    """Individuals for `genomes`, evaluating each distinct uncached key once, in first-seen order. A genome whose
+    key cannot be computed is a failed individual (not cached); every failure is logged with its reason."""
+    keyed = [space.key(g, faults) for g in genomes]
     todo: dict[Hashable, Any] = {}
-    for k, g in zip(keys, genomes):
-        if k not in cache and k not in todo:
+    for (k, reason), g in zip(keyed, genomes):
+        if reason is None and k not in cache and k not in todo:
             todo[k] = g
     results = evaluator.evaluate(list(todo.values())) if todo else []
-    failures = []
+    failures = [{"key": None, "genome": _log_describe(space, g) if g is not None else None, "reason": reason}
+                for reason, g in faults.failures]
     for (k, g), ev in zip(todo.items(), results):
         cache[k] = ev
         if ev.failed is not None:
-            failures.append({"key": str(k), "genome": space.describe(g), "reason": ev.failed})
-    return [Individual(g, cache[k], k) for g, k in zip(genomes, keys)], len(todo), failures
+            failures.append({"key": str(k), "genome": _log_describe(space, g), "reason": ev.failed})
+    n_values = len(objective.names)
+    individuals = [Individual(g, cache[k] if reason is None else
+                              Evaluation.failure(reason, n_values, objective.directions), k)
+                   for g, (k, reason) in zip(genomes, keyed)]
+    return individuals, len(todo), failures
 
 
 def _statistics(state: EngineState, objective: Objective, new_evals: int, seconds: float,
-                failures: int) -> dict[str, Any]:
+                failures: int, faults: GenerationFaults) -> dict[str, Any]:
     feasible = [ind.evaluation.values for ind in state.population if ind.evaluation.feasible]
     stats: dict[str, Any] = {
         "generation": state.generation,
         "evaluations": state.evaluations,
         "new_evaluations": new_evals,
         "failures": failures,
+        "space_failures": len(faults.failures),
+        "variation_retries": faults.variation_retries,
         "feasible": len(feasible),
         "elapsed": round(state.elapsed, 6),
         "evals_per_s": round(new_evals / seconds, 3) if seconds > 0 else None,
@@ -125,32 +145,36 @@ def initialise(space: Space, objective: Objective, settings: SearchSettings, see
     """Generation 0: the space's initial population, evaluated."""
     start = time.perf_counter()
     rng = np.random.default_rng(seed)
-    genomes = space.initial(rng, settings.population)
+    guarded, faults = GuardedSpace(space, settings.space_time_limit or None), GenerationFaults()
+    genomes = guarded.initial(rng, settings.population, faults)
+    faults.check(space, 0)
     cache: dict[Hashable, Evaluation] = {}
-    population, new_evals, failures = _evaluate(genomes, space, evaluator, cache)
+    population, new_evals, failures = _evaluate(genomes, guarded, evaluator, cache, objective, faults)
+    faults.check(space, 0)
     population = select_survivors(population, settings.population, objective.directions)
     front = update_front([], population, objective.directions, settings.hall_of_fame)
     seconds = time.perf_counter() - start
     state = EngineState(generation=0, population=population, front=front, rng_state=rng.bit_generator.state,
                         cache=cache, logbook=[], evaluations=new_evals, elapsed=seconds)
-    stats = _statistics(state, objective, new_evals, seconds, len(failures))
+    stats = _statistics(state, objective, new_evals, seconds, len(failures), faults)
     state.logbook.append(stats)
     return state, GenerationReport(stats, failures)
 
 
-def _make_children(parents: list[Individual], n: int, space: Space, settings: SearchSettings,
-                   rng: np.random.Generator) -> list[Any]:
-    """DEAP's varOr: each child comes from crossover, or mutation, or is a copy, never from two of them."""
+def _make_children(parents: list[Individual], n: int, space: GuardedSpace, settings: SearchSettings,
+                   rng: np.random.Generator, faults: GenerationFaults) -> list[Any]:
+    """DEAP's varOr: each child comes from crossover, or mutation, or is a copy, never from two of them.
+    An operator that raises is retried on other parents (`GuardedSpace.child`), counted in `faults`."""
     ops = rng.random(n)
+    pairs = [(parents[2 * i].genome, parents[2 * i + 1].genome) for i in range(n)]
     children = []
     for i in range(n):
-        a, b = parents[2 * i].genome, parents[2 * i + 1].genome
         if ops[i] < settings.crossover_prob:
-            children.append(space.crossover(a, b, rng)[0])
+            children.append(space.child(pairs, i, "crossover", rng, faults))
         elif ops[i] < settings.crossover_prob + settings.mutation_prob:
-            children.append(space.mutate(a, rng))
+            children.append(space.child(pairs, i, "mutate", rng, faults))
         else:
-            children.append(a)
+            children.append(pairs[i][0])
     return children
 
 
@@ -166,15 +190,17 @@ def step(state: EngineState, space: Space, objective: Objective, settings: Searc
     n = settings.n_offspring
     order = rank_order(state.population, objective.directions)
     parents = tournament(state.population, order, 2 * n, settings.tournament, rng)
-    children = _make_children(parents, n, space, settings, rng)
-    offspring, new_evals, failures = _evaluate(children, space, evaluator, state.cache)
+    guarded, faults = GuardedSpace(space, settings.space_time_limit or None), GenerationFaults()
+    children = _make_children(parents, n, guarded, settings, rng, faults)
+    offspring, new_evals, failures = _evaluate(children, guarded, evaluator, state.cache, objective, faults)
+    faults.check(space, state.generation + 1)
     population = select_survivors(state.population + offspring, settings.population, objective.directions)
     front = update_front(state.front, offspring, objective.directions, settings.hall_of_fame)
     seconds = time.perf_counter() - start
     new_state = replace(state, generation=state.generation + 1, population=population, front=front,
                         rng_state=rng.bit_generator.state, evaluations=state.evaluations + new_evals,
                         elapsed=state.elapsed + seconds, logbook=list(state.logbook))
-    stats = _statistics(new_state, objective, new_evals, seconds, len(failures))
+    stats = _statistics(new_state, objective, new_evals, seconds, len(failures), faults)
     new_state.logbook.append(stats)
     return new_state, GenerationReport(stats, failures)
 
@@ -226,14 +252,22 @@ def evolve(space: Space, objective: Objective, settings: SearchSettings, seed: i
     return state
 
 
-def front_table(front: Sequence[Individual], objective: Objective,
-                describe: Callable[[Any], str] | None = None) -> list[dict[str, Any]]:
-    """The front as JSON-able rows (rank, program, objective values, extras), the form written to `front.json`."""
+def _guarded_describe(describe: Callable[[Any], str], genome: Any, seconds: float | None) -> str:
+    try:
+        return call_space("describe", describe, genome, seconds=seconds)
+    except SpaceCallFailed as exc:
+        return f"{genome!r:.300} [{exc.reason}]"
+
+
+def front_table(front: Sequence[Individual], objective: Objective, describe: Callable[[Any], str] | None = None,
+                describe_seconds: float | None = SearchSettings.space_time_limit) -> list[dict[str, Any]]:
+    """The front as JSON-able rows (rank, program, objective values, extras), the form written to `front.json`.
+    A `describe` that raises or runs past `describe_seconds` gives the genome's repr with the reason instead."""
     rows = []
     for rank, ind in enumerate(front):
         row: dict[str, Any] = {"rank": rank, "key": str(ind.key)}
         if describe is not None:
-            row["program"] = describe(ind.genome)
+            row["program"] = _guarded_describe(describe, ind.genome, describe_seconds)
         row.update({name: (None if math.isinf(v) else v) for name, v in zip(objective.names, ind.evaluation.values)})
         row.update(ind.evaluation.extras)
         rows.append(row)

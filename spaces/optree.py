@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import sympy as sp
 from deap import gp
-from scipy.optimize import least_squares
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import pycode
 
 from search.protocols import Context, Space, UserError
+from spaces.levenberg_marquardt import least_squares_lm
 from spaces import snapping
 
 ARITY = {"add": 2, "sub": 2, "mul": 2, "div": 2, "pow": 2, "exp": 1, "log": 1, "sin": 1, "cos": 1, "sqrt": 1}
@@ -166,12 +166,9 @@ class OpTreeSpace(Space):
             r = self.predict(self.with_constants(genome, c), X) - y
             return np.clip(np.where(np.isfinite(r), r, 1e6), -1e6, 1e6)
 
-        try:
-            with np.errstate(all="ignore"):
-                fit = least_squares(residual, c0, method="lm", max_nfev=20 * (c0.size + 1))
-                c = fit.x if np.all(np.isfinite(fit.x)) and fit.cost <= 0.5 * np.sum(residual(c0) ** 2) else c0
-        except (ValueError, np.linalg.LinAlgError):  # scipy gives up on a degenerate Jacobian
-            c = c0
+        with np.errstate(all="ignore"):  # deterministic LM: scipy's differs across processes (see the module)
+            c, _ = least_squares_lm(residual, c0, max_nfev=20 * (c0.size + 1))
+        c = c if np.all(np.isfinite(c)) else c0
         return self.with_constants(genome, np.round(c, 12))
 
     # --- output ----------------------------------------------------------------------------------------------

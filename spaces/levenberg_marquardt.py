@@ -1,0 +1,94 @@
+"""Least-squares constant fitting whose result depends on the inputs only, bit for bit.
+
+scipy's `least_squares(method="lm")` goes through MINPACK and OpenBLAS kernels whose summation order depends on
+the memory alignment of the arrays; on a rank-deficient fit (two constants that only matter through their sum,
+common in evolved trees) that last-bit noise grows into different constants in different processes, and a search
+seeded the same way diverged after one generation. Here every reduction is numpy's own pairwise sum over
+contiguous data and the normal equations are solved by elimination written out in numpy row operations, so no
+BLAS call decides the order of a sum.
+
+The method is Levenberg-Marquardt with Marquardt's diagonal scaling and forward-difference Jacobians (step
+sqrt(eps) * max(1, |c|)), as in MINPACK's lmdif.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+_STEP = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def _jacobian(residual: Callable[[np.ndarray], np.ndarray], c: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Forward differences, one column per constant: shape (n_residuals, n_constants)."""
+    columns = []
+    for j in range(c.size):
+        h = _STEP * max(1.0, abs(float(c[j])))
+        shifted = c.copy()
+        shifted[j] += h
+        columns.append((residual(shifted) - r) / h)
+    return np.stack(columns, axis=1)
+
+
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """x with a @ x = b by Gaussian elimination with partial pivoting (a small, square); None if singular."""
+    m = np.concatenate([a, b[:, None]], axis=1)
+    k = a.shape[0]
+    for i in range(k):
+        p = i + int(np.argmax(np.abs(m[i:, i])))
+        if not m[p, i] != 0.0:
+            return None
+        if p != i:
+            m[[i, p]] = m[[p, i]]
+        m[i + 1:] -= np.outer(m[i + 1:, i] / m[i, i], m[i])   # elementwise products: no reduction
+    x = np.zeros(k)
+    for i in range(k - 1, -1, -1):
+        x[i] = (m[i, k] - np.sum(m[i, i + 1:k] * x[i + 1:])) / m[i, i]
+    return x if np.all(np.isfinite(x)) else None
+
+
+def least_squares_lm(residual: Callable[[np.ndarray], np.ndarray], c0: np.ndarray, max_nfev: int,
+                     xtol: float = 1e-12, ftol: float = 1e-15) -> tuple[np.ndarray, float]:
+    """Constants minimising 0.5 * sum(residual(c)**2) from `c0`, and that cost.
+
+    residual must return finite values (clip them). At most `max_nfev` residual evaluations; the best point seen
+    is returned, so the cost never exceeds the starting one.
+    """
+    c = np.asarray(c0, dtype=np.float64).copy()
+    r = residual(c)
+    cost = 0.5 * float(np.sum(r * r))
+    nfev, damping = 1, 1e-3
+    while nfev + c.size < max_nfev and cost > 0.0:
+        jac = _jacobian(residual, c, r)
+        nfev += c.size
+        jtj = np.sum(jac[:, :, None] * jac[:, None, :], axis=0)
+        grad = np.sum(jac * r[:, None], axis=0)
+        scale = np.maximum(np.diag(jtj), 1e-12)
+        improved = False
+        while nfev < max_nfev:
+            step = _solve(jtj + damping * np.diag(scale), -grad)
+            if step is None:
+                damping *= 10.0
+                if damping > 1e16:
+                    return c, cost
+                continue
+            trial = c + step
+            r_trial = residual(trial)
+            nfev += 1
+            cost_trial = 0.5 * float(np.sum(r_trial * r_trial))
+            if cost_trial < cost:
+                small_step = float(np.sum(step * step)) <= xtol ** 2 * (float(np.sum(c * c)) + xtol)
+                small_gain = cost - cost_trial <= ftol * cost
+                c, r, cost = trial, r_trial, cost_trial
+                damping = max(damping / 3.0, 1e-15)
+                improved = True
+                if small_step or small_gain:
+                    return c, cost
+                break
+            damping *= 2.0
+            if damping > 1e16:
+                return c, cost
+        if not improved:
+            break
+    return c, cost
