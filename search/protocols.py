@@ -180,12 +180,20 @@ class Objective(ABC, Generic[G]):
     context), so results do not depend on which worker ran it or in which order. It may raise or hang: the
     evaluation backend turns that into a failed `Evaluation` and logs it; the run goes on.
     Objectives are pickled once and shipped to Ray workers: keep them light or put large data in `Context.dataset`.
+
+    Objectives that measure hardware (a GPU kernel's time, CPU latency) declare what one evaluation needs in
+    `resources`, with Ray's own keys: `{"num_gpus": 1}`, `{"resources": {"timing_core": 1}}`, optionally
+    `"num_cpus"`. Such an objective is evaluated on Ray actors holding those resources, one measurement at a time
+    per actor (`search/hardware.py`), and in a spec it defaults to the measured stage of a staged run
+    (`search/fidelity.py`). Its `evaluate` should time with `search.measurement.measure` and put the spread in
+    `extras` (e.g. `{"latency_ms_iqr": 0.03}`). This is the one extension point for hardware; nothing else changes.
     """
 
     Config: ClassVar[type]
     names: tuple[str, ...] = ()
     directions: tuple[Direction, ...] = ()
     constraints: tuple[str, ...] = ()
+    resources: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: Any, space: Space, context: Context):
         self.config = config

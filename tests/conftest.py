@@ -18,6 +18,8 @@ def ray_two_workers():
     import ray
 
     ray.cloudpickle.register_pickle_by_value(faulty_objective)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # one fake "timing_core" custom resource: tests/search/test_hardware.py checks measured objectives land on it
+    ray.init(num_cpus=2, resources={"timing_core": 1}, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
     yield ray
     ray.shutdown()
