@@ -63,7 +63,9 @@ C_PRELUDE = """\
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
 #elif defined(__GNUC__)
-#pragma GCC optimize ("fp-contract=off")
+/* no-trapping-math: lets gcc if-convert the clamps and selects (it keeps results, only FP exception flags may
+   differ), without which the array loops do not vectorise */
+#pragma GCC optimize ("fp-contract=off", "no-trapping-math")
 #endif
 
 #if defined(__GNUC__)
