@@ -1,6 +1,6 @@
 """Pick the cheapest program under 1 ULP per function and commit its C as bench/results/NAME.c.
 
-    python bench/ulp_publish.py                   # all six functions
+    python bench/ulp_publish.py                   # every function
     python bench/ulp_publish.py --only exp --points 2097152
 
 Candidates: every front member in bench/results/ulp_search_*.json for the function (found by bench/ulp_search.py),
@@ -32,7 +32,7 @@ from spaces.float32.reduction import TARGETS, ulp_error  # noqa: E402
 from spaces.float32.space import Float32Space, classic_forms  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NAMES = ("exp", "exp2", "log", "log2", "sin", "cos")
+NAMES = ("exp", "exp2", "log", "log2", "sin", "cos", "tanh", "sigmoid", "erf")
 
 
 def candidates(name: str, max_ops: int) -> list[tuple[str, tuple]]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from spaces.float32 import emit_activations as EA
 from spaces.float32 import reduction as R
 from spaces.float32.program import CONST, Program, register_name
 
@@ -233,7 +234,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
             f"   Program (after the fixed range reduction): {len(program)} operations.\n"
             f"   Build: cc -O3 -march=native (FMA unit) or any C99 compiler (exact software fma). */\n")
     body = {"exp": _c_exp_like, "exp2": _c_exp_like, "log": _c_log_like, "log2": _c_log_like,
-            "sin": _c_trig, "cos": _c_trig}[name](target, name)
+            "sin": _c_trig, "cos": _c_trig, "tanh": EA.c_body, "sigmoid": EA.c_body}[name](target, name)
     api = (f"\n/* The exported scalar function, and an array version whose loop the compiler vectorises. */\n"
            f"float evoforge_{name}(float x) {{ return evoforge_{name}_inline(x); }}\n\n"
            f"void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{\n")
@@ -304,6 +305,8 @@ def _np_h(v) -> str:
 
 def _np_body(target: R.Target) -> str:
     name = target.name
+    if name in ("tanh", "sigmoid"):
+        return EA.numpy_body(target, name)
     if name in ("exp", "exp2"):
         red = (f"    sh = (xc * {_np_h(R.LOG2E)} + F32(12582912.0)).astype(F32)\n"
                "    kf = (sh - F32(12582912.0)).astype(F32)\n"
@@ -423,10 +426,13 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
     name = target.name
     lines = [f'"""evoforge float32 {name} as a Triton device function. {note}\n\n'
              "Compile the calling kernel with enable_fp_fusion=False: a fused a*b + c differs from the verified\n"
-             'program. Not run on a GPU by the test suite (it checks the source parses)."""',
+             'program. Run on a GPU by bench/ulp_triton_gpu.py; the test suite checks the source parses."""',
              "import triton", "import triton.language as tl", "", "",
              "@triton.jit", f"def evoforge_{name}(x):",
              "    x = x.to(tl.float32)"]
+    if name in ("tanh", "sigmoid"):
+        lines += EA.triton_lines(target, name, body, out)
+        return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"
     if name in ("exp", "exp2"):
         lines += [f"    xc = tl.where(x > {target.hi_clamp}, {target.hi_clamp}, x)",
                   f"    xc = tl.where(xc < {target.lo_clamp}, {target.lo_clamp}, xc)"]

@@ -1,5 +1,5 @@
-"""The float32 program space: straight-line register programs for exp, exp2, log, log2, sin or cos after a fixed
-range reduction (`reduction.py`). Evolution changes structure only; constants come from the inner fitter
+"""The float32 program space: straight-line register programs for exp, exp2, log, log2, sin, cos, tanh, sigmoid or
+erf after a fixed range reduction (`reduction.py`, `activations.py`). Evolution changes structure only; constants come from the inner fitter
 (`fitting.py`), deterministically, so a genome is just its instruction tuple and needs no numbers of its own.
 """
 
@@ -22,7 +22,7 @@ class Float32Space(Space[Program]):
 
     @dataclass(frozen=True)
     class Config:
-        """target: exp | exp2 | log | log2 | sin | cos. max_ops / min_ops: instructions per genome (dead code
+        """target: exp | exp2 | log | log2 | sin | cos | tanh | sigmoid | erf. max_ops / min_ops: instructions per genome (dead code
         included). ops: allowed operations. const_prob: chance that a new operand is a fitted constant.
         seed_polynomials: start the population with classic forms (Horner, odd/even splits) as well as random
         programs; off for a search from scratch. fit_points / fit_starts / lawson_rounds / refine_points /
@@ -198,10 +198,17 @@ def _horner(prog: list[Instruction], var: int, degree: int, n_in: int) -> int:
 
 def classic_forms(target: Target, max_ops: int) -> list[Program]:
     """Textbook programs used only when `seed_polynomials` is on: Horner polynomials in r (exp, exp2), f*(poly)
-    and f + f^2*(poly) (log, log2), odd/even polynomials in r^2 for sin/cos, of every degree that fits."""
+    and f + f^2*(poly) (log, log2), odd/even polynomials in r^2 for sin/cos, r^2 * (poly in r) for the small term
+    e^r - 1 - r of tanh and sigmoid, of every degree that fits."""
     n_in = target.n_inputs
     forms: list[Program] = []
-    if target.name in ("exp", "exp2"):
+    if target.name in ("tanh", "sigmoid"):
+        for d in range(1, max_ops - 1):
+            prog = [("mul", (0, 0))]                                    # r^2
+            h = _horner(prog, 0, d, n_in)
+            prog.append(("mul", (n_in, h)))
+            forms.append(tuple(prog))
+    elif target.name in ("exp", "exp2"):
         for d in range(2, max_ops + 1):
             prog: list[Instruction] = []
             _horner(prog, 0, d, n_in)

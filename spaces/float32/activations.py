@@ -1,0 +1,134 @@
+"""Fixed harnesses for the functions machine-learning code calls constantly: tanh and the logistic sigmoid.
+
+Both reduce to the same small-term core, like sin's S = sin r - r: the program maps a float32 r in
+[-ln2/2, ln2/2] to q(r) ~ e^r - 1 - r (|q| <= 0.068, so its own float32 rounding costs at most 2^-28 relative
+to e^r). Everything around it is binary64 and branch-free (vectorisable), mirrored exactly by the C, NumPy and
+Triton emitters:
+
+- reduction: t (binary64, exact) -> k = rint(t log2 e) with the 0x1.8p52 trick, rd = (t - k LN2_HI) - k LN2_LO
+  (LN2_HI has 32 bits, so k LN2_HI is exact for |k| < 2^21), r = (float)rd for the program;
+- e^t = 2^k (1 + rd + q(r)) in binary64 (using rd, not r, in the linear term: the program only sees the small term);
+- tanh: t = 2|x| with |x| clamped to 9.5 (tanh rounds to 1 from 9.01 on), E = e^t - 1 = 2^k (rd + q) + (2^k - 1)
+  (no cancellation for small t: k = 0 gives rd + q), tanh |x| = E / (E + 2), one rounding to float32, sign of x
+  put back; |x| < 2^-12 returns x (error < 2^-25 relative);
+- sigmoid: t = -x clamped to [-120, 120] (1 and 0 are the float32 results beyond), 1 / (1 + e^t), one rounding.
+
+So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error, scaled down by at
+most 1 (tanh near 0, sigmoid for x -> -inf, where the result is e^x or 2|x|-proportional). NaN -> NaN, +-inf ->
++-1 (tanh), 1 or 0 (sigmoid).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from spaces.float32.reduction import F32, MAGIC64, TARGETS, Target, _around, _bit_uniform
+
+LOG2E_D = 1.4426950408889634
+LN2_D_HI = float.fromhex("0x1.62e42fefp-1")                 # 32 significant bits
+LN2_D_LO = float.fromhex("0x1.473de6af278edp-34")          # ln 2 - LN2_HI rounded to binary64 (mpmath)
+TANH_CLAMP = F32(9.5)
+TANH_TINY = F32(2.0 ** -12)
+SIGMOID_CLAMP = 120.0
+
+
+def _u64(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float64).view(np.uint64)
+
+
+def exp_reduce(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(r as float32, rd as binary64, k as int64) with t = k ln2 + rd, |rd| <= ln2/2 (+ rounding)."""
+    sh = t * LOG2E_D + MAGIC64
+    k = (_u64(sh) & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    k = np.where(k >= 2 ** 31, k - 2 ** 32, k)               # int32, as in C
+    kd = sh - MAGIC64
+    rd = (t - kd * LN2_D_HI) - kd * LN2_D_LO
+    return rd.astype(F32), rd, k
+
+
+def pow2_f64(k: np.ndarray) -> np.ndarray:
+    """2^k as binary64 from the exponent bits (k in [-1022, 1023]; garbage k for NaN inputs stays harmless)."""
+    return ((np.asarray(k, np.int64) + 1023).astype(np.uint64) << np.uint64(52)).view(np.float64)
+
+
+def _expm1_ref(r: np.ndarray) -> np.ndarray:
+    return np.expm1(r) - r
+
+
+@dataclass(frozen=True)
+class Tanh(Target):
+    name: ClassVar[str] = "tanh"
+    interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
+    # |x| 0, clamp 1, 2|x| 1, k: mul add sub 3, rd 4, 2 conversions, E: add mul sub add 4, E+2 and div 2,
+    # conversion 1, tiny test + select 2
+    harness_ops: ClassVar[int] = 20
+    reference64: ClassVar = staticmethod(np.tanh)
+
+    def reduced_reference(self, r):
+        return [_expm1_ref(r)]
+
+    def reduce(self, x):
+        a = np.abs(x)
+        ac = np.where(a > TANH_CLAMP, TANH_CLAMP, a).astype(F32)
+        r, rd, k = exp_reduce(2.0 * ac.astype(np.float64))
+        return r, {"rd": rd, "k": k}
+
+    def reconstruct(self, outputs, state, x):
+        q = outputs[0].astype(np.float64)
+        p2 = pow2_f64(state["k"])
+        e = p2 * (state["rd"] + q) + (p2 - 1.0)
+        y = (e / (e + 2.0)).astype(F32)
+        y = (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
+        return np.where(np.abs(x) < TANH_TINY, x, y).astype(F32)
+
+    def sample(self, n, rng):
+        a = _bit_uniform(-float(np.finfo(F32).max), float(np.finfo(F32).max), n // 4, rng)
+        b = _bit_uniform(-10.0, 10.0, n // 4, rng)
+        return np.concatenate([a, b, rng.uniform(-9.6, 9.6, n - n // 2).astype(F32)])
+
+    def hard_points(self):
+        k = np.arange(0, 30)
+        half = (k + 0.5) * np.log(2) / 2               # where k changes (t = 2|x| = (k + 1/2) ln 2)
+        pts = _around(np.concatenate([half, [2.0 ** -12, 9.0, 9.5, 0.5, 1.0, 0.55, 2.0 ** -20]]), 2)
+        return np.concatenate([pts, -pts])
+
+
+@dataclass(frozen=True)
+class Sigmoid(Target):
+    name: ClassVar[str] = "sigmoid"
+    interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
+    # 2 clamps, k: mul add sub 3, rd 4, 2 conversions, 1 + rd + q 2, scale 1, 1 + e and div 2, conversion 1
+    harness_ops: ClassVar[int] = 17
+    reference64: ClassVar = staticmethod(lambda x: 1.0 / (1.0 + np.exp(-x)))
+
+    def reduced_reference(self, r):
+        return [_expm1_ref(r)]
+
+    def reduce(self, x):
+        t = -np.asarray(x, F32).astype(np.float64)
+        t = np.where(t > SIGMOID_CLAMP, SIGMOID_CLAMP, t)
+        t = np.where(t < -SIGMOID_CLAMP, -SIGMOID_CLAMP, t)
+        r, rd, k = exp_reduce(t)
+        return r, {"rd": rd, "k": k}
+
+    def reconstruct(self, outputs, state, x):
+        q = outputs[0].astype(np.float64)
+        e = pow2_f64(state["k"]) * ((state["rd"] + q) + 1.0)
+        return (1.0 / (1.0 + e)).astype(F32)
+
+    def sample(self, n, rng):
+        a = _bit_uniform(-float(np.finfo(F32).max), float(np.finfo(F32).max), n // 4, rng)
+        b = _bit_uniform(-110.0, 110.0, n // 4, rng)
+        return np.concatenate([a, b, rng.uniform(-105.0, 20.0, n - n // 2).astype(F32)])
+
+    def hard_points(self):
+        k = np.arange(-30, 152)
+        half = -(k + 0.5) * np.log(2)                  # where k changes
+        edges = [-87.33654, -103.27893, -103.97208, 16.635532, 17.328680, 0.0, 2.0 ** -25, -(2.0 ** -25)]
+        return _around(np.concatenate([half, edges]), 2)
+
+
+TARGETS.update({t.name: t() for t in (Tanh, Sigmoid)})

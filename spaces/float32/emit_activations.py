@@ -1,0 +1,116 @@
+"""Harness source for tanh and sigmoid (`activations.py`) in C, NumPy and Triton: the same binary64 operations in
+the same order as the simulation, each rounded once, no contraction, so the emitted code is bit-exact with it.
+`emit.py` wraps these bodies with the program's core and the exported API."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spaces.float32 import activations as A
+from spaces.float32.reduction import Target
+
+
+def _d(v: float) -> str:
+    return float(v).hex()
+
+
+def c_body(target: Target, name: str) -> str:
+    """`evoforge_NAME_inline(float)`: branch-free (clamps and selects only), so the array loop vectorises."""
+    common = ("    const double sh = t * " + _d(A.LOG2E_D) + " + 0x1.8p52;\n"
+              "    uint64_t shb; memcpy(&shb, &sh, sizeof shb);\n"
+              "    const int32_t k = (int32_t)(uint32_t)shb;\n"
+              "    const double kd = sh - 0x1.8p52;\n"
+              f"    const double rd = (t - kd * {_d(A.LN2_D_HI)}) - kd * {_d(A.LN2_D_LO)};   /* |rd| <= ln2/2 */\n"
+              "    const double q = (double)ef_core((float)rd);          /* ~ e^rd - 1 - rd */\n"
+              "    const uint64_t pb = (uint64_t)(int64_t)(k + 1023) << 52;\n"
+              "    double p2; memcpy(&p2, &pb, sizeof p2);               /* 2^k */\n")
+    if name == "tanh":
+        return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
+                "    const uint32_t ix = ef_bits(x);\n"
+                "    const float a = ef_float(ix & 0x7fffffffu);\n"
+                f"    const float ac = a > {float(A.TANH_CLAMP).hex()}f ? {float(A.TANH_CLAMP).hex()}f : a;"
+                "   /* tanh rounds to 1 beyond; NaN passes */\n"
+                "    const double t = 2.0 * (double)ac;\n"
+                + common +
+                "    const double e = p2 * (rd + q) + (p2 - 1.0);           /* e^t - 1, no cancellation at k = 0 */\n"
+                "    const float y = (float)(e / (e + 2.0));\n"
+                "    const uint32_t tiny = -(uint32_t)((ix & 0x7fffffffu) < 0x39800000u);   /* |x| < 2^-12 */\n"
+                "    const uint32_t yb = ef_bits(y) | (ix & 0x80000000u);\n"
+                "    return ef_float((ix & tiny) | (yb & ~tiny));\n"
+                "}\n")
+    return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
+            "    double t = -(double)x;\n"
+            f"    t = t > {_d(A.SIGMOID_CLAMP)} ? {_d(A.SIGMOID_CLAMP)} : t;          /* NaN passes */\n"
+            f"    t = t < -{_d(A.SIGMOID_CLAMP)} ? -{_d(A.SIGMOID_CLAMP)} : t;\n"
+            + common +
+            "    const double e = p2 * ((rd + q) + 1.0);               /* e^-x */\n"
+            "    return (float)(1.0 / (1.0 + e));\n"
+            "}\n")
+
+
+def numpy_body(target: Target, name: str) -> str:
+    common = (f"        sh = t * {A.LOG2E_D!r} + 6755399441055744.0\n"
+              "        k = (sh.view(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.int64)\n"
+              "        k = np.where(k >= 2 ** 31, k - 2 ** 32, k)\n"
+              "        kd = sh - 6755399441055744.0\n"
+              f"        rd = (t - kd * float.fromhex({_d(A.LN2_D_HI)!r})) - kd * float.fromhex({_d(A.LN2_D_LO)!r})\n"
+              "        q = np.asarray(core(rd.astype(F32)), F32).astype(np.float64)\n"
+              "        p2 = ((k + 1023).astype(np.uint64) << np.uint64(52)).view(np.float64)\n")
+    head = (f"def evoforge_{name}(x):\n"
+            "    x = np.asarray(x, F32)\n"
+            "    with np.errstate(all='ignore'):\n")
+    if name == "tanh":
+        return (head +
+                "        a = np.abs(x)\n"
+                f"        t = 2.0 * np.where(a > F32({float(A.TANH_CLAMP)!r}), F32({float(A.TANH_CLAMP)!r}), a)"
+                ".astype(F32).astype(np.float64)\n"
+                + common +
+                "        e = p2 * (rd + q) + (p2 - 1.0)\n"
+                "        y = (e / (e + 2.0)).astype(F32)\n"
+                "        y = (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n"
+                "        return np.where(a < F32(2.0 ** -12), x, y).astype(F32)\n")
+    return (head +
+            "        t = -x.astype(np.float64)\n"
+            f"        t = np.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)\n"
+            f"        t = np.where(t < -{A.SIGMOID_CLAMP!r}, -{A.SIGMOID_CLAMP!r}, t)\n"
+            + common +
+            "        e = p2 * ((rd + q) + 1.0)\n"
+            "        return (1.0 / (1.0 + e)).astype(F32)\n")
+
+
+def _t64(v: float) -> str:
+    """A binary64 constant in Triton source: Python float literals become fp32 there, so build it from its bits."""
+    bits = int(np.float64(abs(v)).view(np.uint64))
+    return f"{'-' if v < 0 else ''}_f64({bits:#x})"
+
+
+def triton_helpers() -> list[str]:
+    return ["@triton.jit", "def _f64(bits: tl.constexpr):",
+            "    return tl.full((1,), bits, tl.int64).to(tl.float64, bitcast=True)", "", ""]
+
+
+def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[str]:
+    """Lines of the @triton.jit function after `x = x.to(tl.float32)`; `body` computes `out` from `r`."""
+    lines = []
+    if name == "tanh":
+        lines += ["    a = tl.abs(x)", f"    ac = tl.where(a > {float(A.TANH_CLAMP)!r}, {float(A.TANH_CLAMP)!r}, a)",
+                  "    t = 2.0 * ac.to(tl.float64)"]
+    else:
+        lines += ["    t = -(x.to(tl.float64))", f"    t = tl.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)",
+                  f"    t = tl.where(t < -{A.SIGMOID_CLAMP!r}, -{A.SIGMOID_CLAMP!r}, t)"]
+    lines += [f"    sh = t * {_t64(A.LOG2E_D)} + 6755399441055744.0",
+              "    k = (sh.to(tl.int64, bitcast=True) & 0xFFFFFFFF).to(tl.int32)",
+              "    kd = sh - 6755399441055744.0",
+              f"    rd = (t - kd * {_t64(A.LN2_D_HI)}) - kd * {_t64(A.LN2_D_LO)}",
+              "    r = rd.to(tl.float32)"]
+    lines += body
+    lines += [f"    q = {out}.to(tl.float64)",
+              "    p2 = ((k.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)"]
+    if name == "tanh":
+        lines += ["    e = p2 * (rd + q) + (p2 - 1.0)",
+                  "    y = (e / (e + 2.0)).to(tl.float32)",
+                  "    y = tl.where(x < 0.0, -y, y)",
+                  "    return tl.where(a < 0.000244140625, x, y)"]
+    else:
+        lines += ["    e = p2 * ((rd + q) + 1.0)", "    return (1.0 / (1.0 + e)).to(tl.float32)"]
+    return lines

@@ -1,0 +1,121 @@
+"""tanh and sigmoid (spaces/float32/activations.py): the emitted C and NumPy compute bit for bit what the simulation
+measured, a fitted small-term core is under 1 ULP, special values are exact, and the Triton source is valid (and
+bit-exact under Triton's CPU interpreter when triton is installed)."""
+
+import ast
+import ctypes
+import os
+import shutil
+import subprocess
+import types
+
+import numpy as np
+import pytest
+
+from search.protocols import Context
+from spaces.float32.reduction import TARGETS, ulp_error
+from spaces.float32.space import Float32Space, classic_forms
+
+GCC = shutil.which("gcc")
+SPECIALS = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-45, -1e-45, 2.0 ** -12, -(2.0 ** -12), 9.5, -9.5, 9.01,
+                     20.0, -20.0, 120.0, -120.0, -87.5, -103.9, -104.5, 17.4, 3.4028235e38, -3.4028235e38], np.float32)
+
+
+def fitted(name, degree=5):
+    sp = Float32Space(Float32Space.Config(target=name, max_ops=12), Context(seed=0))
+    g = sp.canonical(classic_forms(sp.target, 12)[degree - 1])      # r^2 * (Horner of `degree` in r)
+    return sp, g, sp.fit(g).constants
+
+
+def _same(a, b):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return bool(np.all((a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))))
+
+
+def _inputs(target):
+    return np.concatenate([target.sample(6000, np.random.default_rng(4)), target.hard_points(), SPECIALS])
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_emitted_c_and_numpy_match_the_simulation_bit_for_bit(tmp_path, name):
+    sp, g, consts = fitted(name)
+    x = _inputs(sp.target)
+    sim = sp.target.evaluate(g, consts, x)
+    src = tmp_path / f"{name}.c"
+    src.write_text(sp.emit(g, "c"))
+    so = tmp_path / f"{name}.so"
+    subprocess.run([GCC, "-O3", "-march=native", "-shared", "-fPIC", "-o", str(so), str(src)], check=True)
+    fn = getattr(ctypes.CDLL(str(so)), f"evoforge_{name}_array")
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
+    out = np.empty_like(x)
+    fn(x.ctypes.data, out.ctypes.data, x.size)
+    module = types.ModuleType("emitted")
+    exec(sp.emit(g, "numpy"), module.__dict__)
+    assert _same(out, sim)
+    assert _same(getattr(module, f"evoforge_{name}")(x), sim)
+
+
+@pytest.mark.parametrize("name,bound", [("tanh", 1.0), ("sigmoid", 1.0)])
+def test_degree5_small_term_core_is_under_one_ulp_and_degree2_is_not(name, bound):
+    target = TARGETS[name]
+    x = np.concatenate([target.sample(1 << 16, np.random.default_rng(8)), target.hard_points()])
+    ref = target.reference(x)
+    sp, g, consts = fitted(name, 5)
+    assert float(np.max(ulp_error(target.evaluate(g, consts, x), ref))) <= bound
+    sp, g2, consts2 = fitted(name, 2)
+    assert float(np.max(ulp_error(target.evaluate(g2, consts2, x), ref))) > 10.0
+
+
+def test_special_values_are_exact():
+    sp, g, c = fitted("tanh")
+    y = sp.target.evaluate(g, c, np.array([np.inf, -np.inf, -0.0, 0.0, 1e-40, -3e-5, 20.0, -9.6, np.nan], np.float32))
+    assert _same(y, np.array([1.0, -1.0, -0.0, 0.0, 1e-40, -3e-5, 1.0, -1.0, np.nan], np.float32))
+    sp, g, c = fitted("sigmoid")
+    y = sp.target.evaluate(g, c, np.array([np.inf, -np.inf, 0.0, -0.0, 17.4, -120.0, -1e30, np.nan], np.float32))
+    assert _same(y, np.array([1.0, 0.0, 0.5, 0.5, 1.0, 0.0, 0.0, np.nan], np.float32))
+    # sigmoid(-100) = 3.72e-44 is subnormal in float32: one rounding, so within half an ULP of 2^-149
+    y = sp.target.evaluate(g, c, np.array([-100.0], np.float32))
+    assert float(ulp_error(y, sp.target.reference(np.array([-100.0], np.float32)))[0]) <= 0.5
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_triton_source_is_valid_and_builds_binary64_constants_from_bits(name):
+    sp, g, _ = fitted(name)
+    src = sp.emit(g, "triton")
+    tree = ast.parse(src)
+    names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert names == ["_f64", f"evoforge_{name}"]
+    assert "_f64(0x3ff71547652b82fe)" in src            # log2(e) as binary64 bits, not an fp32 literal
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+def test_triton_interpreter_matches_the_simulation(tmp_path, name, monkeypatch):
+    pytest.importorskip("triton")
+    torch = pytest.importorskip("torch")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    sp, g, consts = fitted(name)
+    path = tmp_path / f"tri_{name}.py"
+    path.write_text(sp.emit(g, "triton") + KERNEL.format(name=name))
+    code = (f"import numpy as np, torch, sys; sys.path.insert(0, {str(tmp_path)!r}); import tri_{name} as m\n"
+            f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})); y = torch.empty_like(x)\n"
+            f"m.run(x, y); np.save({str(tmp_path / 'y.npy')!r}, y.numpy())\n")
+    x = _inputs(sp.target)
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([os.sys.executable, "-c", code], check=True, env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert torch is not None and _same(np.load(tmp_path / "y.npy"), sp.target.evaluate(g, consts, x))
+
+
+KERNEL = """
+
+@triton.jit
+def _kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(y_ptr + offs, evoforge_{name}(tl.load(x_ptr + offs, mask=mask, other=0.0)), mask=mask)
+
+
+def run(x, y):
+    _kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+"""
