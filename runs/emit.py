@@ -1,9 +1,10 @@
-"""Writing a front member's code to a file: the end of every run and the `evoforge emit` command."""
+"""Writing a front member's code to a file, with its certificate: the end of every run and `evoforge emit`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from runs.certificate import certify_artifact
 from search.engine import EngineState
 from search.protocols import Space, UserError
 
@@ -25,4 +26,5 @@ def emit_member(space: Space, state: EngineState, code_dir: Path, lang: str | No
     suffix = "_numpy" if lang == "numpy" else ""
     path = code_dir / f"rank{rank}{suffix}.{EXTENSIONS.get(lang, 'txt')}"
     path.write_text(source)
+    certify_artifact(space, state.front[rank].genome, lang, source, path)   # NAME.cert.json beside it
     return path
