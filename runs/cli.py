@@ -162,6 +162,17 @@ def validate(schedule: str = typer.Argument(..., help="a megakernel schedule (JS
 
 
 @app.command()
+def verify(path: Path = typer.Argument(..., help="an emitted file, a student folder, or its .cert.json")):
+    """Re-run the checks of an artifact's certificate (NAME.cert.json) on the artifact: one line per check,
+    exit 0 when all hold, 1 when any fails. Runs the artifact (C is compiled with the system compiler)."""
+    from runs.verify import verify as verify_artifact
+
+    code = verify_artifact(path, log=console.print)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def presets():
     """List the shipped presets, runnable as `evoforge run NAME`."""
     from runs.spec import PRESETS_DIR, preset_names, read_table
@@ -189,12 +200,11 @@ def main(argv: list[str] | None = None) -> None:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # click's usage errors, from click or from the copy vendored in typer >= 0.2x (not a click subclass)
+        if type(exc).__module__.endswith("click.exceptions") and hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort" and type(exc).__module__.split(".")[0] in ("click", "typer"):
             sys.exit(130)
         raise
 
