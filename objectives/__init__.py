@@ -14,4 +14,6 @@ REGISTRY: dict[str, str] = {
     "trap": "objectives.bit_problems:Trap",
     "ulp": "objectives.ulp:UlpObjective",
     "ops": "objectives.op_count:OpCountObjective",
+    "throughput": "objectives.throughput:Throughput",
+    "latency": "objectives.latency:Latency",
 }

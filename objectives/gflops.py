@@ -45,6 +45,20 @@ class GFlops(Objective):
         self.seq_length = config.seq_length or space.config.seq_length
         self.embedding_dim = int(space.teacher_config["hidden_size"])
 
+    def cost_features(self, genome: Shape) -> dict[str, float]:
+        """GFLOPs split by kind, plus work GFLOPs leave out (per layer: LayerNorm/residual over s*h, GELU over s*i,
+        softmax over heads*s^2, in 10^9 elements; layer count for fixed per-layer overhead): the features
+        `search/calibration.py` refits a time per unit of. The proxy itself weighs only the GFLOPs."""
+        s, h, i, n = self.seq_length, genome.hidden, genome.intermediate, genome.layers
+        attention = n * 4 * s * s * h / 1e9
+        return {"matmul_gflops": forward_flops(genome, self.seq_length, self.embedding_dim) / 1e9 - attention,
+                "attention_gflops": attention, "norm_gelements": n * s * (2 * h + i) / 1e9,
+                "softmax_gelements": n * genome.heads * s * s / 1e9, "layers": float(n)}
+
+    def cost_weights(self) -> dict[str, float]:
+        return {"matmul_gflops": 1.0, "attention_gflops": 1.0, "norm_gelements": 0.0, "softmax_gelements": 0.0,
+                "layers": 0.0}
+
     def evaluate(self, genome: Shape) -> Evaluation:
         gflops = forward_flops(genome, self.seq_length, self.embedding_dim) / 1e9
         if not self.config.max_gflops:

@@ -19,6 +19,10 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
+# Fewer measurements than this and a run does not report a calibration (a refit of several costs on a handful of
+# points says nothing).
+MIN_CANDIDATES = 10
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -107,9 +111,9 @@ def find_proxy(objective: Any) -> Any | None:
 def calibrate_run(cheap: Any, history: Sequence[tuple[Any, Sequence[float], Sequence[float]]],
                   rng: np.random.Generator, measured_index: int = 0) -> Calibration | None:
     """Calibrate the cheap stage's proxy on a staged run's measurements (`StagedEvaluator.history`); None when the
-    cheap stage has no calibratable proxy or fewer than 3 measurements were made."""
+    cheap stage has no calibratable proxy or fewer than MIN_CANDIDATES measurements were made."""
     proxy = find_proxy(cheap)
-    if proxy is None or len(history) < 3:
+    if proxy is None or len(history) < MIN_CANDIDATES:
         return None
     names, features, prior = feature_matrix(proxy, [genome for genome, _, _ in history])
     measured = np.asarray([m[measured_index] for _, _, m in history], dtype=float)
