@@ -8,6 +8,7 @@ REGISTRY: dict[str, str] = {
     "transformer_shapes": "spaces.architecture.shapes:TransformerShapeSpace",
     "eml": "spaces.eml.space:EmlSpace",
     "optree": "spaces.optree:OpTreeSpace",
+    "sr": "spaces.sr:SrSpace",
     "bitstring": "spaces.bitstring:BitStringSpace",
     "float32": "spaces.float32.space:Float32Space",
 }

@@ -1,11 +1,12 @@
 """Exact constants for fitted formulas: a fitted 0.159154943092 is 1/(2*pi) when putting 1/(2*pi) there keeps the
 fit as good as it was, and a 1.0000000000003 is 1.
 
-Candidates for a constant c are the simple numbers r*b within `search_tolerance` (relative) of c: r a small
+Candidates for a constant c are the simple numbers r*b within `search_tolerance` * 10^(-cost/2) (relative) of c,
+cost growing with the digits of p and q and the base (1 costs 0, 3/5 1.8, 1/(2*pi) 2.1): r a small
 rational p/q (q <= 12 or a decimal 16, 20, 25, 50, 100; |p| <= 120) and b one of 1, pi, e, sqrt(2), pi^2, sqrt(pi), sqrt(2*pi) and their inverses;
 0 is always a candidate. They are tried simplest first; one is kept only if the whole formula, re-evaluated on the
-data with it, has an RMSE no worse than the fitted one plus `fit_slack` relative (plus `absolute_slack` times the
-RMS of the target, for fits that are exact to rounding). So on noise-free data only a constant that is exact up to
+data with it, has an RMSE no worse than the fitted one plus `fit_slack` relative, at most 1e-3 of the target's RMS
+(plus `absolute_slack` times that RMS, for fits that are exact to rounding). So on noise-free data only a constant that is exact up to
 float rounding snaps, and on noisy data one that the noise cannot tell apart from the simple number.
 
 Works on any sympy expression with float constants (operator trees, pyoperon, gplearn), and on any space that can
@@ -41,7 +42,7 @@ class Candidate:
 
 
 def candidates(value: float, search_tolerance: float = 1e-2) -> list[Candidate]:
-    """The simple numbers within `search_tolerance` (relative) of `value`, simplest first; 0 always comes first."""
+    """The simple numbers close enough to `value` (see the module docstring), simplest first; 0 always first."""
     out = [Candidate(sp.Integer(0), 0.0, 0.0)]
     if not math.isfinite(value) or value == 0.0:
         return out
@@ -54,10 +55,11 @@ def candidates(value: float, search_tolerance: float = 1e-2) -> list[Candidate]:
             if p == 0 or abs(p) > MAX_NUMERATOR or math.gcd(p, q) != 1:
                 continue
             exact_value = p / q * b
-            if abs(exact_value - value) > search_tolerance * abs(value) or exact_value in seen:
+            cost = base_cost + math.log10(abs(p) + 1) + (math.log10(q) + 0.5 if q > 1 else 0.0)
+            # a more complex number must lie closer: 19/(6*pi) is no explanation of a noisy 1.008
+            if abs(exact_value - value) > search_tolerance * 10 ** (-cost / 2) * abs(value) or exact_value in seen:
                 continue
             seen.add(exact_value)
-            cost = base_cost + math.log10(abs(p) + 1) + (math.log10(q) + 0.5 if q > 1 else 0.0)
             out.append(Candidate(sp.Rational(p, q) * base, exact_value, cost + abs(exact_value / value - 1)))
     out[1:] = sorted(out[1:], key=lambda c: c.cost)
     return out
@@ -74,7 +76,8 @@ def snap_values(values: Sequence[float], rmse_of: Callable[[np.ndarray], float],
     baseline = rmse_of(current)
     if not math.isfinite(baseline):
         return [None] * len(current)
-    allowed = baseline * (1.0 + fit_slack) + absolute_slack * target_rms
+    # a poor fit is insensitive to its constants: cap the slack so it does not snap them to arbitrary numbers
+    allowed = min(baseline * (1.0 + fit_slack), baseline + 1e-3 * target_rms) + absolute_slack * target_rms
     exact: list[sp.Expr | None] = [None] * len(current)
     for i in range(len(current)):
         for cand in candidates(float(current[i]), search_tolerance):
