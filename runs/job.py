@@ -15,9 +15,11 @@ from runs.emit import emit_member
 from runs.progress import RunProgress
 from runs.rundir import RunDirectory
 from runs.spec import RunSpec, parse_spec, read_table
+from runs.stages import finish_stages, resume_stages, staged_evaluator, staged_objective
 from search.combined import CombinedObjective
 from search.engine import EngineState, GenerationReport, evolve, front_table
 from search.evaluation import Evaluator, LocalEvaluator
+from search.fidelity import StagedObjective
 from search.islands import ArchipelagoState
 from search.protocols import Context, Objective, Space
 
@@ -36,6 +38,8 @@ def build_job(spec: RunSpec) -> Job:
     space = spec.space.cls(spec.space.config, context)
     parts = [part.cls(part.config, space, context) for part in spec.objectives]
     objective = parts[0] if len(parts) == 1 else CombinedObjective(parts)
+    if spec.stages:  # a cheap stage on every child, a measured one on promoted children (search/fidelity.py)
+        objective = staged_objective(spec, parts)
     return Job(spec=spec, space=space, objective=objective)
 
 
@@ -51,6 +55,8 @@ def cluster_runtime_env(address: str | None) -> dict | None:
 
 
 def make_evaluator(spec: RunSpec, objective: Objective) -> Evaluator:
+    if isinstance(objective, StagedObjective):
+        return staged_evaluator(spec, objective, make_evaluator)
     backend = spec.backend
     timeout = backend.timeout or None
     if backend.kind == "local":
@@ -85,8 +91,10 @@ def _execute_single(job: Job, run: RunDirectory, state: EngineState | None, prog
     bar = RunProgress(job.objective, spec.search, state.generation if state else 0, enabled=progress)
     try:
         with make_evaluator(spec, job.objective) as evaluator:
+            resume_stages(evaluator, state)
             final = evolve(job.space, job.objective, spec.search, seed=spec.seed, evaluator=evaluator, state=state,
                            on_generation=on_generation)
+            finish_stages(evaluator, final, spec, run.path)
     finally:
         bar.close()
     return final

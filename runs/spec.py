@@ -39,7 +39,8 @@ from search.islands import IslandSettings
 from search.protocols import UserError
 
 PRESETS_DIR = Path(__file__).parent / "presets"
-TOP_LEVEL = ("description", "seed", "space", "objectives", "data", "search", "islands", "backend")
+TOP_LEVEL = ("description", "seed", "space", "objectives", "data", "search", "islands", "backend", "stages")
+STAGES = ("cheap", "measured")
 
 
 class SpecError(UserError):
@@ -53,6 +54,22 @@ class ComponentSpec:
     name: str
     cls: type
     config: Any
+    stage: str = "cheap"  # objectives only: "measured" ones run after promotion, on actors (search/fidelity.py)
+
+
+@dataclass(frozen=True)
+class StagesSpec:
+    """[stages]: how children reach the measured stage. promote: all | top_fraction | front, with fraction, margin
+    and min_history as in `search.fidelity.Promotion`. devices: measuring actors, one per device (an embedded Ray
+    declares this many of each custom resource the measured objective needs). remeasure: measure the final front
+    again and record the new median and spread in front.json."""
+
+    promote: str = "front"
+    fraction: float = 0.25
+    margin: float = 0.1
+    min_history: int = 8
+    devices: int = 1
+    remeasure: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,7 @@ class RunSpec:
     islands: IslandSettings | None
     backend: BackendSpec
     table: dict[str, Any]  # the validated TOML table with overrides applied, written to the run directory
+    stages: StagesSpec | None = None  # set when an objective has stage = "measured"
 
 
 def _suggest(word: str, allowed: typing.Iterable[str]) -> str:
@@ -156,6 +174,36 @@ def _component(registry: dict[str, str], table: Any, where: str) -> ComponentSpe
         raise SpecError(f"{where}.name: missing; {_suggest('', registry)}")
     cls = resolve_class(registry, name, where)
     return ComponentSpec(name=name, cls=cls, config=build_dataclass(cls.Config, params, where))
+
+
+def _objective(table: Any, where: str) -> ComponentSpec:
+    """An [[objectives]] table; its optional `stage` key says which stage it belongs to (default: "measured" for
+    an objective that declares hardware resources, else "cheap")."""
+    stage = table.pop("stage", None) if isinstance(table, dict) else None
+    part = _component(objectives.REGISTRY, table, where)
+    stage = stage if stage is not None else ("measured" if part.cls.resources else "cheap")
+    if stage not in STAGES:
+        raise SpecError(f"{where}.stage: unknown stage {stage!r}; allowed: {', '.join(STAGES)}")
+    return dataclasses.replace(part, stage=stage)
+
+
+def _check_stages(stages: StagesSpec, parts: tuple[ComponentSpec, ...], islands: bool) -> None:
+    from search.fidelity import Promotion
+
+    if not any(p.stage == "measured" for p in parts):
+        raise SpecError('stages: no objective has stage = "measured"; add it to the [[objectives]] table that '
+                        "measures, or remove [stages]")
+    if not any(p.stage == "cheap" for p in parts):
+        raise SpecError('objectives: every objective has stage = "measured"; add a cheap one (the proxy, e.g. ops or '
+                        'gflops) with stage = "cheap"')
+    if islands:
+        raise SpecError('islands: not available with measured objectives (stage = "measured"); remove [islands]')
+    if stages.devices < 1:
+        raise SpecError(f"stages.devices: must be a positive integer, got {stages.devices}")
+    try:
+        Promotion(stages.promote, stages.fraction, stages.margin, stages.min_history)
+    except UserError as exc:  # its own one-line message, as a spec error
+        raise SpecError(str(exc)) from None
 
 
 def _check_search(settings: SearchSettings, objective_names: list[str]) -> None:
@@ -233,7 +281,8 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
     if not raw_objectives or not isinstance(raw_objectives, list):
         raise SpecError("objectives: missing; add one or more [[objectives]] tables with name = one of "
                         f"{', '.join(sorted(objectives.REGISTRY))}")
-    parts = tuple(_component(objectives.REGISTRY, t, f"objectives[{i}]") for i, t in enumerate(raw_objectives))
+    parts = tuple(_objective(dict(t) if isinstance(t, dict) else t, f"objectives[{i}]")
+                  for i, t in enumerate(raw_objectives))
     names = [n for p in parts for n in p.cls.names]
     if len(set(names)) != len(names):
         raise SpecError(f"objectives: objective names repeat ({', '.join(names)}); list each objective once")
@@ -259,12 +308,16 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
         _check_islands(islands, search.population)
     backend = build_dataclass(BackendSpec, _table(table, "backend"), "backend")
     _check_backend(backend)
+    stages = None
+    if "stages" in table or any(p.stage == "measured" for p in parts):
+        stages = build_dataclass(StagesSpec, _table(table, "stages"), "stages")
+        _check_stages(stages, parts, islands is not None)
     description = table.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"description: expected a string, got {description!r}")
     resolved = apply_overrides(table, {"data.path": str(data.path) if data else None})
     return RunSpec(name=name, description=description, seed=seed, space=space, objectives=parts, data=data,
-                   search=search, islands=islands, backend=backend, table=resolved)
+                   search=search, islands=islands, backend=backend, table=resolved, stages=stages)
 
 
 def _table(table: dict[str, Any], key: str) -> dict[str, Any]:
