@@ -112,13 +112,14 @@ def submit(spec: str = typer.Argument(..., help="a spec file or a preset name"),
            address: str = typer.Option("http://127.0.0.1:8265", help="the cluster's Ray job server (dashboard)"),
            out: str | None = typer.Option(None, help="run directory on the cluster (default ~/evoforge-runs/NAME-TIME)"),
            seed: int | None = typer.Option(None, help="random seed"),
-           wait: bool = typer.Option(False, "--wait", help="follow the job until it ends and print its log")):
+           wait: bool = typer.Option(False, "--wait", help="follow the job until it ends and print its log"),
+           timeout: float = typer.Option(30.0, help="seconds each request to the job server may take")):
     """Submit a run to a Ray cluster as a Ray job (it keeps running when this machine goes away)."""
     from runs.spec import load_spec
     from runs.submit import submit as submit_job
 
     loaded = load_spec(spec, {"seed": seed})
-    _, status = submit_job(loaded, address, out, wait, log=lambda text: console.print(text, markup=False, highlight=False))
+    _, status = submit_job(loaded, address, out, wait, timeout=timeout, log=lambda text: console.print(text, markup=False, highlight=False))
     if wait and status != "SUCCEEDED":
         raise UserError(f"job: ended with status {status}; see the log above")
 
@@ -162,17 +163,6 @@ def validate(schedule: str = typer.Argument(..., help="a megakernel schedule (JS
 
 
 @app.command()
-def verify(path: Path = typer.Argument(..., help="an emitted file, a student folder, or its .cert.json")):
-    """Re-run the checks of an artifact's certificate (NAME.cert.json) on the artifact: one line per check,
-    exit 0 when all hold, 1 when any fails. Runs the artifact (C is compiled with the system compiler)."""
-    from runs.verify import verify as verify_artifact
-
-    code = verify_artifact(path, log=console.print)
-    if code:
-        raise typer.Exit(code)
-
-
-@app.command()
 def presets():
     """List the shipped presets, runnable as `evoforge run NAME`."""
     from runs.spec import PRESETS_DIR, preset_names, read_table
@@ -200,11 +190,12 @@ def main(argv: list[str] | None = None) -> None:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)
     except Exception as exc:
-        # click's usage errors, from click or from the copy vendored in typer >= 0.2x (not a click subclass)
-        if type(exc).__module__.endswith("click.exceptions") and hasattr(exc, "show") and hasattr(exc, "exit_code"):
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
-        if type(exc).__name__ == "Abort" and type(exc).__module__.split(".")[0] in ("click", "typer"):
+        if isinstance(exc, click.exceptions.Abort):
             sys.exit(130)
         raise
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runs.data import load_csv
 from runs.emit import emit_member
+from runs.placement import pinned_mode, place
 from runs.progress import RunProgress
 from runs.rundir import RunDirectory
 from runs.spec import RunSpec, parse_spec, read_table
@@ -59,7 +60,7 @@ def make_evaluator(spec: RunSpec, objective: Objective) -> Evaluator:
         return staged_evaluator(spec, objective, make_evaluator)
     backend = spec.backend
     timeout = backend.timeout or None
-    if backend.kind == "local":
+    if backend.kind == "local" or backend.mode == "local":
         return LocalEvaluator(objective, timeout=timeout)
     from search.ray_backend import RayEvaluator
 
@@ -71,15 +72,18 @@ def default_run_dir(spec: RunSpec) -> Path:
     return Path("evoforge-runs") / f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def execute(job: Job, run: RunDirectory, state, progress: bool = True):
-    """Run (or continue) the search, logging and checkpointing every generation, then write the front."""
-    final = _execute_islands(job, run, state, progress) if job.spec.islands else _execute_single(job, run, state, progress)
+def execute(job: Job, run: RunDirectory, state, progress: bool = True, warm=None):
+    """Run (or continue) the search, logging and checkpointing every generation, then write the front. `warm`:
+    generation 0 already made in-process (state, report) by runs/placement.py, continued from."""
+    final = _execute_islands(job, run, state, progress) if job.spec.islands else _execute_single(job, run, state,
+                                                                                                  progress, warm)
     run.save_checkpoint(final)
     run.write_front(front_table(final.front, job.objective, job.space.describe), final.stop_reason)
     return final
 
 
-def _execute_single(job: Job, run: RunDirectory, state: EngineState | None, progress: bool) -> EngineState:
+def _execute_single(job: Job, run: RunDirectory, state: EngineState | None, progress: bool,
+                    warm=None) -> EngineState:
     spec = job.spec
 
     def on_generation(new_state: EngineState, report: GenerationReport) -> None:
@@ -89,6 +93,9 @@ def _execute_single(job: Job, run: RunDirectory, state: EngineState | None, prog
         bar.update(new_state, report)
 
     bar = RunProgress(job.objective, spec.search, state.generation if state else 0, enabled=progress)
+    if warm is not None and state is None:
+        state = warm[0]
+        on_generation(*warm)
     try:
         with make_evaluator(spec, job.objective) as evaluator:
             resume_stages(evaluator, state)
@@ -129,7 +136,7 @@ def _execute_islands(job: Job, run: RunDirectory, state: ArchipelagoState | None
         bar.update(new_state, GenerationReport(_epoch_summary(new_state, reports, job.objective, now - clock[0]), []))
         clock[0] = now
 
-    use_ray = spec.backend.kind == "ray"
+    use_ray = pinned_mode(spec) == "islands"
     started = False
     if use_ray:
         from search.ray_backend import connect
@@ -149,8 +156,10 @@ def _execute_islands(job: Job, run: RunDirectory, state: ArchipelagoState | None
 
 def start(spec: RunSpec, out: Path | None, progress: bool = True) -> tuple[Job, RunDirectory, EngineState]:
     job = build_job(spec)
+    spec, warm = place(spec, job.space, job.objective)  # backend.mode "auto": in-process or Ray, whichever pays
+    job = Job(spec=spec, space=job.space, objective=job.objective)
     run = RunDirectory.create(out or default_run_dir(spec), spec.table)
-    return job, run, execute(job, run, None, progress)
+    return job, run, execute(job, run, None, progress, warm)
 
 
 def load_run(path: Path) -> tuple[Job, RunDirectory]:

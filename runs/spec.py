@@ -39,6 +39,7 @@ from search.islands import IslandSettings
 from search.protocols import UserError
 
 PRESETS_DIR = Path(__file__).parent / "presets"
+BACKEND_MODES = ("auto", "local", "generational", "islands")
 TOP_LEVEL = ("description", "seed", "space", "objectives", "data", "search", "islands", "backend", "stages")
 STAGES = ("cheap", "measured")
 
@@ -81,12 +82,16 @@ class DataSpec:
 @dataclass(frozen=True)
 class BackendSpec:
     """kind: "ray" or "local". workers: Ray CPUs for an embedded Ray. address: a Ray cluster (ray://host:port
-    or host:port); None uses RAY_ADDRESS if set, else starts an embedded Ray. timeout: seconds per evaluation."""
+    or host:port); None uses RAY_ADDRESS if set, else starts an embedded Ray. timeout: seconds per evaluation.
+    mode: "auto" (measure the job, then run in-process or on Ray, whichever pays; runs/placement.py), "local",
+    "generational" (one population, each generation's evaluations on Ray) or "islands" (islands evolving on
+    Ray actors)."""
 
     kind: str = "ray"
     workers: int = 2
     address: str | None = None
     timeout: float | None = 60.0
+    mode: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,8 @@ def _check_backend(backend: BackendSpec) -> None:
         raise SpecError(f"backend.workers: must be a positive integer, got {backend.workers}")
     if backend.timeout is not None and backend.timeout < 0:
         raise SpecError(f"backend.timeout: must be >= 0 seconds (0 = none), got {backend.timeout}")
+    if backend.mode not in BACKEND_MODES:
+        raise SpecError(f"backend.mode: unknown mode {backend.mode!r}; {_suggest(backend.mode, BACKEND_MODES)}")
 
 
 def apply_overrides(table: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -312,6 +319,9 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
     if "stages" in table or any(p.stage == "measured" for p in parts):
         stages = build_dataclass(StagesSpec, _table(table, "stages"), "stages")
         _check_stages(stages, parts, islands is not None)
+    if backend.mode == "generational" and islands is not None:
+        raise SpecError("backend.mode: 'generational' runs one population but the spec has [islands]; use "
+                        "\"islands\", \"auto\" or \"local\", or remove the [islands] table")
     description = table.get("description", "")
     if not isinstance(description, str):
         raise SpecError(f"description: expected a string, got {description!r}")

@@ -3,18 +3,21 @@
 Each island is an ordinary `EngineState` with its own seed (spawned from the run seed), stepped by the same
 `search.engine.step`. Migration is synchronous per epoch: every island runs `migration_interval` generations,
 then each sends its best `migrants` to its neighbour (a ring, or a random derangement drawn from the driver's
-seeded generator). Islands are hosted by Ray actors that are stateless between epochs: the driver sends an
-island's state in and gets the new state back, so
+seeded generator). Islands are hosted by Ray actors that evolve them `migration_interval` generations at a time,
+selection and variation included, so cheap evaluations pay one round trip per epoch instead of one per generation.
+The driver keeps every island's whole state and sends it in each epoch (the caches only as the entries new since
+the last epoch, which the actors keep between epochs), so
 
 * the result does not depend on how many actors (or machines) host the islands: same seed, same front;
-* an actor that dies is restarted by Ray and the epoch is replayed from the island's last state, which is
-  exactly what the checkpoint on disk holds, so nothing is lost and nothing changes.
+* an actor that dies is restarted by Ray and the epoch is replayed from the island's last state (whole cache
+  included), which is exactly what the checkpoint on disk holds, so nothing is lost and nothing changes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import islice
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -69,27 +72,43 @@ class ArchipelagoState:
 
 
 class IslandHost:
-    """Steps islands for the driver. Holds only the space, objective and settings (shipped once)."""
+    """Steps islands for the driver. Holds the space, objective and settings (shipped once) and, between epochs, each
+    of its islands' evaluation caches, so that an epoch ships only the cache entries that are new on either side."""
 
     def __init__(self, space: Space, objective: Objective, settings: SearchSettings, timeout: float | None):
         self.space, self.objective, self.settings = space, objective, settings
         self.evaluator = LocalEvaluator(objective, timeout=timeout)
+        self.caches: dict[int, dict] = {}  # island index -> its cache, in step with the driver's copy
 
-    def advance(self, states: list[EngineState], generations: int) -> list[tuple[EngineState, list[GenerationReport]]]:
+    def start(self, islands: list[tuple[int, int]]) -> list[tuple[EngineState, list, list[GenerationReport]]]:
+        """Generation 0 of each (island index, seed): (state without its cache, the cache's entries, reports)."""
         out = []
-        for state in states:
+        for index, seed in islands:
+            state, report = initialise(self.space, self.objective, self.settings, seed, self.evaluator)
+            self.caches[index] = state.cache
+            out.append((replace(state, cache={}, logbook=[]), list(state.cache.items()), [report]))
+        return out
+
+    def advance(self, islands: list[tuple[int, EngineState, list, bool]], generations: int,
+                ) -> list[tuple[EngineState, list, list[GenerationReport]]]:
+        """Step each (island index, state without cache, cache entries, full) `generations` times. `full`: the
+        entries are the whole cache (first epoch here, or a replay); otherwise the ones added since the last epoch
+        (migrants). Returns (state without cache or logbook, entries added by this epoch, reports)."""
+        out = []
+        for index, state, entries, full in islands:
+            if not full and index not in self.caches:
+                raise LookupError(f"island {index}'s cache is not held here")  # the driver replays with it
+            cache = dict(entries) if full else self.caches[index]
+            if not full:
+                cache.update(entries)
+            self.caches[index] = cache
+            before = len(cache)
+            state = replace(state, cache=cache, logbook=[])
             reports = []
             for _ in range(generations):
                 state, report = step(state, self.space, self.objective, self.settings, self.evaluator)
                 reports.append(report)
-            out.append((state, reports))
-        return out
-
-    def start(self, seeds: list[int]) -> list[tuple[EngineState, list[GenerationReport]]]:
-        out = []
-        for seed in seeds:
-            state, report = initialise(self.space, self.objective, self.settings, seed, self.evaluator)
-            out.append((state, [report]))
+            out.append((replace(state, cache={}, logbook=[]), list(islice(cache.items(), before, None)), reports))
         return out
 
 
@@ -129,13 +148,15 @@ def migrate(states: list[EngineState], objective: Objective, settings: SearchSet
 
 
 class _Hosts:
-    """Runs `IslandHost` calls in-process or on Ray actors, replaying an epoch when an actor dies."""
+    """Runs `IslandHost` calls in-process or on Ray actors (island i on host i mod count), replaying a host's share
+    of an epoch, with whole caches, when its actor dies."""
 
     def __init__(self, space, objective, settings, islands: IslandSettings, timeout, use_ray: bool):
         self.use_ray = use_ray
         self.args = (space, objective, settings, timeout)
         count = islands.hosts or islands.islands
         self.count = max(1, min(count, islands.islands))
+        self.held: set[int] = set()  # islands whose cache a host holds, in step with the driver's
         if use_ray:
             import ray
 
@@ -144,32 +165,38 @@ class _Hosts:
             self.actors = [remote.remote(*refs) for _ in range(self.count)]
         self.local = IslandHost(*self.args)
 
-    def call(self, method: str, per_island: list[Any], *extra) -> list[Any]:
-        groups = [list(range(h, len(per_island), self.count)) for h in range(self.count)]
-        results: list[Any] = [None] * len(per_island)
+    def call(self, method: str, islands: int, parcel: Callable[[int, bool], Any], *extra) -> list[Any]:
+        """`method` for islands 0..islands-1; `parcel(i, full)` is island i's argument, `full` when its host does
+        not hold its cache. Results in island order."""
+        groups = {h: list(range(h, islands, self.count)) for h in range(self.count)}
+        groups = {h: g for h, g in groups.items() if g}
+        results: list[Any] = [None] * islands
         if not self.use_ray:
-            for group in groups:
-                out = getattr(self.local, method)([per_island[i] for i in group], *extra)
+            for group in groups.values():
+                out = getattr(self.local, method)([parcel(i, i not in self.held) for i in group], *extra)
                 for i, r in zip(group, out):
                     results[i] = r
+                self.held.update(group)
             return results
         import ray
 
-        pending = {h: getattr(self.actors[h], method).remote([per_island[i] for i in g], *extra)
-                   for h, g in enumerate(groups) if g}
+        pending = {h: getattr(self.actors[h], method).remote([parcel(i, i not in self.held) for i in g], *extra)
+                   for h, g in groups.items()}
         for h, ref in pending.items():
-            out = None
+            group, out = groups[h], None
             for _ in range(MAX_ACTOR_RESTARTS + 1):
                 try:
                     out = ray.get(ref)
                     break
-                except ray.exceptions.RayActorError:  # the actor died: Ray restarts it, we replay the epoch
-                    ref = getattr(self.actors[h], method).remote([per_island[i] for i in groups[h]], *extra)
-                except ray.exceptions.RayError:
-                    break
+                except ray.exceptions.RayError:  # the actor died (Ray restarts it): replay with whole caches
+                    self.held.difference_update(group)
+                    ref = getattr(self.actors[h], method).remote([parcel(i, True) for i in group], *extra)
             if out is None:  # restarts exhausted: the driver runs this host's islands itself
-                out = getattr(self.local, method)([per_island[i] for i in groups[h]], *extra)
-            for i, r in zip(groups[h], out):
+                out = getattr(self.local, method)([parcel(i, True) for i in group], *extra)
+                self.held.difference_update(group)
+            else:
+                self.held.update(group)
+            for i, r in zip(group, out):
                 results[i] = r
         return results
 
@@ -181,31 +208,52 @@ class _Hosts:
                 ray.kill(actor, no_restart=True)
 
 
+def _merge(state: EngineState, light: EngineState, entries: list, reports: list[GenerationReport]) -> EngineState:
+    """The driver's full island state: a host's state without cache, plus the driver's cache and logbook."""
+    cache = state.cache if state is not None else {}
+    cache.update(entries)
+    logbook = (list(state.logbook) if state is not None else []) + [r.stats for r in reports]
+    return replace(light, cache=cache, logbook=logbook)
+
+
 def evolve_islands(space: Space, objective: Objective, settings: SearchSettings, islands: IslandSettings,
                    seed: int = 0, state: ArchipelagoState | None = None, use_ray: bool = False,
                    timeout: float | None = None,
                    on_epoch: Callable[[ArchipelagoState, list[list[GenerationReport]]], None] | None = None,
                    ) -> ArchipelagoState:
     """Run K islands to a stopping rule (generations per island, total evaluations, wall time, target on the
-    global front). Same seed and settings give the same global front whatever `use_ray` and `islands.hosts`."""
+    global front). Same seed and settings give the same global front whatever `use_ray` and `islands.hosts`.
+
+    The driver keeps every island's whole state (what a checkpoint holds); hosts keep each island's cache between
+    epochs, so an epoch ships populations and only the cache entries new on either side."""
     hosts = _Hosts(space, objective, settings, islands, timeout, use_ray)
     try:
         if state is None:
             start = time.perf_counter()
-            started = hosts.call("start", island_seeds(seed, islands.islands))
-            states = [s for s, _ in started]
+            seeds = island_seeds(seed, islands.islands)
+            started = hosts.call("start", islands.islands, lambda i, full: (i, seeds[i]))
+            states = [_merge(None, light, entries, reports) for light, entries, reports in started]
             front = update_front([], [ind for s in states for ind in s.front], objective.directions,
                                  settings.hall_of_fame)
             rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(islands.islands + 1)[-1])
             state = ArchipelagoState(epoch=0, islands=states, front=front, rng_state=rng.bit_generator.state,
                                      elapsed=time.perf_counter() - start)
             if on_epoch:
-                on_epoch(state, [r for _, r in started])
+                on_epoch(state, [r for _, _, r in started])
+        synced = [len(s.cache) for s in state.islands]  # cache entries the hosts have (when they hold the cache)
         while (reason := stop_reason(state, objective, settings)) is None:
             start = time.perf_counter()
             generations = min(islands.migration_interval, settings.generations - state.generation)
-            advanced = hosts.call("advance", state.islands, generations)
-            states = [s for s, _ in advanced]
+            current = state.islands
+
+            def parcel(i: int, full: bool):
+                items = current[i].cache.items()
+                entries = list(items) if full else list(islice(items, synced[i], None))
+                return i, replace(current[i], cache={}, logbook=[]), entries, full
+
+            advanced = hosts.call("advance", len(current), parcel, generations)
+            states = [_merge(s, light, entries, reports) for s, (light, entries, reports) in zip(current, advanced)]
+            synced = [len(s.cache) for s in states]
             rng = np.random.default_rng()
             rng.bit_generator.state = state.rng_state
             if state.generation + generations < settings.generations:
@@ -216,7 +264,7 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
                                      rng_state=rng.bit_generator.state,
                                      elapsed=state.elapsed + time.perf_counter() - start, logbook=state.logbook)
             if on_epoch:
-                on_epoch(state, [r for _, r in advanced])
+                on_epoch(state, [r for _, _, r in advanced])
     finally:
         hosts.close()
     state.stop_reason = reason

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,11 @@ hosts = 2
 """
 
 
+# Seconds any one `ray` command of the fixture may take: under load a command that never returns must fail the
+# test, not hang the suite.
+RAY_COMMAND_SECONDS = 180
+
+
 def raylets(tag: str) -> set[int]:
     return {p.pid for p in psutil.process_iter(["name", "cmdline"])
             if p.info["name"] == "raylet" and tag in " ".join(p.info["cmdline"] or [])}
@@ -61,13 +67,14 @@ def cluster():
     temp = Path(tempfile.mkdtemp(prefix="efr", dir="/tmp"))  # short: Ray's socket paths have a length limit
     port = 6400 + os.getpid() % 500
     dashboard = 8300 + os.getpid() % 500
-    subprocess.run([RAY, "get-auth-token", "--generate"], env=ENV, check=True, capture_output=True)
+    subprocess.run([RAY, "get-auth-token", "--generate"], env=ENV, check=True, capture_output=True,
+                   timeout=RAY_COMMAND_SECONDS)
     subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", f"--temp-dir={temp}",
                     "--include-dashboard=true", f"--dashboard-port={dashboard}", "--disable-usage-stats"],
-                   env=ENV, check=True, capture_output=True)
+                   env=ENV, check=True, capture_output=True, timeout=RAY_COMMAND_SECONDS)
     head = raylets(str(temp))
     subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", "--num-cpus=1", "--disable-usage-stats"],
-                   env=ENV, check=True, capture_output=True)
+                   env=ENV, check=True, capture_output=True, timeout=RAY_COMMAND_SECONDS)
     second = raylets(str(temp)) - head
     assert len(head) == 1 and len(second) == 1
     yield {"address": f"127.0.0.1:{port}", "second_raylet": second.pop(), "jobs": f"http://127.0.0.1:{dashboard}"}
@@ -134,8 +141,29 @@ def test_submit_runs_the_job_on_the_cluster(tmp_path, cluster):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.replace("generations = 14", "generations = 3"))
     out = tmp_path / "submitted"
-    result = evoforge("submit", spec, "--address", cluster["jobs"], "--out", out, "--wait", env=ENV)
+    result = evoforge("submit", spec, "--address", cluster["jobs"], "--out", out, "--wait", "--timeout", "60",
+                      env=ENV, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "submitted job raysubmit_" in result.stdout
+    assert ": SUCCEEDED" in result.stdout  # --wait reports the job's status changes as they happen
     assert f"discovered code written to {out}/code/rank0.py" in result.stdout
     assert json.loads((out / "front.json").read_text())["front"]
+
+
+def test_submit_gives_up_with_one_line_when_the_job_server_does_not_answer(tmp_path):
+    """A server that accepts connections and never replies (what a starved dashboard looks like): Ray's own client
+    would wait forever; `evoforge submit` stops after --timeout seconds with one `error:` line."""
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SPEC)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        address = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        result = evoforge("submit", spec, "--address", address, "--timeout", "1.5", "--wait", timeout=120)
+        seconds = time.monotonic() - start
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: --address: the Ray job server at {address} did not answer within 1.5 s while "
+                     "connecting; check that the head node is up and not overloaded, or raise --timeout"]
+    assert seconds < 60  # interpreter and Ray import included; the wait itself is 1.5 s
