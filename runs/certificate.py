@@ -44,8 +44,7 @@ CERTIFIERS: dict[str, str] = {
     "optree": "spaces.expression_certificate",
     "float32": "spaces.float32.certificate",
     "megakernel": "spaces.megakernel.certificate",
-    "transformer_shapes": "spaces.architecture.certificate",
-}
+}   # the compressed student is certified by `evoforge compress` itself (spaces/architecture/certificate.py)
 
 CHECKS: dict[str, str] = {
     "expression.proof": "spaces.expression_certificate:proof",
@@ -188,9 +187,7 @@ def read_certificate(path: Path) -> tuple[dict[str, Any], Path]:
     if not isinstance(cert.get("artifact"), str) or not isinstance(cert.get("checks"), list) \
             or not isinstance(cert.get("sha256"), str):
         raise UserError(f"PATH: {cert_file} lacks artifact, sha256 or checks; re-emit the artifact")
-    if cert_file.name == FOLDER_CERTIFICATE and not path.name.endswith(SUFFIX):
-        artifact = cert_file.parent
-    elif cert_file.name == FOLDER_CERTIFICATE:
+    if cert_file.name == FOLDER_CERTIFICATE:
         artifact = cert_file.parent
     else:
         artifact = cert_file.with_name(Path(cert["artifact"]).name)

@@ -336,6 +336,10 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
         shutil.rmtree(staging, ignore_errors=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    if not search_only:
+        from spaces.architecture.certificate import certify_student
+
+        certify_student(target, limit_mb)   # DIR/student.cert.json: files, size, figures (`evoforge verify DIR`)
     return target
 
 

@@ -181,3 +181,34 @@ def test_cli_exit_codes_and_lines(eml_run, tmp_path):
     missing = evoforge("verify", lone)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert missing.stderr.startswith(f"error: PATH: {lone} has no certificate (lone.c.cert.json is missing)")
+
+
+@pytest.mark.slow
+def test_compressed_student_verifies_and_a_flipped_weight_fails(tmp_path, monkeypatch):
+    """A micro `evoforge compress` (about a minute on 2 cores): its folder certificate holds; one changed byte in
+    the weights fails the file check and names the file."""
+    import inspect
+
+    from runs.compress import CompressSettings, compress
+
+    monkeypatch.setenv("EVOFORGE_CACHE", str(tmp_path / "cache"))
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    for i, module in enumerate((json, inspect, re)):
+        (texts / f"m{i}.py").write_text(inspect.getsource(module)[:5000])
+    micro = CompressSettings(seq_length=32, population=16, generations=5, vocab_floors=2, rerank_steps=3,
+                             final_steps=6, batch_size=4, max_length=32, train_snippets=40, held_out_snippets=12,
+                             latency_repeats=2)
+    out = compress("", "1MB", str(texts), str(tmp_path / "student"), False, 1, micro)
+    cert = json.loads((out / "student.cert.json").read_text())
+    assert cert["holds"] and [c["name"] for c in cert["checks"]] == ["student.files", "student.size", "student.report"]
+    assert cert["checks"][1]["result"]["file_bytes"] <= 1_000_000
+    code, lines = _verify(out)
+    assert code == 0, lines
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-2] ^= 0x40                                  # one bit of the last float16 weight
+    weights.write_bytes(bytes(data))
+    code, lines = _verify(out)
+    assert code == 1 and _failed(lines) == {"sha256", "student.files"}
+    assert "changed: model.safetensors" in next(line for line in lines if line.startswith("student.files"))
