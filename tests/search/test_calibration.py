@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from search.calibration import calibrate, refit, spearman
+from search.calibration import MIN_CANDIDATES, calibrate, calibrate_run, refit, spearman
 from search.measurement import Measurement, measure
 
 
@@ -59,3 +59,28 @@ def test_measure_propagates_the_failure():
 
     with pytest.raises(RuntimeError, match="kernel launch failed"):
         measure(broken)
+
+
+class _OpsProxy:
+    """A calibratable proxy over genomes that are tuples of operation counts (add, div)."""
+
+    def cost_features(self, genome):
+        return {"add": float(genome[0]), "div": float(genome[1])}
+
+    def cost_weights(self):
+        return {"add": 1.0, "div": 1.0}
+
+
+class _Combined:
+    parts = [object(), _OpsProxy()]
+
+
+def test_calibrate_run_finds_the_proxy_part_and_needs_enough_measurements():
+    rng = np.random.default_rng(4)
+    genomes = [tuple(int(v) for v in rng.integers(0, 8, 2)) for _ in range(30)]
+    history = [(g, (float(sum(g)),), (1.0 * g[0] + 10.0 * g[1],)) for g in genomes]
+    cal = calibrate_run(_Combined(), history, np.random.default_rng(0))
+    assert cal.n == 30 and cal.spearman_after > cal.spearman_before
+    assert cal.as_dict()["fitted"]["div"] / cal.as_dict()["fitted"]["add"] == pytest.approx(10.0, rel=1e-6)
+    assert calibrate_run(_Combined(), history[:MIN_CANDIDATES - 1], np.random.default_rng(0)) is None
+    assert calibrate_run(object(), history, np.random.default_rng(0)) is None
