@@ -117,3 +117,11 @@ def test_promotion_settings_are_checked():
         Promotion("best")
     with pytest.raises(UserError, match=r"stages.fraction: must be within \(0, 1\], got 1.5"):
         Promotion("top_fraction", fraction=1.5)
+
+
+def test_restore_rebuilds_the_measurement_history_of_a_resumed_run():
+    _, objective, _, first = _staged("all", cap=5)
+    results = first.evaluate([_bits(2), _bits(7), _bits(4)])          # 7 ones fails the cap: not measured
+    _, _, _, resumed = _staged("all", cap=5)
+    resumed.restore((None, ev) for ev in results)
+    assert [(c, m) for _, c, m in resumed.history] == [((2.0,), (6.0,)), ((4.0,), (4.0,))]
