@@ -16,7 +16,8 @@ Frozen rules (the semantics are in spaces/megakernel/ir.py):
 - clobber: in reference order, a read through one buffer sees a value last written through another buffer sharing
   its storage: the memory plan reuses memory that is still live (no schedule can make that correct).
 
-Happens-before is program order, grid barriers, and signal -> wait edges that are *guaranteed*: signal s precedes
+Happens-before (objectives/happens_before.py, vector clocks) is program order, grid barriers, and signal -> wait
+edges that are *guaranteed*: signal s precedes
 wait(c >= n) in every execution when the other signals on c that could occur without s (not after the wait, not after
 s) add up to less than n. A partial wait on a counter with several producers (a join) therefore orders none of them,
 and the conflicting accesses behind it are reported as races. Computed as a monotone fixpoint, it never adds an
@@ -33,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from objectives.happens_before import execution_order, happens_before, unordered_conflicts
 from search.protocols import Evaluation, Objective
 from spaces.megakernel.ir import Schedule, from_dict, structure_errors
 
@@ -103,7 +105,7 @@ def _check(s: Schedule) -> list[Rejection]:
     if len(set(nbar)) > 1:
         out.append(Rejection("barrier-count", (), "", f"workers reach different numbers of grid barriers {nbar}; "
                              "the extra barriers never complete"))
-    stuck = _deadlocks(s)
+    order, stuck = execution_order(s)
     for w, i in stuck:
         step = s.programs[w][i]
         nxt = next((s.tasks[x.task].name for x in s.programs[w][i:] if x.kind == "run"), "")
@@ -116,7 +118,7 @@ def _check(s: Schedule) -> list[Rejection]:
     clobbers = _clobbers(s)
     if out:  # races are only meaningful once every step is known to run
         return out + clobbers
-    return _races(s) + clobbers
+    return _races(s, order) + clobbers
 
 
 def _clobbers(s: Schedule) -> list[Rejection]:
@@ -147,174 +149,35 @@ def _clobbers(s: Schedule) -> list[Rejection]:
     return out
 
 
-def _deadlocks(s: Schedule) -> list[tuple[int, int]]:
-    """(worker, step) where each worker stops in the least fixpoint of 'can occur'; empty when all finish."""
-    pc = [0] * s.workers
-    total: dict[str, int] = {}
-    progress = True
-    while progress:
-        progress = False
-        for w, p in enumerate(s.programs):
-            while pc[w] < len(p):
-                st = p[pc[w]]
-                if st.kind == "wait" and total.get(st.counter, 0) < st.count:
-                    break
-                if st.kind == "barrier":
-                    break
-                if st.kind == "signal":
-                    total[st.counter] = total.get(st.counter, 0) + st.count
-                pc[w] += 1
-                progress = True
-        at_barrier = [pc[w] < len(p) and p[pc[w]].kind == "barrier" for w, p in enumerate(s.programs)]
-        if all(at_barrier):
-            pc = [x + 1 for x in pc]
-            progress = True
-    return [(w, pc[w]) for w in range(s.workers) if pc[w] < len(s.programs[w])]
-
-
 def _reachable_total(s: Schedule, stuck: list[tuple[int, int]], counter: str) -> int:
     stop = dict(stuck)
     return sum(st.count for w, p in enumerate(s.programs) for i, st in enumerate(p)
                if st.kind == "signal" and st.counter == counter and i < stop.get(w, len(p)))
 
 
-class _Graph:
-    """Happens-before over steps (node = (worker, step)) and barrier generations, as descendant bitsets."""
-
-    def __init__(self, s: Schedule):
-        self.node: dict[tuple[int, int], int] = {}
-        for w, p in enumerate(s.programs):
-            for i in range(len(p)):
-                self.node[(w, i)] = len(self.node)
-        n_steps = len(self.node)
-        generations = min(sum(st.kind == "barrier" for st in p) for p in s.programs)
-        self.n = n_steps + generations
-        self.succ: list[set[int]] = [set() for _ in range(self.n)]
-        for w, p in enumerate(s.programs):
-            k = 0
-            for i, st in enumerate(p):
-                if i + 1 < len(p):
-                    self.succ[self.node[(w, i)]].add(self.node[(w, i + 1)])
-                if st.kind == "barrier" and k < generations:
-                    g = n_steps + k
-                    self.succ[self.node[(w, i)]].add(g)
-                    if i + 1 < len(p):
-                        self.succ[g].add(self.node[(w, i + 1)])
-                    k += 1
-
-    def closure(self) -> list[int] | None:
-        """Descendant bitset per node, or None if the graph has a cycle."""
-        indeg = [0] * self.n
-        for v in range(self.n):
-            for u in self.succ[v]:
-                indeg[u] += 1
-        order = [v for v in range(self.n) if indeg[v] == 0]
-        for v in order:
-            for u in self.succ[v]:
-                indeg[u] -= 1
-                if indeg[u] == 0:
-                    order.append(u)
-        if len(order) != self.n:
-            return None
-        desc = [0] * self.n
-        for v in reversed(order):
-            d = 0
-            for u in self.succ[v]:
-                d |= desc[u] | (1 << u)
-            desc[v] = d
-        return desc
-
-
-def _happens_before(s: Schedule) -> tuple[_Graph, list[int]] | None:
-    g = _Graph(s)
-    signals: dict[str, list[tuple[int, int]]] = {}
-    waits: list[tuple[int, str, int]] = []
-    for w, p in enumerate(s.programs):
-        for i, st in enumerate(p):
-            if st.kind == "signal":
-                signals.setdefault(st.counter, []).append((g.node[(w, i)], st.count))
-            elif st.kind == "wait":
-                waits.append((g.node[(w, i)], st.counter, st.count))
-    while True:
-        desc = g.closure()
-        if desc is None:
-            return None
-        added = False
-        for wn, c, n in waits:
-            candidates = [(sn, k) for sn, k in signals.get(c, []) if not (desc[wn] >> sn) & 1]
-            possible = sum(k for _, k in candidates)  # what can be signalled without passing this wait first
-            for sn, k in candidates:
-                if wn in g.succ[sn]:
-                    continue
-                others = possible - k
-                if others >= n:  # signals that need s first cannot stand in for it
-                    others -= sum(ko for on, ko in candidates if on != sn and (desc[sn] >> on) & 1)
-                if others < n:
-                    g.succ[sn].add(wn)
-                    added = True
-        if not added:
-            return g, desc
-
-
-def _accesses(s: Schedule, storages: dict[str, int]) -> np.ndarray:
-    """(task, storage id, physical start, physical stop, is_write) for every region."""
-    where = {b.name: b for b in s.buffers}
-    rows = []
-    for t, task in enumerate(s.tasks):
-        for regions, write in ((task.reads, 0), (task.writes, 1)):
-            for r in regions:
-                b = where[r.buffer]
-                rows.append((t, storages.setdefault(b.storage, len(storages)), b.offset + r.start, b.offset + r.stop, write))
-    return np.array(rows, dtype=np.int64).reshape(-1, 5)
-
-
-def _conflicts(s: Schedule) -> dict[tuple[int, int], tuple[str, str]]:
-    """Conflicting task pairs (a < b) -> (hazard kind, storage) for overlapping accesses where one writes."""
-    storage_ids: dict[str, int] = {}
-    a = _accesses(s, storage_ids)
-    names = {v: k for k, v in storage_ids.items()}
-    out: dict[tuple[int, int], tuple[str, str]] = {}
-    kinds = {(1, 0): "WAR", (0, 1): "RAW", (1, 1): "WAW"}
-    for sid in np.unique(a[:, 1]):
-        r = a[a[:, 1] == sid]
-        if not r[:, 4].any():
-            continue
-        hit = ((r[:, None, 2] < r[None, :, 3]) & (r[None, :, 2] < r[:, None, 3])
-               & ((r[:, None, 4] + r[None, :, 4]) > 0) & (r[:, None, 0] < r[None, :, 0]))
-        i, j = np.nonzero(hit)
-        for ta, tb, wa, wb in zip(r[i, 0].tolist(), r[j, 0].tolist(), r[i, 4].tolist(), r[j, 4].tolist()):
-            out.setdefault((ta, tb), (kinds[(wa, wb)], names[int(sid)]))
-    return out
-
-
-def _races(s: Schedule) -> list[Rejection]:
-    hb = _happens_before(s)
-    if hb is None:
-        return [Rejection("deadlock", (), "", "cyclic happens-before: guaranteed signal->wait edges close a cycle")]
-    g, desc = hb
+def _races(s: Schedule, order: list[tuple[int, int]]) -> list[Rejection]:
+    clocks = happens_before(s, order)
     where = {}
     for w, p in enumerate(s.programs):
         for i, st in enumerate(p):
             if st.kind == "run":
                 where[st.task] = (w, i)
-    aliases = {}
+    node_of_task = np.array([clocks.first[where[t][0]] + where[t][1] for t in range(len(s.tasks))], dtype=np.int64)
+    aliases: dict[str, list[str]] = {}
     for b in s.buffers:
         aliases.setdefault(b.storage, []).append(b.name)
     out = []
-    for (a, b), (kind, storage) in sorted(_conflicts(s).items()):
-        na, nb = g.node[where[a]], g.node[where[b]]
-        ta, tb = s.tasks[a].name, s.tasks[b].name
-        via = f"storage {storage}" + (f" (aliased by {', '.join(aliases[storage])})" if len(aliases[storage]) > 1 else "")
-        if (desc[na] >> nb) & 1:
+    for c in unordered_conflicts(s, clocks, node_of_task):
+        ta, tb = s.tasks[c.a].name, s.tasks[c.b].name
+        via = f"storage {c.storage}" + (f" (aliased by {', '.join(aliases[c.storage])})" if len(aliases[c.storage]) > 1 else "")
+        if c.backwards:
+            out.append(Rejection("order", (ta, tb), c.storage,
+                                 f"{c.kind} on {via}: {tb} is ordered before {ta}, but the reference runs {ta} first"))
             continue
-        if (desc[nb] >> na) & 1:
-            out.append(Rejection("order", (ta, tb), storage,
-                                 f"{kind} on {via}: {tb} is ordered before {ta}, but the reference runs {ta} first"))
-            continue
-        wa, wb = where[a][0], where[b][0]
-        out.append(Rejection("race", (ta, tb), storage,
-                             f"{kind} on {via}: {ta} (worker {wa}) and {tb} (worker {wb}) are not ordered by "
-                             f"happens-before{_partial_hint(s, where[b])}"))
+        wa, wb = where[c.a][0], where[c.b][0]
+        out.append(Rejection("race", (ta, tb), c.storage,
+                             f"{c.kind} on {via}: {ta} (worker {wa}) and {tb} (worker {wb}) are not ordered by "
+                             f"happens-before{_partial_hint(s, where[c.b])}"))
     return out
 
 

@@ -18,7 +18,7 @@ from spaces.megakernel.ir import Region, Schedule, Task
 from spaces.megakernel.lower import ModelDims
 from spaces.megakernel.model import rmsnorm, rope, silu
 
-CACHES = ("kcache", "vcache")
+CACHES = ("kcache", "vcache", "argmax", "tokens")
 
 
 class ExecutionHang(Exception):
@@ -84,8 +84,61 @@ def run_task(task: Task, s: Schedule, mem: Memory, d: ModelDims, token: int, pos
             p = np.exp(sc - sc.max())
             res[i] = (p / p.sum()) @ values[kv, : pos + 1]
         out[:] = res.reshape(-1)
+    elif task.op in STREAM_OPS:
+        _run_stream_task(task, R, out, mem, s, d, token, pos)
     else:
         raise ValueError(f"unknown op {task.op!r}")
+
+
+STREAM_OPS = ("embed_argmax", "attention_partial", "combine_matvec_residual", "norm_matvec_argmax")
+
+
+def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memory, s: Schedule, d: ModelDims,
+                     token: int, pos: int) -> None:
+    """The ops of the streaming lowering (spaces/megakernel/stream.py), written plainly from their definitions."""
+    hd, nh, nkv = d.head_dim, d.heads, d.kv_heads
+    group, chunks = nh // nkv, s.buffer("part").size // (nh * (hd + 2))
+    if task.op == "embed_argmax":
+        out[:] = R[1].reshape(d.vocab, d.hidden)[token]
+        mem.view(s, task.writes[1])[:] = token
+    elif task.op == "norm_matvec_argmax":
+        out[:] = R[2].reshape(out.size, -1) @ rmsnorm(R[0].copy(), R[1], d.eps)
+        best = int(np.argmax(out))
+        mem.view(s, task.writes[1])[:] = (out[best], best + task.param("row0"))
+    elif task.op == "attention_partial":
+        h, c, p0, p1 = task.param("head"), task.param("chunk"), task.param("pos0"), task.param("pos1")
+        inv = R[5]
+        q = rope_with(R[0].reshape(group, hd), pos, inv)
+        keys, values = mem.view(s, task.writes[0]).reshape(-1, hd), mem.view(s, task.writes[1]).reshape(-1, hd)
+        if p0 <= pos < p1:
+            keys[pos - p0] = rope_with(R[1].reshape(1, hd), pos, inv)[0]
+            values[pos - p0] = R[2]
+        n = max(0, min(p1, pos + 1) - p0)
+        for g in range(group):
+            dst = mem.view(s, task.writes[2 + g])
+            if n == 0:
+                dst[:] = 0.0
+                dst[hd] = -3.0e38
+                continue
+            sc = keys[:n] @ q[g] / np.sqrt(np.float32(hd))
+            m = sc.max()
+            p = np.exp(sc - m)
+            dst[:hd], dst[hd], dst[hd + 1] = p @ values[:n], m, p.sum()
+    elif task.op == "combine_matvec_residual":
+        part = R[0].reshape(nh, chunks, hd + 2)
+        m = part[:, :, hd].max(axis=1, keepdims=True)
+        f = np.exp(part[:, :, hd] - m)
+        attn = (f[:, :, None] * part[:, :, :hd]).sum(axis=1) / (f * part[:, :, hd + 1]).sum(axis=1)[:, None]
+        out[:] = R[2] + R[1].reshape(out.size, -1) @ attn.reshape(-1).astype(np.float32)
+
+
+def rope_with(x: np.ndarray, pos: int, inv: np.ndarray) -> np.ndarray:
+    """Rotary embedding of (heads, head_dim) at `pos` with given inverse frequencies (Llama-3 scaling included)."""
+    ang = np.float32(pos) * inv.astype(np.float32)
+    cos, sin = np.cos(np.concatenate([ang, ang])), np.sin(np.concatenate([ang, ang]))
+    half = x.shape[-1] // 2
+    rot = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+    return (x * cos + rot * sin).astype(np.float32)
 
 
 def execute(s: Schedule, mem: Memory, d: ModelDims, token: int, pos: int, delays: dict[str, float] | None = None,

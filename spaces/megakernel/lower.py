@@ -42,6 +42,8 @@ class ModelDims:
     max_positions: int
     eps: float = 1e-6
     rope_theta: float = 10000.0
+    tied: bool = False                          # lm_head shares the embedding table (Llama-3.2-1B)
+    rope_scaling: tuple[float, ...] = ()        # Llama-3: (factor, low_freq_factor, high_freq_factor, original_max)
 
     @staticmethod
     def of(config: Any, max_positions: int | None = None) -> ModelDims:
@@ -53,11 +55,39 @@ class ModelDims:
             head_dim=int(getattr(config, "head_dim", None) or hidden // heads), vocab=int(config.vocab_size),
             max_positions=int(max_positions or min(int(getattr(config, "max_position_embeddings", 16)), 16)),
             eps=float(getattr(config, "rms_norm_eps", 1e-6)),
-            rope_theta=float(getattr(config, "rope_theta", None) or _rope_theta(config)))
+            rope_theta=float(getattr(config, "rope_theta", None) or _rope_theta(config)),
+            tied=bool(getattr(config, "tie_word_embeddings", False)), rope_scaling=_llama3_scaling(config))
 
     @property
     def qkv_rows(self) -> int:
         return (self.heads + 2 * self.kv_heads) * self.head_dim
+
+
+def _llama3_scaling(config: Any) -> tuple[float, ...]:
+    """Llama-3 RoPE frequency scaling as (factor, low_freq_factor, high_freq_factor, original_max_positions)."""
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    params = dict(params) if isinstance(params, tuple) else params
+    if not isinstance(params, dict) or params.get("rope_type", params.get("type")) != "llama3":
+        return ()
+    return (float(params["factor"]), float(params["low_freq_factor"]), float(params["high_freq_factor"]),
+            float(params["original_max_position_embeddings"]))
+
+
+def rope_inv_freq(d: ModelDims) -> Any:
+    """Inverse frequencies (head_dim / 2,) as float32, with Llama-3 scaling when the config asks for it (the same
+    arithmetic as transformers' `_compute_llama3_parameters`)."""
+    hd = d.head_dim
+    inv = 1.0 / (d.rope_theta ** (np.arange(0, hd, 2, dtype=np.int64).astype(np.float32) / hd))
+    if d.rope_scaling:
+        factor, low, high, original = d.rope_scaling
+        low_wavelen, high_wavelen = original / low, original / high
+        wavelen = 2 * np.pi / inv
+        scaled = np.where(wavelen > low_wavelen, inv / factor, inv)
+        smooth = (original / wavelen - low) / (high - low)
+        smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+        medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+        inv = np.where(medium, smoothed, scaled)
+    return inv.astype(np.float32)
 
 
 def _rope_theta(config: Any) -> float:
@@ -79,6 +109,8 @@ class LlamaShape:
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
     head_dim: int | None = None
+    tie_word_embeddings: bool = False
+    rope_scaling: tuple[tuple[str, Any], ...] = ()   # as sorted (key, value) pairs, e.g. Llama-3's llama3 scaling
 
 
 @dataclass(frozen=True)

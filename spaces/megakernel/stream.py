@@ -1,0 +1,178 @@
+"""The streaming lowering: a Llama decode step cut so that every SM streams weights all the time.
+
+A decode step at batch 1 reads every weight once and does little else, so the lowering's job is to keep every
+persistent block loading weights: each projection is split evenly over all workers (one or two row tiles per
+worker), RMSNorms are fused into their consumers, RoPE and the KV-cache store are fused into attention, and
+attention is split over (KV head, chunk of positions) with the chunks' partial softmax sums combined inside the
+output-projection tiles (flash-decoding). Between ops there is one join counter: a consumer waits until every
+producer tile has signalled. The embedding task reads the previous step's argmax (each LM-head tile leaves its
+local best), so consecutive steps need no host round trip.
+
+The result is an ordinary `Schedule` (spaces/megakernel/ir.py): the static validator certifies it before it is
+compiled, and the CPU executor runs it on small configs. `KernelGenes` holds the choices with more than one good
+answer per shape: how many blocks per SM and warps per block, loads in flight, rows per warp, attention chunks,
+L2 prefetch of the next task's weights, and tiles per worker; the GA searches them (spaces/megakernel/stream_space.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from spaces.megakernel.ir import Buffer, Region, Schedule, Step, Task, run, signal, wait
+from spaces.megakernel.lower import LlamaShape, ModelDims
+
+# Llama-3.2-1B's architecture (config.json of meta-llama/Llama-3.2-1B), weights drawn at random from it.
+LLAMA_3_2_1B = LlamaShape(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
+                          num_key_value_heads=8, vocab_size=128256, max_position_embeddings=131072,
+                          rms_norm_eps=1e-5, rope_theta=500000.0, head_dim=64, tie_word_embeddings=True,
+                          rope_scaling=(("factor", 32.0), ("high_freq_factor", 4.0), ("low_freq_factor", 1.0),
+                                        ("original_max_position_embeddings", 8192), ("rope_type", "llama3")))
+# The two smaller configs of the issue's table.
+TOY = LlamaShape(hidden_size=256, intermediate_size=688, num_hidden_layers=2, num_attention_heads=8,
+                 num_key_value_heads=4, vocab_size=1024, max_position_embeddings=16)
+HIDDEN_1024 = LlamaShape(hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=16,
+                         num_key_value_heads=4, vocab_size=8192, max_position_embeddings=1024)
+CONFIGS = {"llama-3.2-1b": LLAMA_3_2_1B, "toy": TOY, "hidden-1024": HIDDEN_1024}
+
+OPS = ("embed_argmax", "norm_matvec", "attention_partial", "combine_matvec_residual", "norm_gate_up",
+       "matvec_residual", "norm_matvec_argmax")
+
+
+@dataclass(frozen=True)
+class KernelGenes:
+    """Choices of the streaming kernel. blocks_per_sm x SMs = persistent workers; warps per block; unroll = 16-byte
+    weight loads in flight per lane per row; rows = rows a warp streams at once; chunks = KV-position chunks per KV
+    head in attention; prefetch_kb = KiB of the next task's weights pulled into L2 while waiting on a counter (0 =
+    off); tiles = row tiles per worker per projection (2 = finer load balance, more signals)."""
+
+    blocks_per_sm: int = 1
+    warps: int = 8
+    unroll: int = 4
+    rows: int = 1
+    chunks: int = 4
+    prefetch_kb: int = 0
+    tiles: int = 1
+
+    CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
+               "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2)}
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """n rows cut into `parts` contiguous, nearly equal tiles (empty ones dropped)."""
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: int | None = None,
+                    max_steps: int = 4096) -> Schedule:
+    """The streaming lowering of `config` (LlamaConfig or LlamaShape) for a device with `sms` SMs."""
+    d = ModelDims.of(config, kv_length or min(int(config.max_position_embeddings), 1024))
+    W = sms * genes.blocks_per_sm
+    H, inter, L, hd, P, V = d.hidden, d.intermediate, d.layers, d.head_dim, d.max_positions, d.vocab
+    nh, nkv, R = d.heads, d.kv_heads, d.qkv_rows
+    Q, group = nh * hd, nh // nkv
+    chunks = max(1, min(genes.chunks, P))
+    lm_tiles = _split(V, W * genes.tiles)
+    sizes = {"x": H, "qkv": R, "part": nh * chunks * (hd + 2), "act": inter, "logits": V,
+             "argmax": 2 * len(lm_tiles), "tokens": max_steps + 1,
+             "kcache": L * nkv * P * hd, "vcache": L * nkv * P * hd, "w_rope_inv": hd // 2,
+             "w_embed": V * H, "w_attn_norm": L * H, "w_qkv": L * R * H, "w_o": L * H * Q, "w_mlp_norm": L * H,
+             "w_gate_up": L * 2 * inter * H, "w_down": L * H * inter, "w_final_norm": H}
+    buffers = [Buffer(name, size, name) for name, size in sizes.items()]
+    buffers.append(Buffer("w_lm_head", V * H, "w_embed") if d.tied else Buffer("w_lm_head", V * H, "w_lm_head"))
+    tasks: list[Task] = []
+    owner: list[int] = []
+    phase_of: list[int] = []
+    wbytes = 2  # per weight element in bf16; the cost model reads it from the `bytes` parameter
+
+    def add(name, op, phase, worker, reads, writes, flops, **params):
+        tasks.append(Task(name, op, phase, tuple(Region(*r) for r in reads), tuple(Region(*r) for r in writes),
+                          float(flops), tuple(sorted(params.items()))))
+        owner.append(worker)
+        phase_of.append(phase)
+
+    def tiled(rows: int, tiles_per_worker: int = genes.tiles):
+        return [(i % W, a, b) for i, (a, b) in enumerate(_split(rows, W * tiles_per_worker))]
+
+    phase = 0
+    add("embed", "embed_argmax", phase, 0, [("argmax", 0, sizes["argmax"]), ("w_embed", 0, V * H)],
+        [("x", 0, H), ("tokens", 0, sizes["tokens"])], 0, bytes=wbytes * H + 8 * len(lm_tiles))
+    for layer in range(L):
+        norm = ("w_attn_norm", layer * H, (layer + 1) * H)
+        phase += 1
+        for w, a, b in tiled(R):
+            add(f"L{layer}.qkv[{a}:{b}]", "norm_matvec", phase, w,
+                [("x", 0, H), norm, ("w_qkv", (layer * R + a) * H, (layer * R + b) * H)], [("qkv", a, b)],
+                2 * (b - a) * H + 4 * H, layer=layer, row0=a, row1=b, bytes=wbytes * (b - a) * H + 4 * (2 * H + b - a))
+        phase += 1
+        n_attn = nkv * chunks
+        for i in range(n_attn):
+            h, c = divmod(i, chunks)
+            p0, p1 = P * c // chunks, P * (c + 1) // chunks
+            if p1 <= p0:
+                continue
+            cache = ((layer * nkv + h) * P + p0) * hd, ((layer * nkv + h) * P + p1) * hd
+            heads = (h * group, (h + 1) * group)
+            part = [("part", (q * chunks + c) * (hd + 2), (q * chunks + c + 1) * (hd + 2)) for q in range(*heads)]
+            add(f"L{layer}.attention[kv{h}:c{c}]", "attention_partial", phase, i * W // n_attn,
+                [("qkv", heads[0] * hd, heads[1] * hd), ("qkv", Q + h * hd, Q + (h + 1) * hd),
+                 ("qkv", Q + (nkv + h) * hd, Q + (nkv + h + 1) * hd), ("kcache", *cache), ("vcache", *cache),
+                 ("w_rope_inv", 0, hd // 2)],
+                [("kcache", *cache), ("vcache", *cache), *part], group * 4 * (p1 - p0) * hd,
+                layer=layer, head=h, chunk=c, pos0=p0, pos1=p1, bytes=2 * 2 * (p1 - p0) * hd)
+        phase += 1
+        for w, a, b in tiled(H):
+            add(f"L{layer}.o_proj[{a}:{b}]", "combine_matvec_residual", phase, w,
+                [("part", 0, sizes["part"]), ("w_o", (layer * H + a) * Q, (layer * H + b) * Q), ("x", a, b)],
+                [("x", a, b)], 2 * (b - a) * Q + 3 * Q * chunks, layer=layer, row0=a, row1=b,
+                bytes=wbytes * (b - a) * Q + 4 * (sizes["part"] + 2 * (b - a)))
+        phase += 1
+        mnorm = ("w_mlp_norm", layer * H, (layer + 1) * H)
+        for w, a, b in tiled(inter):
+            g0, u0 = layer * 2 * inter + a, layer * 2 * inter + inter + a
+            add(f"L{layer}.gate_up[{a}:{b}]", "norm_gate_up", phase, w,
+                [("x", 0, H), mnorm, ("w_gate_up", g0 * H, (g0 + b - a) * H), ("w_gate_up", u0 * H, (u0 + b - a) * H)],
+                [("act", a, b)], 4 * (b - a) * H + 4 * H, layer=layer, row0=a, row1=b,
+                bytes=2 * wbytes * (b - a) * H + 4 * (2 * H + b - a))
+        phase += 1
+        for w, a, b in tiled(H):
+            add(f"L{layer}.down[{a}:{b}]", "matvec_residual", phase, w,
+                [("act", 0, inter), ("w_down", (layer * H + a) * inter, (layer * H + b) * inter), ("x", a, b)],
+                [("x", a, b)], 2 * (b - a) * inter, layer=layer, row0=a, row1=b,
+                bytes=wbytes * (b - a) * inter + 4 * (inter + 2 * (b - a)))
+    phase += 1
+    for t, (a, b) in enumerate(lm_tiles):
+        add(f"lm_head[{a}:{b}]", "norm_matvec_argmax", phase, t % W,
+            [("x", 0, H), ("w_final_norm", 0, H), ("w_lm_head", a * H, b * H)],
+            [("logits", a, b), ("argmax", 2 * t, 2 * t + 2)], 2 * (b - a) * H + 4 * H, layer=-1, row0=a, row1=b,
+            slot=t, bytes=wbytes * (b - a) * H + 4 * (2 * H + b - a))
+    return _with_joins(d, genes, W, buffers, tasks, owner, phase_of, phase + 1, kv_length=P)
+
+
+def _with_joins(d: ModelDims, genes: KernelGenes, W: int, buffers, tasks, owner, phase_of, phases: int,
+                kv_length: int) -> Schedule:
+    """Worker programs: for each phase in order, wait once on the join of the phase it reads, run, signal."""
+    members: dict[int, list[int]] = {}
+    for t, p in enumerate(phase_of):
+        members.setdefault(p, []).append(t)
+    # phase p reads what phase p - 1 wrote (embed -> qkv -> attention -> o_proj -> gate_up -> down -> qkv ...)
+    programs: list[list[Step]] = [[] for _ in range(W)]
+    waited = [-1] * W
+    for p in range(phases):
+        last = p == phases - 1
+        for t in members.get(p, []):
+            prog = programs[owner[t]]
+            if p > 0 and waited[owner[t]] != p:
+                prog.append(wait(f"op{p - 1}", len(members[p - 1])))
+                waited[owner[t]] = p
+            prog.append(run(t))
+            if not last:
+                prog.append(signal(f"op{p}", 1))
+    counters = tuple(f"op{p}" for p in range(phases - 1))
+    meta = {"dims": {**d.__dict__, "max_positions": kv_length}, "genes": genes.as_dict(), "lowering": "stream",
+            "workers": W}
+    return Schedule(tuple(buffers), tuple(tasks), counters, tuple(tuple(p) for p in programs), W, meta)
