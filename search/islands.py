@@ -168,22 +168,36 @@ class _Hosts:
     def call(self, method: str, islands: int, parcel: Callable[[int, bool], Any], *extra) -> list[Any]:
         """`method` for islands 0..islands-1; `parcel(i, full)` is island i's argument, `full` when its host does
         not hold its cache. Results in island order."""
+        return self.collect(self.submit(method, islands, parcel, *extra))
+
+    def submit(self, method: str, islands: int, parcel: Callable[[int, bool], Any], *extra) -> dict[str, Any]:
+        """Start `call`'s work and return at once (on Ray; in-process it is done here); `collect` waits for it, so
+        the driver can checkpoint the last epoch while the hosts run the next."""
         groups = {h: list(range(h, islands, self.count)) for h in range(self.count)}
         groups = {h: g for h, g in groups.items() if g}
-        results: list[Any] = [None] * islands
+        job = {"method": method, "islands": islands, "parcel": parcel, "extra": extra, "groups": groups}
         if not self.use_ray:
+            results: list[Any] = [None] * islands
             for group in groups.values():
                 out = getattr(self.local, method)([parcel(i, i not in self.held) for i in group], *extra)
                 for i, r in zip(group, out):
                     results[i] = r
                 self.held.update(group)
-            return results
+            job["results"] = results
+            return job
+        job["refs"] = {h: getattr(self.actors[h], method).remote([parcel(i, i not in self.held) for i in g], *extra)
+                       for h, g in groups.items()}
+        return job
+
+    def collect(self, job: dict[str, Any]) -> list[Any]:
+        if "results" in job:
+            return job["results"]
         import ray
 
-        pending = {h: getattr(self.actors[h], method).remote([parcel(i, i not in self.held) for i in g], *extra)
-                   for h, g in groups.items()}
-        for h, ref in pending.items():
-            group, out = groups[h], None
+        method, parcel, extra = job["method"], job["parcel"], job["extra"]
+        results: list[Any] = [None] * job["islands"]
+        for h, ref in job["refs"].items():
+            group, out = job["groups"][h], None
             for _ in range(MAX_ACTOR_RESTARTS + 1):
                 try:
                     out = ray.get(ref)
@@ -240,9 +254,9 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
                                      elapsed=time.perf_counter() - start)
             if on_epoch:
                 on_epoch(state, [r for _, _, r in started])
-        synced = [len(s.cache) for s in state.islands]  # cache entries the hosts have (when they hold the cache)
-        while (reason := stop_reason(state, objective, settings)) is None:
-            start = time.perf_counter()
+
+        def launch(state: ArchipelagoState, synced: list[int]) -> tuple[dict[str, Any], int]:
+            """Submit the next epoch; a host holding island i's cache has its first synced[i] entries."""
             generations = min(islands.migration_interval, settings.generations - state.generation)
             current = state.islands
 
@@ -251,18 +265,28 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
                 entries = list(items) if full else list(islice(items, synced[i], None))
                 return i, replace(current[i], cache={}, logbook=[]), entries, full
 
-            advanced = hosts.call("advance", len(current), parcel, generations)
-            states = [_merge(s, light, entries, reports) for s, (light, entries, reports) in zip(current, advanced)]
-            synced = [len(s.cache) for s in states]
+            return hosts.submit("advance", len(current), parcel, generations), generations
+
+        mark, pending, synced = time.perf_counter(), None, [len(s.cache) for s in state.islands]
+        while (reason := stop_reason(state, objective, settings)) is None:
+            job, generations = pending or launch(state, synced)
+            advanced = hosts.collect(job)
+            states = [_merge(s, light, entries, reports)
+                      for s, (light, entries, reports) in zip(state.islands, advanced)]
+            synced = [len(s.cache) for s in states]  # migrants, added next, reach the hosts as new entries
             rng = np.random.default_rng()
             rng.bit_generator.state = state.rng_state
             if state.generation + generations < settings.generations:
                 states = migrate(states, objective, settings, islands, rng)
             newcomers = [ind for s in states for ind in s.front]
             front = update_front(state.front, newcomers, objective.directions, settings.hall_of_fame)
+            now = time.perf_counter()
             state = ArchipelagoState(epoch=state.epoch + 1, islands=states, front=front,
-                                     rng_state=rng.bit_generator.state,
-                                     elapsed=state.elapsed + time.perf_counter() - start, logbook=state.logbook)
+                                     rng_state=rng.bit_generator.state, elapsed=state.elapsed + now - mark,
+                                     logbook=state.logbook)
+            mark = now
+            # On Ray the next epoch starts before this one is checkpointed: the actors work while the driver writes.
+            pending = launch(state, synced) if use_ray and stop_reason(state, objective, settings) is None else None
             if on_epoch:
                 on_epoch(state, [r for _, _, r in advanced])
     finally:

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from objectives.bit_problems import OneMax, Trap
 from search.engine import SearchSettings
@@ -53,3 +54,36 @@ def test_same_front_on_one_host_and_on_four_ray_actors(ray_two_workers):
                           use_ray=True)
     assert keys(local) == keys(one) == keys(four)
     assert local.epoch == 3 and local.generation == 12
+
+
+def test_resuming_from_an_epoch_checkpoint_gives_the_uninterrupted_run():
+    """Hosts keep caches between epochs and get only new entries; a resumed run (hosts holding nothing, whole caches
+    sent) must make exactly the same evaluations and front as the run that never stopped."""
+    import pickle
+
+    space, objective = trap_problem(length=32)
+    settings = SearchSettings(population=16, generations=12)
+    islands = IslandSettings(islands=3, migration_interval=3, migrants=2)
+    saved = []
+    whole = evolve_islands(space, objective, settings, islands, seed=4,
+                           on_epoch=lambda s, r: saved.append(pickle.dumps(s)) if s.epoch == 2 else None)
+    resumed = evolve_islands(space, objective, settings, islands, seed=4, state=pickle.loads(saved[0]))
+    assert keys(resumed) == keys(whole)
+    assert resumed.evaluations == whole.evaluations
+    assert [len(s.cache) for s in resumed.islands] == [len(s.cache) for s in whole.islands]
+    assert [len(s.logbook) for s in whole.islands] == [13, 13, 13]  # generation 0 and 12 more, per island
+
+
+def test_a_host_without_an_island_cache_refuses_a_partial_one():
+    from search.islands import IslandHost
+
+    space, objective = trap_problem(length=16)
+    settings = SearchSettings(population=6, generations=2)
+    host = IslandHost(space, objective, settings, timeout=None)
+    light, entries, _ = host.start([(0, 1)])[0]
+    assert len(entries) == 6 and light.cache == {}
+    fresh = IslandHost(space, objective, settings, timeout=None)
+    with pytest.raises(LookupError):
+        fresh.advance([(0, light, [], False)], 1)
+    (state, new, reports), = fresh.advance([(0, light, entries, True)], 1)
+    assert len(reports) == 1 and len(new) == reports[0].stats["new_evaluations"]

@@ -1,0 +1,380 @@
+"""Cheap evaluations at cluster speed (issue 17): what Ray costs, and whether `backend.mode = "auto"` pays it only
+when it pays back.
+
+1. `--part costs`: an embedded Ray's start-up (import, `ray.init` with 2 CPUs, the first task on each worker) and
+   one round trip of a task per worker, each start-up in a fresh process; median of `--repeats`.
+2. `--part quickstart`: `evoforge run quickstart --quiet`, the default command vs `--local`, same seed, interleaved,
+   median of `--repeats`: whole-command seconds and the search seconds evoforge prints.
+   Target: default whole command <= --local's, search time no worse.
+3. `--part eml`: EML jobs (fit + size, population 200, no target, a fixed number of generations) on CSVs whose row
+   count is chosen by measuring so that one evaluation takes ~50 us and ~1 ms: the default command with 2 workers
+   vs `--local` (the user's alternative, one population in-process) and vs the same islands in-process (the
+   search the default chose, minus Ray). Evaluations/s over the search; whole-command seconds.
+   Target: default >= 1.6x --local's evaluations/s.
+4. `--part scaling16` (for a 16-core host; runs standalone with numpy, deap and ray): deceptive-trap bit strings
+   (400 bits) whose evaluations spin the CPU for 1 ms and 0.1 ms; a population of 512 as 16 islands of 32 (what
+   auto derives for 16 workers) on 16 Ray actors vs the same islands in-process, same seed (identical
+   evaluations): parallel efficiency = in-process seconds / (16 x Ray seconds), and the peer: one population with
+   each generation's evaluations on 16 Ray workers (the generational mode) against it in-process.
+   Targets: >= 80% at 1 ms, >= 50% at 0.1 ms.
+
+Every part records `uptime`'s load before and after. Writes bench/results/cheap_evals.json (parts merge into it).
+    python bench/cheap_evals.py --part costs quickstart eml [--repeats 5]
+    python bench/cheap_evals.py --part scaling16 [--max-workers 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "cheap_evals.json"
+STOPPED = re.compile(r"stopped: .*; (\d+) generations, (\d+) evaluations, ([0-9.]+) s")
+
+
+def load() -> float:
+    """The 1-minute load average (what `uptime` prints first)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def machine() -> str:
+    return f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+
+
+def evoforge(*args: str, env: dict | None = None) -> dict:
+    """Run the real command line; whole-command seconds, the backend line, and the figures it prints."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "runs.cli", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=900)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"evoforge {' '.join(map(str, args))} failed: {proc.stderr[-2000:]}")
+    match = STOPPED.search(proc.stdout)
+    backend = [line for line in proc.stderr.splitlines() if line.startswith("backend:")]
+    return {"whole_seconds": round(seconds, 3), "generations": int(match[1]), "evaluations": int(match[2]),
+            "search_seconds": float(match[3]), "backend": backend[0] if backend else None}
+
+
+# --- 1. Ray's own costs -------------------------------------------------------------------------------------------
+
+RAY_COST_SCRIPT = """
+import json, time
+t0 = time.perf_counter()
+import ray
+ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+@ray.remote
+def task(x):
+    return x
+ray.get([task.remote(i) for i in range(2)])
+started = time.perf_counter() - t0
+trips = []
+for _ in range(100):
+    s = time.perf_counter()
+    ray.get([task.remote(i) for i in range(2)])
+    trips.append(time.perf_counter() - s)
+ray.shutdown()
+print(json.dumps({"start_seconds": started, "round_trip_seconds": sorted(trips)[50]}))
+"""
+
+
+def part_costs(repeats: int) -> dict:
+    rows = []
+    for _ in range(repeats):
+        before = load()
+        out = subprocess.run([sys.executable, "-c", RAY_COST_SCRIPT], capture_output=True, text=True, timeout=600)
+        rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "load_before": before, "load_after": load()})
+        print(f"ray start {rows[-1]['start_seconds']:.2f} s, round trip {1e3 * rows[-1]['round_trip_seconds']:.2f} ms "
+              f"(load {before})", flush=True)
+    return {"repeats": rows,
+            "median_start_seconds": round(statistics.median(r["start_seconds"] for r in rows), 3),
+            "median_round_trip_ms": round(1e3 * statistics.median(r["round_trip_seconds"] for r in rows), 3)}
+
+
+# --- 2. quickstart --------------------------------------------------------------------------------------------------
+
+def part_quickstart(repeats: int) -> dict:
+    rows: dict[str, list] = {"default": [], "local": []}
+    with tempfile.TemporaryDirectory(prefix="cheap-evals-") as folder:
+        for r in range(repeats):
+            for label, extra in (("default", []), ("local", ["--local"])):
+                before = load()
+                row = evoforge("run", "quickstart", "--quiet", "--seed", "0", "--out", f"{folder}/{label}{r}", *extra)
+                rows[label].append({**row, "load_before": before, "load_after": load()})
+                print(f"{label:>8} {r}: whole {row['whole_seconds']:.2f} s, search {row['search_seconds']:.2f} s "
+                      f"(load {before})", flush=True)
+    summary = {label: {"median_whole_seconds": statistics.median(x["whole_seconds"] for x in runs),
+                       "median_search_seconds": statistics.median(x["search_seconds"] for x in runs), "runs": runs}
+               for label, runs in rows.items()}
+    summary["whole_ratio_default_over_local"] = round(summary["default"]["median_whole_seconds"]
+                                                      / summary["local"]["median_whole_seconds"], 3)
+    summary["search_ratio_default_over_local"] = round(summary["default"]["median_search_seconds"]
+                                                       / summary["local"]["median_search_seconds"], 3)
+    return summary
+
+
+# --- 3. EML jobs with ~50 us and ~1 ms evaluations -----------------------------------------------------------------
+
+EML_SPEC = """
+seed = 1
+[space]
+name = "eml"
+max_depth = 4
+[[objectives]]
+name = "fit"
+metric = "rmse"
+[[objectives]]
+name = "size"
+[data]
+path = "{data}"
+target = "y"
+[search]
+population = 200
+generations = {generations}
+[backend]
+workers = 2
+timeout = 10.0
+"""
+
+
+def eml_data(rows: int, path: Path) -> Path:
+    """A noisy two-variable target no small EML tree fits exactly, so the population stays diverse."""
+    rng = np.random.default_rng(17)
+    X = rng.uniform(0.5, 3.0, (rows, 2))
+    y = X[:, 0] * np.log(X[:, 1] + 1.0) + 0.3 * np.sin(3 * X[:, 0]) + rng.normal(0, 0.01, rows)
+    np.savetxt(path, np.column_stack([X, y]), delimiter=",", header="a,b,y", comments="")
+    return path
+
+
+def eml_eval_seconds(rows: int, folder: Path) -> float:
+    """Seconds per evaluation of this job in-process, as backend.mode = "auto" measures it."""
+    from runs.job import build_job
+    from runs.spec import load_spec
+    from search.evaluation import evaluate_chunk
+
+    spec_path = folder / f"probe{rows}.toml"
+    spec_path.write_text(EML_SPEC.format(data=eml_data(rows, folder / f"probe{rows}.csv"), generations=1))
+    job = build_job(load_spec(str(spec_path)))
+    genomes = job.space.initial(np.random.default_rng(0), 400)
+    evaluate_chunk(job.objective, genomes[:20], 10.0)  # warm-up
+    best = math.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        evaluate_chunk(job.objective, genomes[20:], 10.0)
+        best = min(best, (time.perf_counter() - start) / (len(genomes) - 20))
+    return best
+
+
+def rows_for(target: float, folder: Path) -> tuple[int, float]:
+    """The row count whose evaluation cost is closest to `target` seconds (cost grows about linearly with rows)."""
+    rows, cost = 16, eml_eval_seconds(16, folder)
+    for _ in range(4):
+        if cost >= target or abs(cost - target) < 0.15 * target:
+            break
+        base = eml_eval_seconds(16, folder)
+        per_row = (eml_eval_seconds(4096, folder) - base) / (4096 - 16)
+        rows = max(16, int(round(16 + (target - base) / max(per_row, 1e-12))))
+        cost = eml_eval_seconds(rows, folder)
+    return rows, cost
+
+
+def part_eml(repeats: int, generations: dict[str, int]) -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="cheap-evals-") as tmp:
+        folder = Path(tmp)
+        for label, target in (("50us", 50e-6), ("1ms", 1e-3)):
+            rows, cost = rows_for(target, folder)
+            spec = folder / f"eml{label}.toml"
+            spec.write_text(EML_SPEC.format(data=eml_data(rows, folder / f"eml{label}.csv"),
+                                            generations=generations[label]))
+            runs: dict[str, list] = {"default_2_workers": [], "local": [], "same_islands_in_process": []}
+            for r in range(repeats):
+                before = load()
+                default = evoforge("run", spec, "--quiet", "--out", folder / f"d{label}{r}")
+                runs["default_2_workers"].append({**default, "load_before": before, "load_after": load()})
+                before = load()
+                local = evoforge("run", spec, "--quiet", "--local", "--out", folder / f"l{label}{r}")
+                runs["local"].append({**local, "load_before": before, "load_after": load()})
+                pinned = folder / f"d{label}{r}" / "spec.toml"  # the search the default chose, run in-process
+                if "[islands]" in pinned.read_text():
+                    before = load()
+                    same = evoforge("run", pinned, "--quiet", "--local", "--out", folder / f"s{label}{r}")
+                    runs["same_islands_in_process"].append({**same, "load_before": before, "load_after": load()})
+                print(f"{label} {r}: default {default['evaluations'] / default['search_seconds']:.0f} evals/s "
+                      f"({default['backend']}), local {local['evaluations'] / local['search_seconds']:.0f} evals/s",
+                      flush=True)
+            summary = {"rows": rows, "eval_seconds": cost, "generations": generations[label]}
+            for name, items in runs.items():
+                if items:
+                    summary[name] = {
+                        "median_evals_per_s": round(statistics.median(x["evaluations"] / x["search_seconds"]
+                                                                      for x in items), 1),
+                        "median_whole_seconds": statistics.median(x["whole_seconds"] for x in items),
+                        "median_search_seconds": statistics.median(x["search_seconds"] for x in items),
+                        "runs": items}
+            summary["speedup_vs_local"] = round(summary["default_2_workers"]["median_evals_per_s"]
+                                                / summary["local"]["median_evals_per_s"], 3)
+            if "same_islands_in_process" in summary:
+                summary["speedup_vs_same_islands_in_process"] = round(
+                    summary["default_2_workers"]["median_evals_per_s"]
+                    / summary["same_islands_in_process"]["median_evals_per_s"], 3)
+            out[label] = summary
+    return out
+
+
+# --- 4. scaling on a 16-core host -----------------------------------------------------------------------------------
+
+def trap_job(work_seconds: float):
+    from objectives.bit_problems import Trap
+    from search.protocols import Context
+    from spaces.bitstring import BitStringSpace
+
+    space = BitStringSpace(BitStringSpace.Config(length=400), Context())
+    return space, Trap(Trap.Config(k=4, work_seconds=work_seconds), space, Context())
+
+
+def timed_islands(work_seconds: float, workers: int, total: int, generations: int, use_ray: bool) -> dict:
+    """Islands as auto derives them for `workers`; seconds from the end of generation 0 (actors started, first
+    population evaluated) to the end, and the evaluations made in that span."""
+    from search.engine import SearchSettings
+    from search.islands import IslandSettings, evolve_islands
+    from search.placement import DERIVED_MIGRATION_INTERVAL
+    from search.ray_backend import connect
+
+    space, objective = trap_job(work_seconds)
+    settings = SearchSettings(population=math.ceil(total / workers), generations=generations)
+    islands = IslandSettings(islands=workers, migration_interval=DERIVED_MIGRATION_INTERVAL, migrants=2)
+    marks: list[tuple[float, int]] = []
+    started = connect(workers) if use_ray else False
+    try:
+        begin = time.perf_counter()
+        state = evolve_islands(space, objective, settings, islands, seed=0, use_ray=use_ray,
+                               on_epoch=lambda s, r: marks.append((time.perf_counter(), s.evaluations)))
+        end = time.perf_counter()
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    return {"seconds": round(end - marks[0][0], 3), "evaluations": state.evaluations - marks[0][1],
+            "seconds_with_start": round(end - begin, 3), "front": [f.key for f in state.front]}
+
+
+def timed_generational(work_seconds: float, workers: int, total: int, generations: int, use_ray: bool) -> dict:
+    from search.engine import SearchSettings, evolve
+    from search.evaluation import LocalEvaluator
+    from search.ray_backend import RayEvaluator
+
+    space, objective = trap_job(work_seconds)
+    settings = SearchSettings(population=total, generations=generations)
+    evaluator = RayEvaluator(objective, workers=workers) if use_ray else LocalEvaluator(objective)
+    marks: list[tuple[float, int]] = []
+    try:
+        evolve(space, objective, settings, seed=0, evaluator=evaluator,
+               on_generation=lambda s, r: marks.append((time.perf_counter(), s.evaluations)))
+    finally:
+        evaluator.close()
+    return {"seconds": round(marks[-1][0] - marks[0][0], 3), "evaluations": marks[-1][1] - marks[0][1]}
+
+
+def auto_choice(work_seconds: float, workers: int, total: int, generations: int) -> str:
+    from search.engine import SearchSettings
+    from search.placement import choose, measure
+
+    space, objective = trap_job(work_seconds)
+    settings = SearchSettings(population=total, generations=generations)
+    costs, _ = measure(space, objective, settings, seed=0, timeout=None)
+    return choose(costs, settings, workers, os.cpu_count() or 1, cluster=False, islands_in_spec=False).reason
+
+
+def part_scaling(workers: int, total: int) -> dict:
+    out = {}
+    for label, work, generations in (("1ms", 1e-3, 60), ("0.1ms", 1e-4, 200)):
+        before = load()
+        choice = auto_choice(work, workers, total, generations)
+        local = timed_islands(work, workers, total, generations, use_ray=False)
+        ray_run = timed_islands(work, workers, total, generations, use_ray=True)
+        assert ray_run["front"] == local["front"], "same seed, same islands: the front must not depend on hosting"
+        efficiency = local["seconds"] / (workers * ray_run["seconds"])
+        gen_generations = generations // 2
+        gen_local = timed_generational(work, workers, total, gen_generations, use_ray=False)
+        gen_ray = timed_generational(work, workers, total, gen_generations, use_ray=True)
+        gen_efficiency = gen_local["seconds"] / (workers * gen_ray["seconds"])
+        out[label] = {
+            "auto_choice": choice, "workers": workers, "population": total, "generations": generations,
+            "islands_in_process": {k: v for k, v in local.items() if k != "front"},
+            "islands_on_ray": {k: v for k, v in ray_run.items() if k != "front"},
+            "islands_efficiency": round(efficiency, 3),
+            "islands_evals_per_s": round(ray_run["evaluations"] / ray_run["seconds"], 1),
+            "in_process_evals_per_s": round(local["evaluations"] / local["seconds"], 1),
+            "peer_generational": {"generations": gen_generations, "in_process": gen_local, "on_ray": gen_ray,
+                                  "efficiency": round(gen_efficiency, 3)},
+            "load_before": before, "load_after": load(),
+        }
+        print(f"{label}: islands on {workers} Ray workers {out[label]['islands_evals_per_s']:.0f} evals/s vs "
+              f"in-process {out[label]['in_process_evals_per_s']:.0f}: efficiency {100 * efficiency:.1f}%; "
+              f"generational peer {100 * gen_efficiency:.1f}%  [{choice}]", flush=True)
+    return out
+
+
+def table(results: dict) -> None:
+    print("\n| measure | evoforge default | peer | ratio |\n|---|---|---|---|")
+    if "quickstart" in results:
+        q = results["quickstart"]
+        print(f"| quickstart whole command (median) | {q['default']['median_whole_seconds']:.2f} s | --local "
+              f"{q['local']['median_whole_seconds']:.2f} s | {q['whole_ratio_default_over_local']}x |")
+        print(f"| quickstart search (median) | {q['default']['median_search_seconds']:.2f} s | --local "
+              f"{q['local']['median_search_seconds']:.2f} s | {q['search_ratio_default_over_local']}x |")
+    for label, row in results.get("eml", {}).items():
+        print(f"| EML {row['eval_seconds'] * 1e6:.0f} us evals, evals/s | {row['default_2_workers']['median_evals_per_s']}"
+              f" | --local {row['local']['median_evals_per_s']} | {row['speedup_vs_local']}x |")
+    for label, row in results.get("scaling16", {}).items():
+        print(f"| {label} evals, {row['workers']} workers, efficiency | islands {100 * row['islands_efficiency']:.1f}% | "
+              f"generational {100 * row['peer_generational']['efficiency']:.1f}% | |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", nargs="+", default=["costs", "quickstart", "eml"],
+                        choices=["costs", "quickstart", "eml", "scaling16"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--eml-repeats", type=int, default=3)
+    parser.add_argument("--generations-50us", type=int, default=150)
+    parser.add_argument("--generations-1ms", type=int, default=40)
+    parser.add_argument("--max-workers", type=int, default=16)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results = json.loads(args.results.read_text()) if args.results.exists() else {}
+    if "costs" in args.part:
+        results["costs"] = {**part_costs(min(args.repeats, 3)), "machine": machine()}
+    if "quickstart" in args.part:
+        results["quickstart"] = {**part_quickstart(args.repeats), "machine": machine()}
+    if "eml" in args.part:
+        results["eml"] = part_eml(args.eml_repeats, {"50us": args.generations_50us, "1ms": args.generations_1ms})
+        results["eml_machine"] = machine()
+    if "scaling16" in args.part:
+        workers = min(args.max_workers, os.cpu_count() or 1)
+        results["scaling16"] = part_scaling(workers, total=32 * workers)
+        results["scaling16_machine"] = machine()
+    table(results)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written {args.results}")
+
+
+if __name__ == "__main__":
+    main()
