@@ -5,6 +5,7 @@ one line here. Entries are "module:Class" strings so heavy imports load only whe
 REGISTRY: dict[str, str] = {
     "schedule_validator": "objectives.schedule_validator:ScheduleValidator",
     "makespan": "objectives.makespan:Makespan",
+    "decode_time": "objectives.decode_time:DecodeTime",
     "model_size": "objectives.model_size:ModelSize",
     "gflops": "objectives.gflops:GFlops",
     "distillation": "objectives.distillation:Distillation",
