@@ -17,6 +17,7 @@ import numpy as np
 
 from spaces.float32 import emit_activations as EA
 from spaces.float32 import reduction as R
+from spaces.float32 import triton_trig
 from spaces.float32.program import CONST, Program, register_name
 
 
@@ -408,13 +409,9 @@ def emit_numpy(program: Program, constants: Sequence[float], target: R.Target, n
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Triton: a @triton.jit device function over a block of float32 values (exp, exp2, log, log2).
+# Triton: a @triton.jit device function over a block of float32 values (every target).
 
 def emit_triton(program: Program, constants: Sequence[float], target: R.Target, note: str = "") -> str:
-    if target.name in ("sin", "cos"):
-        from search.protocols import UserError
-        raise UserError(f"--lang triton: not available for {target.name} (its Payne-Hanek table reduction is "
-                        "C/NumPy only); use --lang c or --lang numpy")
     n_in = target.n_inputs
     lit = lambda v: f"{float(np.float32(v))!r}"  # noqa: E731  (repr round-trips; Triton casts to fp32)
     body = []
@@ -430,6 +427,9 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
              "import triton", "import triton.language as tl", "", "",
              "@triton.jit", f"def evoforge_{name}(x):",
              "    x = x.to(tl.float32)"]
+    if name in ("sin", "cos"):
+        outs = [register_name(n_in + len(program) - 2 + j, n_in) for j in range(2)]
+        return "\n".join(lines + triton_trig.triton_lines(target, body, outs)) + "\n"
     if name in ("tanh", "sigmoid"):
         lines += EA.triton_lines(target, name, body, out)
         return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"

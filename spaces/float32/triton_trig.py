@@ -1,0 +1,86 @@
+"""Triton source for the sin/cos harness (`reduction.Sin`): the float32 Cody-Waite fast path and the Payne-Hanek
+slow path both computed for every lane (a GPU has no scalar side loop), then selected; the same operations in the
+same order as the simulation and the C, so the results are bit-exact when the kernel is compiled without fp fusion.
+
+Payne-Hanek needs 64-bit unsigned products and the 2/pi table; the table is indexed by select chains (16 entries
+per lookup), since a device function cannot hold a global array."""
+
+from __future__ import annotations
+
+from spaces.float32 import reduction as R
+
+
+def _f(v) -> str:
+    return repr(float(v))
+
+
+def _lookup(var: str, index: str, offset: int) -> list[str]:
+    """`var` = INV_PIO4_TABLE[index + offset] as uint64, for index in 0..15."""
+    expr = f"{int(R.INV_PIO4_TABLE[offset + 15])}"
+    for i in range(14, -1, -1):
+        expr = f"tl.where({index} == {i}, {int(R.INV_PIO4_TABLE[offset + i])}, {expr})"
+    return [f"    {var} = ({expr}).to(tl.uint64)"]
+
+
+def triton_lines(target: R.Target, body: list[str], outs: list[str]) -> list[str]:
+    """Lines after `x = x.to(tl.float32)`; `body` computes the program's outputs `outs` (S, C) from `r`."""
+    lines = [
+        "    ax = tl.abs(x)",
+        f"    sh = x * {_f(R.INV_PIO2_F)} + 12582912.0",
+        "    kf = sh - 12582912.0",
+        "    n_fast = sh.to(tl.int32, bitcast=True) - 0x4B400000",
+        f"    r1 = tl.fma(-kf, {_f(R.PIO2_F1)}, x)",
+        f"    th = kf * {_f(R.PIO2_F2)}",
+        f"    tl_ = tl.fma(kf, {_f(R.PIO2_F2)}, -th)",
+        "    s = r1 - th",
+        "    bb = s - r1",
+        "    err = (r1 - (s - bb)) + ((-th) - bb)",
+        f"    lo = tl.fma(-kf, {_f(R.PIO2_F3)}, err - tl_)",
+        "    rh_fast = s + lo",
+        "    rl_fast = lo - (rh_fast - s)",
+        # Payne-Hanek on every lane (garbage but harmless where |x| < 120; 1000 stands in for inf and NaN)
+        f"    large = ~(ax < {_f(R.LARGE)})",
+        "    axl = tl.where(large & (ax == ax) & (ax != float('inf')), ax, 1000.0)",
+        "    xi = axl.to(tl.int32, bitcast=True).to(tl.uint32)",
+        "    idx = ((xi >> 26) & 15).to(tl.int32)",
+        "    shift = ((xi >> 23) & 7).to(tl.uint32)",
+        "    m = ((xi & 0xFFFFFF) | 0x800000) << shift",
+    ]
+    lines += _lookup("a0", "idx", 0) + _lookup("a4", "idx", 4) + _lookup("a8", "idx", 8)
+    lines += [
+        "    m64 = m.to(tl.uint64)",
+        "    res0 = (m64 * a0) & 0xFFFFFFFF",
+        "    res1 = m64 * a4",
+        "    res2 = m64 * a8",
+        "    res0 = (res2 >> 32) | (res0 << 32)",
+        "    res0 = res0 + res1",
+        "    n_big = (res0 + (1 << 61)) >> 62",
+        "    res0 = res0 - (n_big << 62)",
+        f"    r_big = res0.to(tl.int64, bitcast=True).to(tl.float64) * {R.PI63!r}",
+        "    r_big = tl.where(x < 0.0, -r_big, r_big)",
+        "    n_big = tl.where(x < 0.0, -(n_big.to(tl.int32)), n_big.to(tl.int32))",
+        "    rbh = r_big.to(tl.float32)",
+        "    rh = tl.where(large, rbh, rh_fast)",
+        "    rl = tl.where(large, (r_big - rbh.to(tl.float64)).to(tl.float32), rl_fast)",
+        "    n = tl.where(large, n_big, n_fast)",
+        "    r = rh",
+    ]
+    lines += body
+    lines += [
+        f"    sp = {outs[0]}",
+        f"    cp = {outs[1]}",
+        "    hr = 0.5 * rh",
+        "    hz = rh * hr",
+        "    e_hz = tl.fma(rh, hr, -hz)",
+        "    w = 1.0 - hz",
+        "    corr = (-hz) - (w - 1.0)",
+        "    s_val = rh + (sp + tl.fma(rl, cp - hz, rl))",
+        "    c_val = w + ((corr - e_hz) + tl.fma(-rh, rl, cp))",
+        f"    q = (n + {target.quadrant_shift}) & 3",
+        "    y = tl.where((q & 1) == 0, s_val, c_val)",
+        "    y = tl.where((q & 2) == 0, y, -y)",
+    ]
+    if target.quadrant_shift == 0:
+        lines.append("    y = tl.where(ax < 0.000244140625, x, y)")
+    lines.append("    return tl.where(ax <= 3.4028234663852886e+38, y, float('nan'))")
+    return lines
