@@ -19,29 +19,15 @@ console = Console(soft_wrap=True, emoji=False, markup=False, highlight=False)
 err = Console(stderr=True, soft_wrap=True, emoji=False, markup=False, highlight=False)
 
 
-def _overrides(seed, workers, address, data, target, local) -> dict:
-    overrides = {"seed": seed, "backend.workers": workers, "backend.address": address, "data.target": target}
-    if data is not None:
-        overrides["data.path"] = str(Path(data).expanduser().resolve())
-    if address:
-        overrides["backend.kind"] = "ray"
-    if local:
-        overrides["backend.kind"] = "local"
-    return overrides
+def _finish(result) -> None:
+    from runs.api import describe_best
 
-
-def _finish(job, run, state) -> None:
-    from runs.job import emit_best
-
-    console.print(f"run directory: {run.path}")
-    console.print(f"stopped: {state.stop_reason}; {state.generation} generations, {state.evaluations} evaluations, "
-                  f"{state.elapsed:.1f} s")
-    if state.front:
-        best = state.front[0]
-        values = ", ".join(f"{n}={v:.6g}" for n, v in zip(job.objective.names, best.evaluation.values))
-        console.print(f"best: {job.space.describe(best.genome)}  ({values})")
-        path = emit_best(job, run, state)
-        console.print(f"discovered code written to {path}")
+    console.print(f"run directory: {result.path}")
+    console.print(f"stopped: {result.stop_reason}; {result.generations} generations, {result.evaluations} evaluations, "
+                  f"{result.elapsed:.1f} s")
+    if result.front:
+        console.print(f"best: {describe_best(result)}")
+        console.print(f"discovered code written to {result.code}")
     else:
         console.print("no feasible individual found; see failures.jsonl in the run directory")
 
@@ -57,22 +43,19 @@ def run(spec: str = typer.Argument(..., help="a spec file or a preset name (see 
         local: bool = typer.Option(False, "--local", help="evaluate in-process instead of on Ray"),
         quiet: bool = typer.Option(False, help="no progress display")):
     """Run a search job from a spec or preset; prints where the discovered code was written."""
-    from runs.job import start
-    from runs.spec import load_spec
+    from runs import api
 
-    loaded = load_spec(spec, _overrides(seed, workers, address, data, target, local))
-    job, run_dir, state = start(loaded, out, progress=not quiet)
-    _finish(job, run_dir, state)
+    _finish(api.run(spec, out=out, seed=seed, workers=workers, address=address, data=data, target=target,
+                    local=local, progress=not quiet))
 
 
 @app.command()
 def resume(rundir: Path = typer.Argument(..., help="a run directory made by `evoforge run`"),
            quiet: bool = typer.Option(False, help="no progress display")):
     """Continue a run from its last checkpoint (after a crash or kill); nothing done before it is lost."""
-    from runs.job import resume as resume_run
+    from runs import api
 
-    job, run_dir, state = resume_run(rundir, progress=not quiet)
-    _finish(job, run_dir, state)
+    _finish(api.resume(rundir, progress=not quiet))
 
 
 @app.command()
@@ -98,13 +81,9 @@ def emit(rundir: Path = typer.Argument(..., help="a run directory"),
          lang: str | None = typer.Option(None, help="c, numpy, python, sympy, latex, triton, cuda (per space)"),
          rank: int = typer.Option(0, help="front member, 0 = best by the first objective")):
     """Write the code of one front member into RUNDIR/code and print its path."""
-    from runs.job import emit_best, load_run
+    from runs import api
 
-    job, run_dir = load_run(rundir)
-    state = run_dir.load_checkpoint()
-    if state is None:
-        raise UserError(f"RUNDIR: {rundir} has no checkpoint yet; let the run finish a generation first")
-    console.print(str(emit_best(job, run_dir, state, lang, rank)))
+    console.print(str(api.emit(rundir, lang, rank).path))
 
 
 @app.command()
@@ -128,13 +107,16 @@ def submit(spec: str = typer.Argument(..., help="a spec file or a preset name"),
 def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
                                          help="a local Hugging Face model folder, or all-MiniLM-L6-v2 (packaged)"),
              to: str = typer.Option(..., "--to", help="size limit of the student, e.g. 3MB (MB = 10^6 bytes)"),
-             data: str | None = typer.Option(None, help="folder of unlabelled text/code (default: the stdlib's source)"),
+             data: str | None = typer.Option(None, help="folder of unlabelled text/code (default: code and English "
+                                                      "prose installed on this machine)"),
              out: str | None = typer.Option(None, help="output folder (default: NAME-SIZEMB, e.g. all-MiniLM-L6-v2-3MB)"),
              search_only: bool = typer.Option(False, "--search-only", help="stop after the shape search"),
              workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)"),
              dtype: str = typer.Option("float16", help="dtype the student is saved in: float16, bfloat16 or "
                                                         "float32 (float32 holds half the parameters)"),
-             steps: int = typer.Option(6000, help="distillation steps of the chosen student (32 snippets each)")):
+             steps: int = typer.Option(2000, help="distillation steps of the transformer student (32 snippets each)"),
+             prefer: str = typer.Option("fidelity", help="which student of the fidelity/latency front to write: "
+                                                          "fidelity, speed or balanced")):
     """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation."""
     from dataclasses import replace
 
@@ -148,7 +130,7 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
         raise UserError(f"--steps: {steps} must be at least 1")
     settings = replace(CompressSettings(), dtype=dtype, final_steps=steps)
     path = compress_model(teacher, to, data, out, search_only, workers, settings,
-                          log=lambda text: console.print(text, markup=False, highlight=False))
+                          log=lambda text: console.print(text, markup=False, highlight=False), prefer=prefer)
     console.print(f"student written to {path}")
 
 
@@ -163,6 +145,17 @@ def validate(schedule: str = typer.Argument(..., help="a megakernel schedule (JS
 
 
 @app.command()
+def verify(path: Path = typer.Argument(..., help="an emitted file, a student folder, or its .cert.json")):
+    """Re-run the checks of an artifact's certificate (NAME.cert.json) on the artifact: one line per check,
+    exit 0 when all hold, 1 when any fails. Runs the artifact (C is compiled with the system compiler)."""
+    from runs.verify import verify as verify_artifact
+
+    code = verify_artifact(path, log=console.print)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
 def presets():
     """List the shipped presets, runnable as `evoforge run NAME`."""
     from runs.spec import PRESETS_DIR, preset_names, read_table
@@ -170,6 +163,15 @@ def presets():
     for name in preset_names():
         description = read_table(PRESETS_DIR / f"{name}.toml").get("description", "")
         console.print(f"{name:24s} {description}")
+
+
+_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(32), 127) if c != 9}
+
+
+def one_line(text: str) -> str:
+    """User text as given, except control characters escaped (a newline in a CSV header or a TOML key prints as
+    \\n), so that an error stays one line."""
+    return text.translate(_CONTROL)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,18 +186,17 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(result, int) and result:
             sys.exit(result)
     except UserError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(f"error: {one_line(str(exc))}", markup=False, highlight=False)
         sys.exit(2)
     except (typer.Exit, SystemExit) as exc:
         code = getattr(exc, "exit_code", getattr(exc, "code", 0))
         sys.exit(code or 0)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        # click's usage errors, from click or from the copy vendored in typer >= 0.2x (not a click subclass)
+        if type(exc).__module__.endswith("click.exceptions") and hasattr(exc, "show") and hasattr(exc, "exit_code"):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort" and type(exc).__module__.split(".")[0] in ("click", "typer"):
             sys.exit(130)
         raise
 

@@ -22,7 +22,7 @@ from search.engine import EngineState, GenerationReport, evolve, front_table
 from search.evaluation import Evaluator, LocalEvaluator
 from search.fidelity import StagedObjective
 from search.islands import ArchipelagoState
-from search.protocols import Context, Objective, Space
+from search.protocols import Context, Dataset, Objective, Space
 
 
 @dataclass
@@ -32,9 +32,11 @@ class Job:
     objective: Objective
 
 
-def build_job(spec: RunSpec) -> Job:
-    """Instantiate the space and objectives of a spec (loading its data once)."""
-    dataset = load_csv(spec.data.path, spec.data.target) if spec.data else None
+def build_job(spec: RunSpec, dataset: Dataset | None = None) -> Job:
+    """Instantiate the space and objectives of a spec (loading its data once). `dataset` replaces the spec's CSV:
+    data already in memory (the scikit-learn estimator, runs/estimator.py)."""
+    if dataset is None and spec.data:
+        dataset = load_csv(spec.data.path, spec.data.target)
     context = Context(seed=spec.seed, dataset=dataset)
     space = spec.space.cls(spec.space.config, context)
     parts = [part.cls(part.config, space, context) for part in spec.objectives]
