@@ -1,0 +1,203 @@
+"""Proxy vs measurement: how well each space's cheap cost model ranks candidates by their measured speed, before
+and after calibrating it on those measurements (issue 12).
+
+For each space, >= 50 distinct candidates are measured one at a time in this process (the same code the measured
+objectives run on their actors), twice, in two full passes one after the other:
+- float32: exp programs (the classic Horner forms, mutations of them, random programs) compiled with gcc -O3
+  -march=native and timed over a fixed array of inputs (`objectives/throughput.py`, ns/element); proxy: op count.
+- compress: random student shapes of the packaged MiniLM teacher's space, random weights, float32, batch 1, 1 torch
+  thread, 128 tokens (`objectives/latency.py`, ms); proxy: forward GFLOPs.
+Reported per space: Spearman(proxy, measured) with the proxy's own costs (op count: every operation 1; GFLOPs:
+every FLOP alike); after refitting per-feature costs by non-negative least squares (`search/calibration.py`), in
+sample and 5-fold out of sample; and Spearman between the two measurement passes, the noise ceiling no proxy can
+beat on this machine. The peer is the uncalibrated proxy; the ratio is the calibrated/uncalibrated correlation.
+Cost of each stage: median seconds of one proxy evaluation and of one measurement.
+float32_found: the exp program the op-count search found against hand-written Horner polynomials, measured the
+same way in the same run (round-robin, medians): does the proxy's pick hold up when timed?
+
+Writes bench/results/search_vs_hand.json, keeping keys of other parts (e.g. "megakernel") already there.
+    python bench/search_vs_hand.py [--part float32 compress float32_found] [--candidates 60] [--rounds 15] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from search.calibration import calibrate, feature_matrix, spearman  # noqa: E402
+from search.evaluation import guarded_evaluate  # noqa: E402
+from search.protocols import Context  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "search_vs_hand.json"
+
+
+def _timed(fn):
+    begin = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - begin
+
+
+def float32_candidates(n: int, rng: np.random.Generator):
+    from spaces.float32.space import Float32Space, classic_forms
+
+    space = Float32Space(Float32Space.Config(target="exp", max_ops=12), Context())
+    pool = list(classic_forms(space.target, 12))
+    pool += [space.mutate(g, rng) for g in classic_forms(space.target, 12) for _ in range(3)]
+    seen, out = set(), []
+    while len(out) < n:
+        genome = pool.pop(0) if pool else space.random(rng)
+        key = space.key(genome)
+        if key not in seen and len(space.canonical(genome)) > 0:
+            seen.add(key)
+            out.append(genome)
+    return space, out
+
+
+def compress_candidates(n: int, rng: np.random.Generator):
+    from spaces.architecture.shapes import TransformerShapeSpace
+
+    space = TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=128, max_positions=128), Context())
+    seen, out = set(), []
+    while len(out) < n:
+        genome = space.random(rng)
+        if space.key(genome) not in seen:
+            seen.add(space.key(genome))
+            out.append(genome)
+    return space, out
+
+
+def run_part(name: str, n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    if name == "float32":
+        from objectives.op_count import OpCountObjective
+        from objectives.throughput import Throughput
+
+        space, genomes = float32_candidates(n, rng)
+        proxy = OpCountObjective(OpCountObjective.Config(), space, Context(seed=seed))
+        measured = Throughput(Throughput.Config(repeats=9), space, Context(seed=seed))
+        proxy_name, unit = "op count", "ns/element"
+    else:
+        from objectives.gflops import GFlops
+        from objectives.latency import Latency
+
+        space, genomes = compress_candidates(n, rng)
+        proxy = GFlops(GFlops.Config(), space, Context(seed=seed))
+        measured = Latency(Latency.Config(warmup=2, repeats=7), space, Context(seed=seed))
+        proxy_name, unit = "GFLOPs", "ms (batch 1, 1 thread)"
+    proxy_seconds = [_timed(lambda g=g: proxy.evaluate(g))[1] for g in genomes]
+    passes, measure_seconds, failures = [], [], {}
+    for p in range(2):                        # two full passes: their agreement is the noise ceiling
+        values = []
+        for g in genomes:
+            ev, seconds = _timed(lambda g=g: guarded_evaluate(measured, g, None))
+            values.append(ev.values[0] if ev.failed is None else np.nan)
+            measure_seconds.append(seconds)
+            if ev.failed is not None:
+                failures[space.describe(g)[:200]] = ev.failed
+            print(f"  {name} pass {p + 1}: {space.describe(g)[:60]:60s} {values[-1]:9.3f} {unit}", flush=True)
+        passes.append(np.asarray(values))
+    ok = ~np.isnan(np.vstack(passes)).any(axis=0)   # a candidate that failed a measurement is left out
+    genomes, passes = [g for g, keep in zip(genomes, ok) if keep], [p[ok] for p in passes]
+    value = np.median(np.vstack(passes), axis=0)
+    names, features, prior = feature_matrix(proxy, genomes)
+    cal = calibrate(features, value, prior, names, np.random.default_rng(seed))
+    return {"proxy": proxy_name, "unit": unit, "candidates": len(genomes), "failed_candidates": failures,
+            "spearman_before": cal.spearman_before, "spearman_after": cal.spearman_after,
+            "spearman_after_cv": cal.spearman_after_cv, "spearman_between_passes": spearman(*passes),
+            "ratio_after_cv_to_before": cal.spearman_after_cv / cal.spearman_before if cal.spearman_before else None,
+            "calibration": cal.as_dict(),
+            "proxy_seconds_median": statistics.median(proxy_seconds),
+            "measure_seconds_median": statistics.median(measure_seconds),
+            "measured_median": float(np.median(value)), "measured_range": [float(value.min()), float(value.max())],
+            "candidates_detail": [{"candidate": space.describe(g)[:200], "features": dict(zip(names, f.tolist())),
+                                   "measured": [float(p[i]) for p in passes]}
+                                  for i, (g, f) in enumerate(zip(genomes, features))]}
+
+
+def float32_found_vs_hand(rounds: int, seed: int) -> dict:
+    """The exp program an op-count search found (bench/results/exp.json: 6 ops, one of them a division) against
+    the hand-written Horner polynomials of degree 7 (the lowest degree under 1 ULP on all inputs, bench/README.md)
+    and 6, timed the same way, round-robin for `rounds` rounds; medians of the per-round medians."""
+    import ast
+
+    from objectives.throughput import Throughput
+    from objectives.ulp import UlpObjective
+    from spaces.float32.space import Float32Space, classic_forms
+
+    space = Float32Space(Float32Space.Config(target="exp", max_ops=12), Context())
+    forms = classic_forms(space.target, 12)          # Horner of degree 2, 3, ... in r
+    programs = {"found by op-count search (6 ops, 1 div)": ast.literal_eval(
+                    json.loads((ROOT / "bench/results/exp.json").read_text())["genome"]),
+                "hand: Horner degree 7 (7 fma)": forms[5], "hand: Horner degree 6 (6 fma)": forms[4]}
+    timer = Throughput(Throughput.Config(repeats=9), space, Context(seed=seed))
+    ulp = UlpObjective(UlpObjective.Config(samples=20000), space, Context(seed=seed))
+    samples: dict[str, list[float]] = {name: [] for name in programs}
+    for _ in range(rounds):
+        for name, genome in programs.items():
+            samples[name].append(timer.evaluate(genome).values[0])
+    rows = {name: {"ops": len(space.canonical(g)), "max_ulp_sample": ulp.evaluate(g).values[0],
+                   "ns_per_element_median": statistics.median(samples[name]), "ns_per_element_rounds": samples[name]}
+            for name, g in programs.items()}
+    found = rows["found by op-count search (6 ops, 1 div)"]["ns_per_element_median"]
+    for row in rows.values():
+        row["time_vs_found"] = row["ns_per_element_median"] / found
+    return {"rounds": rounds, "programs": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", nargs="+", default=["float32", "compress", "float32_found"],
+                        choices=["float32", "compress", "float32_found"])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--candidates", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for part in args.part:
+        load_before = os.getloadavg()[0]
+        started = time.perf_counter()
+        if part == "float32_found":
+            found = float32_found_vs_hand(args.rounds, args.seed)
+            found["load_average_start_end"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            results.setdefault("float32", {})["found_vs_hand"] = found
+            continue
+        row = run_part(part, args.candidates, args.seed)
+        row["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_start_end": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                          "seconds": round(time.perf_counter() - started, 1), "seed": args.seed}
+        results[part] = {**row, **({"found_vs_hand": results[part]["found_vs_hand"]}
+                                   if "found_vs_hand" in results.get(part, {}) else {})}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    spearman_parts = [p for p in args.part if p != "float32_found"]
+    if spearman_parts:
+        print(f"\n| space | candidates | proxy | Spearman before | after (in-sample) | after (5-fold) | between passes "
+              f"| proxy s/eval | measure s/eval |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    for part in spearman_parts:
+        r = results[part]
+        print(f"| {part} | {r['candidates']} | {r['proxy']} | {r['spearman_before']:.3f} | {r['spearman_after']:.3f} "
+              f"| {r['spearman_after_cv']:.3f} | {r['spearman_between_passes']:.3f} | "
+              f"{r['proxy_seconds_median']:.2e} | {r['measure_seconds_median']:.2e} |")
+    if "float32_found" in args.part:
+        print("\n| exp program | ops | max ULP (sample) | ns/element, median of rounds | time vs found |")
+        print("|---|---|---|---|---|")
+        for name, row in results["float32"]["found_vs_hand"]["programs"].items():
+            print(f"| {name} | {row['ops']} | {row['max_ulp_sample']:.3f} | {row['ns_per_element_median']:.3f} | "
+                  f"{row['time_vs_found']:.2f}x |")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
