@@ -182,8 +182,8 @@ def main() -> None:
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     spearman_parts = [p for p in args.part if p != "float32_found"]
     if spearman_parts:
-        print(f"\n| space | candidates | proxy | Spearman before | after (in-sample) | after (5-fold) | between passes "
-              f"| proxy s/eval | measure s/eval |")
+        print("\n| space | candidates | proxy | Spearman before | after (in-sample) | after (5-fold) | between passes "
+              "| proxy s/eval | measure s/eval |")
         print("|---|---|---|---|---|---|---|---|---|")
     for part in spearman_parts:
         r = results[part]

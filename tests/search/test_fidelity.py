@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from objectives.bit_problems import OneMax
 from search.engine import SearchSettings, evolve
 from search.evaluation import LocalEvaluator
 from search.fidelity import Promotion, StagedEvaluator, StagedObjective
