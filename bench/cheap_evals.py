@@ -73,7 +73,10 @@ def evoforge(*args: str, env: dict | None = None) -> dict:
 # --- 1. Ray's own costs -------------------------------------------------------------------------------------------
 
 RAY_COST_SCRIPT = """
-import json, time
+import json, sys, time
+sys.path.insert(0, {root!r})
+from search.placement import reference_seconds
+before = reference_seconds()
 t0 = time.perf_counter()
 import ray
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -88,21 +91,33 @@ for _ in range(100):
     ray.get([task.remote(i) for i in range(2)])
     trips.append(time.perf_counter() - s)
 ray.shutdown()
-print(json.dumps({"start_seconds": started, "round_trip_seconds": sorted(trips)[50]}))
+reference = (before + reference_seconds()) / 2
+print(json.dumps({{"start_seconds": started, "round_trip_seconds": sorted(trips)[50],
+                  "reference_seconds": reference}}))
 """
 
 
 def part_costs(repeats: int) -> dict:
+    """Ray's start-up and round trip, also in units of `search.placement.reference_seconds` measured in the same
+    process (the units search/placement.py keeps them in)."""
     rows = []
     for _ in range(repeats):
         before = load()
-        out = subprocess.run([sys.executable, "-c", RAY_COST_SCRIPT], capture_output=True, text=True, timeout=600)
-        rows.append({**json.loads(out.stdout.strip().splitlines()[-1]), "load_before": before, "load_after": load()})
-        print(f"ray start {rows[-1]['start_seconds']:.2f} s, round trip {1e3 * rows[-1]['round_trip_seconds']:.2f} ms "
-              f"(load {before})", flush=True)
+        out = subprocess.run([sys.executable, "-c", RAY_COST_SCRIPT.format(root=str(ROOT))], capture_output=True,
+                             text=True, timeout=600)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        row.update(start_references=row["start_seconds"] / row["reference_seconds"],
+                   round_trip_references=row["round_trip_seconds"] / row["reference_seconds"],
+                   load_before=before, load_after=load())
+        rows.append(row)
+        print(f"ray start {row['start_seconds']:.2f} s = {row['start_references']:.0f} references, round trip "
+              f"{1e3 * row['round_trip_seconds']:.2f} ms = {row['round_trip_references']:.2f} references "
+              f"(reference {1e3 * row['reference_seconds']:.1f} ms, load {before})", flush=True)
     return {"repeats": rows,
             "median_start_seconds": round(statistics.median(r["start_seconds"] for r in rows), 3),
-            "median_round_trip_ms": round(1e3 * statistics.median(r["round_trip_seconds"] for r in rows), 3)}
+            "median_round_trip_ms": round(1e3 * statistics.median(r["round_trip_seconds"] for r in rows), 3),
+            "median_start_references": round(statistics.median(r["start_references"] for r in rows), 1),
+            "median_round_trip_references": round(statistics.median(r["round_trip_references"] for r in rows), 3)}
 
 
 # --- 2. quickstart --------------------------------------------------------------------------------------------------

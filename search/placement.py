@@ -33,14 +33,17 @@ from search.engine import EngineState, GenerationReport, SearchSettings, initial
 from search.evaluation import Evaluator, LocalEvaluator, evaluate_chunk
 from search.protocols import Evaluation, Objective, Space
 
-# Embedded `ray.init` with 2 CPUs plus the first task on each worker, 2-core machine at load < 1:
-# `python bench/cheap_evals.py --part costs` measured 4.6 s (median of 3); under load it is several times more.
-RAY_START_SECONDS = 4.5
-# One generation's trip through Ray (submit a chunk per worker, gather): median 1.3 ms on the 2-core machine
-# (same bench); the driver's share of chunking and result handling roughly doubles it.
-ROUND_TRIP_SECONDS = 0.003
-# Islands lose this share of their ideal speed to migration barriers, state shipping and uneven islands (measured:
-# bench/cheap_evals.py --part eml, 2 workers).
+# Ray's costs in units of `reference_seconds()` measured at the same moment, so that they follow the machine's
+# speed and load as the job's own in-process timings do. `python bench/cheap_evals.py --part costs`, 2-core
+# machine at load 18 (shared): start-up (import ray, embedded `ray.init` with 2 CPUs, the first task on each
+# worker) 30.6 s = 3043 references, median of 3; one task per worker submitted and gathered 10.4 ms = 1.0
+# reference. Start-up suffers more from load than one thread does, so the figure errs towards in-process.
+RAY_START_REFERENCES = 3000.0
+ROUND_TRIP_REFERENCES = 1.0
+# Iterations of the fixed piece of Python work that `reference_seconds` times.
+REFERENCE_ITERATIONS = 50_000
+# Islands lose this share of their ideal speed to migration barriers, state shipping and uneven islands (a
+# planning figure; bench/cheap_evals.py --part eml and --part scaling16 measure the real one).
 ISLAND_LOSS = 0.15
 # Ray must be predicted at least this much faster than in-process (fraction and seconds) before it is started:
 # predictions are rough and a shared machine's start-up varies.
@@ -57,11 +60,21 @@ DERIVED_MIGRATION_INTERVAL = 10
 @dataclass(frozen=True)
 class Costs:
     """What the job costs in-process. eval_seconds: one evaluation (seconds). generation_seconds: one generation,
-    evaluations plus selection (seconds). evaluations_per_generation: new evaluations a generation asks for."""
+    evaluations plus selection (seconds). evaluations_per_generation: new evaluations a generation asks for.
+    reference_seconds: `reference_seconds()` at the same moment (Ray's costs are stored in its units)."""
 
     eval_seconds: float
     generation_seconds: float
     evaluations_per_generation: int
+    reference_seconds: float = 0.009
+
+    @property
+    def ray_start_seconds(self) -> float:
+        return RAY_START_REFERENCES * self.reference_seconds
+
+    @property
+    def round_trip_seconds(self) -> float:
+        return ROUND_TRIP_REFERENCES * self.reference_seconds
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,18 @@ class PrimedEvaluator(Evaluator):
         return [self.known[k] if k in self.known else next(fresh) for k in keys]
 
 
+def reference_seconds() -> float:
+    """Seconds this machine takes right now for a fixed piece of Python work (median of 3): the unit in which Ray's
+    start-up and round-trip costs are kept, so one figure holds on a quiet machine and on a loaded one."""
+    times = []
+    for _ in range(3):
+        start, total = time.perf_counter(), 0
+        for i in range(REFERENCE_ITERATIONS):
+            total += i * i
+        times.append(time.perf_counter() - start)
+    return sorted(times)[1]
+
+
 def time_evaluations(objective: Objective, genomes: Sequence[Any], timeout: float | None,
                      budget: float = PROBE_SECONDS) -> tuple[float, list[Evaluation], float]:
     """Seconds per evaluation in-process: chunks of 1, 2, 4, ... genomes until `budget` seconds are spent; the last
@@ -112,26 +137,28 @@ def measure(space: Space, objective: Objective, settings: SearchSettings, seed: 
     (exactly what `evolve` would make first, so a run can continue from it)."""
     # The engine's generation 0 is space.initial(default_rng(seed), population): the probe evaluates the same
     # genomes, so PrimedEvaluator can reuse them (if that ever changes, they are merely not reused).
+    reference = reference_seconds()
     genomes = space.initial(np.random.default_rng(seed), settings.population)
     per_eval, done, spent = time_evaluations(objective, genomes, timeout)
     per_generation = settings.n_offspring
     if per_eval * (len(genomes) - len(done)) > GENERATION0_BUDGET_SECONDS:
-        return Costs(per_eval, per_eval * per_generation, per_generation), None
+        return Costs(per_eval, per_eval * per_generation, per_generation, reference), None
     known = {space.key(g): e for g, e in zip(genomes, done)}
     start = time.perf_counter()
     state, report = initialise(space, objective, settings, seed,
                                PrimedEvaluator(LocalEvaluator(objective, timeout=timeout), space, known))
     generation = spent + time.perf_counter() - start
     state.elapsed += spent
-    return Costs(per_eval, generation, per_generation), (state, report)
+    return Costs(per_eval, generation, per_generation, reference), (state, report)
 
 
 def predict(costs: Costs, generations: int, workers: int, start_seconds: float) -> dict[str, float]:
-    """Predicted search seconds of each placement for `generations` generations on `workers` usable cores."""
+    """Predicted search seconds of each placement for `generations` generations on `workers` usable cores, Ray's
+    start-up counted as `start_seconds`."""
     evals = costs.evaluations_per_generation * costs.eval_seconds
     engine = max(0.0, costs.generation_seconds - evals)  # selection, variation, bookkeeping: serial in the driver
     local = generations * costs.generation_seconds
-    generational = start_seconds + generations * (evals / workers + engine + ROUND_TRIP_SECONDS)
+    generational = start_seconds + generations * (evals / workers + engine + costs.round_trip_seconds)
     islands = start_seconds + generations * costs.generation_seconds / workers * (1 + ISLAND_LOSS)
     return {"local": local, "generational": generational, "islands": islands}
 
@@ -156,7 +183,7 @@ def choose(costs: Costs, settings: SearchSettings, workers: int, cores: int, clu
     only when predicted faster than in-process by MARGIN_FRACTION and MARGIN_SECONDS."""
     usable = workers if cluster else max(1, min(workers, cores))
     generations = expected_generations(costs, settings)
-    predicted = predict(costs, generations, usable, 0.0 if cluster else RAY_START_SECONDS)
+    predicted = predict(costs, generations, usable, 0.0 if cluster else costs.ray_start_seconds)
     ray_modes = ("islands",) if islands_in_spec else ("generational", "islands")
     best_ray = min(ray_modes, key=lambda m: predicted[m])
     if best_ray == "islands" and "generational" in ray_modes and \

@@ -5,8 +5,7 @@ import numpy as np
 from objectives.bit_problems import OneMax, Trap
 from search.engine import SearchSettings, evolve, initialise
 from search.evaluation import LocalEvaluator
-from search.placement import (RAY_START_SECONDS, Costs, PrimedEvaluator, choose, expected_generations, measure,
-                              predict)
+from search.placement import Costs, PrimedEvaluator, choose, expected_generations, measure, predict
 from search.protocols import Context
 from spaces.bitstring import BitStringSpace
 
@@ -25,12 +24,12 @@ def test_trivially_cheap_objective_runs_in_process():
     placement = choose(costs, settings, workers=2, cores=2, cluster=False, islands_in_spec=False)
     assert placement.mode == "local"
     assert placement.reason.startswith("backend: in-process (evaluations take ")
-    assert placement.predicted["local"] < RAY_START_SECONDS < placement.predicted["generational"]
+    assert placement.predicted["local"] < costs.ray_start_seconds < placement.predicted["generational"]
 
 
 def test_slow_objective_goes_to_ray_without_running_generation_0_in_process():
     space, objective = onemax(work_seconds=0.05)
-    settings = SearchSettings(population=32, generations=50)
+    settings = SearchSettings(population=32, generations=1000)  # 1,600 s in-process: Ray pays even under load
     costs, warm = measure(space, objective, settings, seed=0, timeout=None)
     assert warm is None  # 32 x 50 ms > 1 s: left to the chosen backend
     assert 0.04 < costs.eval_seconds < 0.5
@@ -71,10 +70,11 @@ def test_primed_evaluator_evaluates_only_unknown_genomes():
 
 def test_cheap_evaluations_on_many_workers_pick_islands_and_a_cluster_never_runs_in_process():
     # 50 us evaluations, a 20 ms generation (selection dominates), 2,000 generations: 40 s in-process.
-    costs = Costs(eval_seconds=50e-6, generation_seconds=0.020, evaluations_per_generation=200)
+    costs = Costs(eval_seconds=50e-6, generation_seconds=0.020, evaluations_per_generation=200,
+                  reference_seconds=0.002)  # Ray's start-up 6 s, a round trip 2 ms
     settings = SearchSettings(population=200, generations=2000)
-    predicted = predict(costs, 2000, 16, RAY_START_SECONDS)
-    assert round(predicted["local"], 3) == 40.0
+    predicted = predict(costs, 2000, 16, costs.ray_start_seconds)
+    assert round(predicted["local"], 3) == 40.0 and round(predicted["islands"], 3) == 8.875
     assert predicted["islands"] < predicted["generational"] < predicted["local"]
     assert choose(costs, settings, workers=16, cores=16, cluster=False, islands_in_spec=False).mode == "islands"
     # The same job on a 2-core machine with 16 workers asked for: only 2 cores are usable.
@@ -85,6 +85,15 @@ def test_cheap_evaluations_on_many_workers_pick_islands_and_a_cluster_never_runs
     assert choose(costs, tiny, workers=2, cores=2, cluster=False, islands_in_spec=False).mode == "local"
     assert choose(costs, tiny, workers=2, cores=2, cluster=True, islands_in_spec=False).mode != "local"
     assert choose(costs, tiny, workers=2, cores=2, cluster=True, islands_in_spec=True).mode == "islands"
+
+
+def test_ray_costs_scale_with_the_machine_s_current_speed():
+    quiet = Costs(eval_seconds=1e-3, generation_seconds=0.1, evaluations_per_generation=100, reference_seconds=0.01)
+    loaded = Costs(eval_seconds=1e-2, generation_seconds=1.0, evaluations_per_generation=100, reference_seconds=0.1)
+    settings = SearchSettings(population=100, generations=20)
+    assert round(loaded.ray_start_seconds / quiet.ray_start_seconds, 6) == 10.0
+    # Ten times slower in every measured figure: the same choice, not "Ray" because the job looked slow.
+    assert choose(quiet, settings, 2, 2, False, False).mode == choose(loaded, settings, 2, 2, False, False).mode
 
 
 def test_expected_generations_follow_the_stopping_rules():
