@@ -13,7 +13,7 @@ sqrt(eps) * max(1, |c|)), as in MINPACK's lmdif.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -92,3 +92,46 @@ def least_squares_lm(residual: Callable[[np.ndarray], np.ndarray], c0: np.ndarra
         if not improved:
             break
     return c, cost
+
+
+#: values a redundant constant is pinned to, simplest first (e: the base a fitted pow c**(k*x) really means)
+PIN_VALUES = (1.0, -1.0, float(np.e), 2.0, 0.5)
+
+
+def pin_redundant(residual: Callable[[np.ndarray], np.ndarray], c: np.ndarray, max_cost: float, max_nfev: int,
+                  bases: Sequence[bool] = ()) -> np.ndarray:
+    """Fix constants the fit does not need to simple values, refitting the others, while the cost stays <= max_cost.
+
+    An exact fit with redundant constants (c1 * c2**(c3 * x**2) for exp(-x**2/2)/sqrt(2*pi): c2 and c3 only
+    matter through c3 * ln c2) has a valley of equivalent optima, and LM stops at an arbitrary point of it where no
+    constant is a simple number. Pinning c2 = e moves c3 to -1/2, which constant snapping then recognises.
+    Each constant is tried in turn against `PIN_VALUES`; the first pin that keeps the fit is kept. A constant
+    marked in `bases` (the base of a power) tries e first.
+    """
+    c = np.asarray(c, dtype=np.float64).copy()
+    pinned = np.zeros(c.size, dtype=bool)
+    for j in range(c.size):
+        pins = (float(np.e), *PIN_VALUES) if j < len(bases) and bases[j] else PIN_VALUES
+        if float(c[j]) in pins:
+            pinned[j] = True
+            continue
+        free = ~pinned & (np.arange(c.size) != j)
+        for value in pins:
+            trial = c.copy()
+            trial[j] = value
+
+            def partial(cf, trial=trial, free=free):
+                full = trial.copy()
+                full[free] = cf
+                return residual(full)
+
+            if free.any():
+                fitted, cost = least_squares_lm(partial, c[free], max_nfev)
+                trial[free] = fitted
+            else:
+                r = residual(trial)
+                cost = 0.5 * float(np.sum(r * r))
+            if cost <= max_cost and np.all(np.isfinite(trial)):
+                c, pinned[j] = trial, True
+                break
+    return c

@@ -9,6 +9,7 @@ still fixes the run. Constants are refitted (scipy least squares, a few Levenber
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -19,8 +20,8 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.pycode import pycode
 
 from search.protocols import Context, Space, UserError
-from spaces.levenberg_marquardt import least_squares_lm
 from spaces import snapping
+from spaces.levenberg_marquardt import least_squares_lm, pin_redundant
 
 ARITY = {"add": 2, "sub": 2, "mul": 2, "div": 2, "pow": 2, "exp": 1, "log": 1, "sin": 1, "cos": 1, "sqrt": 1}
 NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "pow": np.power, "exp": np.exp,
@@ -28,13 +29,22 @@ NUMPY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide
 SYMPY = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
          "pow": lambda a, b: a ** b, "exp": sp.exp, "log": sp.log, "sin": sp.sin, "cos": sp.cos, "sqrt": sp.sqrt}
 CONST = "c"
+#: RMSE / RMS(y) at or below which a constant fit counts as exact (float64 rounding of a correct formula)
+EXACT_FIT = 1e-9
+
+
+def _number(value: float) -> sp.Expr:
+    if math.isfinite(value):
+        return sp.Float(value)
+    return sp.nan if math.isnan(value) else (sp.oo if value > 0 else -sp.oo)
 
 
 @dataclass(frozen=True)
 class OpTreeConfig:
     """max_depth: height limit (DEAP counts a lone terminal as 0). operators: the primitive set. constants: allow
     fitted real constants. refit_prob: chance that a mutation also refits the constants. variables: names when
-    the run has no dataset."""
+    the run has no dataset. pin_constants: after an exact fit, fix constants it does not need to 1, -1, e, 2 or
+    1/2 (spaces/levenberg_marquardt.py `pin_redundant`), so snapping sees exp(-x**2/2), not 0.62**(1.05*x**2)."""
 
     max_depth: int = 6
     init_depth: int = 3
@@ -42,6 +52,7 @@ class OpTreeConfig:
     constants: bool = True
     refit_prob: float = 0.3
     variables: tuple[str, ...] = ()
+    pin_constants: bool = True
 
 
 class OpTreeSpace(Space):
@@ -167,23 +178,52 @@ class OpTreeSpace(Space):
             return np.clip(np.where(np.isfinite(r), r, 1e6), -1e6, 1e6)
 
         with np.errstate(all="ignore"):  # deterministic LM: scipy's differs across processes (see the module)
-            c, _ = least_squares_lm(residual, c0, max_nfev=20 * (c0.size + 1))
+            c, cost = least_squares_lm(residual, c0, max_nfev=20 * (c0.size + 1))
+            # an exact fit: pin constants it does not need (c**(k*x) -> e**(k'*x)) so snapping can read the rest
+            exact = max(cost, 0.5 * y.size * (EXACT_FIT * float(np.sqrt(np.mean(y * y)))) ** 2)
+            if self.config.pin_constants and c.size > 1 and np.all(np.isfinite(c)) and cost <= exact:
+                c = pin_redundant(residual, c, 4.0 * exact, max_nfev=50 * c.size, bases=self._power_bases(genome))
         c = c if np.all(np.isfinite(c)) else c0
-        return self.with_constants(genome, np.round(c, 12))
+        with np.errstate(all="ignore"):  # np.round(1e300, 12) overflows to inf: huge constants stay as they are
+            c = np.where(np.abs(c) < 1e250, np.round(c, 12), c)
+        return self.with_constants(genome, c)
+
+    def _power_bases(self, genome: tuple) -> list[bool]:
+        """For each constant of `genome` (in order): is it the base of a pow?"""
+        bases, parents = [], []  # parents: [operator, arguments still to come] of the open nodes, prefix order
+        for tok in genome:
+            under_pow = bool(parents) and parents[-1][0] == "pow" and parents[-1][1] == 2
+            if parents:
+                parents[-1][1] -= 1
+            if isinstance(tok, float):
+                bases.append(under_pow)
+            if tok in ARITY and not isinstance(tok, float):
+                parents.append([tok, ARITY[tok]])
+            while parents and parents[-1][1] == 0:
+                parents.pop()
+        return bases
 
     # --- output ----------------------------------------------------------------------------------------------
     def to_sympy(self, genome: tuple, simplify: bool = True) -> sp.Expr:
+        """The tree as a sympy expression. Subtrees without variables are folded in float64 first, as `predict`
+        computes them: sympy would evaluate exp(exp(exp(700.0))) in arbitrary precision, and printing that number
+        raised (the 4300-digit limit) or took minutes. Non-finite results become oo, -oo or nan."""
         symbols = {v: sp.Symbol(v, real=True) for v in self.variables}
-        stack: list[sp.Expr] = []
+        stack: list[tuple[sp.Expr, float | None]] = []   # (expression, float64 value when it has no variable)
         for tok in reversed(genome):
             if isinstance(tok, float):
-                stack.append(sp.Float(tok))
+                stack.append((_number(tok), tok))
             elif tok in symbols:
-                stack.append(symbols[tok])
+                stack.append((symbols[tok], None))
             else:
                 args = [stack.pop() for _ in range(ARITY[tok])]
-                stack.append(SYMPY[tok](*args))
-        expr = stack[0]
+                if all(value is not None for _, value in args):
+                    with np.errstate(all="ignore"):
+                        value = float(NUMPY[tok](*(np.float64(v) for _, v in args)))
+                    stack.append((_number(value), value))
+                else:
+                    stack.append((SYMPY[tok](*(e for e, _ in args)), None))
+        expr = stack[0][0]
         return sp.simplify(expr) if simplify and sp.count_ops(expr) < 200 else expr
 
     def exact_sympy(self, genome: tuple) -> sp.Expr:
@@ -203,7 +243,7 @@ class OpTreeSpace(Space):
     def emit(self, genome: tuple, lang: str) -> str:
         if lang not in self.emit_languages:
             raise self.unsupported(lang)
-        expr = self.exact_sympy(genome)
+        expr = self.exact_sympy(genome).xreplace({sp.zoo: sp.nan})  # log(0): printers know nan, not zoo
         args = ", ".join(self.variables)
         head = f"operator tree ({len(genome)} nodes): {self.describe(genome)}"
         if lang == "latex":
