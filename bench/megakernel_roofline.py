@@ -119,7 +119,7 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
     from spaces.megakernel.torch_decode import time_peers
 
     dtype = args.dtype or DTYPES.get(name, "bfloat16")
-    kv = min(args.kv, 16) if name == "toy" else args.kv
+    kv = args.kv
     steps = min(args.steps, kv - 1)
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     space = StreamKernelSpace(StreamKernelSpace.Config(model_config=name, kv_length=kv, sms=sms, dtype=dtype), Context())

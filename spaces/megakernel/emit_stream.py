@@ -192,51 +192,102 @@ __device__ void combined_input(const float* part, float* xs) {
   __syncthreads();
 }
 
-// rows [0, n) of the k-column matrix at W: out(r, dot(row r, xs)); each warp streams ROWS rows at a time
-template <typename Out>
-__device__ __forceinline__ void gemv(const w_t* W, int n, int k, const float* xs, Out out) {
+// Rows [0, n) of M matrices sharing row indices (M = 2: gate and up), k columns each: out(r, acc[M]).
+// Each warp walks its rows as one stream of 16-byte loads, UNROLL per lane in flight per matrix and row: a slot's
+// next load is issued as soon as the slot is consumed, across row boundaries. The first batch is issued before
+// `prologue` (the wait on the producers and the input load), so the weights are already in flight during the sync.
+template <int M, int RR, typename Pro, typename Out>
+__device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const float* xs, Pro prologue, Out out) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kv = k / VEC;
-  for (int r0 = warp * ROWS; r0 < n; r0 += WARPS * ROWS) {
-    float acc[ROWS];
+  const int nb = (kv + 32 * UNROLL - 1) / (32 * UNROLL);
+  const int first = warp * RR;
+  const int groups = first < n ? (n - 1 - first) / (WARPS * RR) + 1 : 0;
+  const int iters = groups * nb;
+  uint4 v[M * RR][UNROLL];
+  auto issue = [&](int it) {
+    const int g = it / nb, b = it - g * nb;
+    const int r = first + g * WARPS * RR, base = b * 32 * UNROLL;
 #pragma unroll
-    for (int j = 0; j < ROWS; ++j) acc[j] = 0.f;
-    for (int base = 0; base < kv; base += 32 * UNROLL) {
-      uint4 v[ROWS][UNROLL];
+    for (int j = 0; j < RR; ++j) {
 #pragma unroll
-      for (int j = 0; j < ROWS; ++j) {
-        const uint4* row = (const uint4*)(W + (long long)min(r0 + j, n - 1) * k);
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-          const int i = base + u * 32 + lane;
-          v[j][u] = i < kv ? ld_stream(row + i) : make_uint4(0, 0, 0, 0);
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < ROWS; ++j) {
+      for (int m = 0; m < M; ++m) {
+        const uint4* row = (const uint4*)(W[m] + (long long)min(r + j, n - 1) * k);
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
           const int i = base + u * 32 + lane;
-          if (i < kv) acc[j] = dotv(v[j][u], xs + i * VEC, acc[j]);
+          v[j * M + m][u] = (it < iters && i < kv) ? ld_stream(row + i) : make_uint4(0, 0, 0, 0);
         }
       }
     }
+  };
+  issue(0);
+  prologue();
+  float acc[RR][M];
 #pragma unroll
-    for (int j = 0; j < ROWS; ++j) {
-      const float s = warp_sum(acc[j]);
-      if (lane == 0 && r0 + j < n) out(r0 + j, s);
+  for (int j = 0; j < RR; ++j)
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[j][m] = 0.f;
+  for (int it = 0; it < iters; ++it) {
+    const int g = it / nb, b = it - g * nb;
+    const int r = first + g * WARPS * RR, base = b * 32 * UNROLL;
+    const int nit = it + 1, ng = nit / nb, nbb = nit - ng * nb;
+    const int nr = first + ng * WARPS * RR, nbase = nbb * 32 * UNROLL;
+#pragma unroll
+    for (int j = 0; j < RR; ++j) {
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        const uint4* nrow = (const uint4*)(W[m] + (long long)min(nr + j, n - 1) * k);
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+          const int i = base + u * 32 + lane, ni = nbase + u * 32 + lane;
+          const uint4 w = v[j * M + m][u];
+          v[j * M + m][u] = (nit < iters && ni < kv) ? ld_stream(nrow + ni) : make_uint4(0, 0, 0, 0);
+          if (i < kv) acc[j][m] = dotv(w, xs + i * VEC, acc[j][m]);
+        }
+      }
+    }
+    if (b == nb - 1) {
+#pragma unroll
+      for (int j = 0; j < RR; ++j) {
+        float sum[M];
+#pragma unroll
+        for (int m = 0; m < M; ++m) { sum[m] = warp_sum(acc[j][m]); acc[j][m] = 0.f; }
+        if (lane == 0 && r + j < n) out(r + j, sum);
+      }
     }
   }
 }
 
-struct Store { float* y; __device__ void operator()(int r, float s) const { __stcg(y + r, s); } };
-struct Residual { float* y; __device__ void operator()(int r, float s) const { __stcg(y + r, ldcg(y + r) + s); } };
-struct Keep { float* y; __device__ void operator()(int r, float s) const { y[r] = s; } };
+// thread 0 spins until the counter reaches target (acquire), then the block goes on; the watchdog turns a
+// never-completing wait into status 1 and an early return (abort is set)
+__device__ __forceinline__ void block_wait(const int* counter, int target, int* status, int* abort) {
+  if (counter && threadIdx.x == 0 && ld_acquire(counter) < target) {
+    const unsigned long long start = now_ns();
+    while (ld_acquire(counter) < target) {
+      __nanosleep(32);
+      if (now_ns() - start > WATCHDOG_NS || *(volatile int*)status) {
+        atomicExch(status, 1);
+        *abort = 1;
+        break;
+      }
+    }
+  }
+  __syncthreads();
+}
+
+struct Store { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0]); } };
+struct Residual { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, ldcg(y + r) + s[0]); } };
+struct SiluGate { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0] / (1.f + __expf(-s[0])) * s[1]); } };
+struct Wait { const int* c; int target; int* status; int* abort;
+  __device__ void operator()() const { block_wait(c, target, status, abort); } };
 
 // logits rows plus this tile's argmax (lowest index on ties), left in A for the next step's embedding
-__device__ void lm_head(const Task& t, const w_t* W, float* A, const float* xs, float* red) {
+template <typename Pro>
+__device__ void lm_head(const Task& t, const w_t* W, float* A, const float* xs, Pro prologue) {
   float* logits = A + t.out;
-  gemv(W + t.w, (int)t.n, (int)t.k, xs, Store{logits});
+  const w_t* mats[1] = {W + t.w};
+  gemv<1, ROWS>(mats, (int)t.n, (int)t.k, xs, prologue, Store{logits});
   __syncthreads();
   float best = -3.0e38f;
   int idx = 0x7fffffff;
@@ -284,170 +335,170 @@ __device__ void embed(const Task& t, const w_t* W, float* A, int token, int epoc
 }
 
 // attention of the GROUP query heads of KV head aux0 over positions [aux2, min(aux3, pos + 1)): partial
-// softmax sums (o, m, l) per head; the task owning `pos` applies RoPE to K and stores K, V there first
-__device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+// softmax sums (o, m, l) per head for the combine in the output projection. The task owning `pos` applies RoPE
+// to the new K and stores K, V there first. Per block of SUB positions staged in shared memory: one thread per
+// (head, position) score, one warp per head for the running max and sum, one thread per (head, dim) output.
+#define WPR (HD * (int)sizeof(c_t) / 4)
+#define OPT ((GROUP * HD + NT - 1) / NT)
+__device__ __forceinline__ float vval(const unsigned* vst, int j, int d) {
+#if BF16
+  return bf2f(((const bf16_t*)vst)[j * HD + d]);
+#else
+  return __uint_as_float(vst[j * HD + d]);
+#endif
+}
+
+template <typename Pro>
+__device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, Pro wait) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int kvh = (int)t.aux0, chunk = (int)t.aux1, p0 = (int)t.aux2, p1 = min((int)t.aux3, pos + 1);
-  const float* qkv = A + t.in;
-  const float* inv = A + t.g;
-  float* part = A + t.out;
   c_t* K = C + t.w;   // this task's chunk of the cache: positions [p0, aux3)
   c_t* V = C + t.w2;
-  float* qs = sm;                           // GROUP * HD
-  c_t* ks = (c_t*)(sm + GROUP * HD);        // SUB * HD
-  c_t* vs = ks + SUB * HD;                  // SUB * HD
-  float* wm = (float*)(vs + SUB * HD);      // per warp: m, l, o[HD] for each head
-  for (int i = threadIdx.x; i < GROUP * HD; i += NT) {
+  if (tid == 0 && p1 > p0) {   // the cached keys and values do not depend on this step: pull them while waiting
+    const long long bytes = ((long long)(p1 - p0) * HD * (long long)sizeof(c_t) + 15) / 16 * 16;
+    prefetch_l2(K, bytes);
+    prefetch_l2(V, bytes);
+  }
+  wait();
+  const float* qkv = A + t.in;
+  const float* inv = A + t.g;
+  float* qs = sm;
+  unsigned* kst = (unsigned*)(qs + GROUP * HD);
+  unsigned* vst = kst + SUB * (WPR + 1);
+  float* sc = (float*)(vst + SUB * WPR);
+  float* stat = sc + GROUP * SUB;   // m[GROUP], l[GROUP], corr[GROUP]
+  for (int i = tid; i < GROUP * HD; i += NT) {
     const int h = kvh * GROUP + i / HD, d = i % HD, p = d % PAIRS;
-    float s, c;
-    sincosf((float)pos * inv[p], &s, &c);
+    float sn, cs;
+    sincosf((float)pos * inv[p], &sn, &cs);
     const float x = ldcg(qkv + h * HD + d);
     const float rot = d < PAIRS ? -ldcg(qkv + h * HD + d + PAIRS) : ldcg(qkv + h * HD + d - PAIRS);
-    qs[i] = x * c + rot * s;
+    qs[i] = x * cs + rot * sn;
   }
   if (pos >= p0 && pos < t.aux3) {
     const float* kn = qkv + QDIM + kvh * HD;
     const float* vn = qkv + QDIM + NKV * HD + kvh * HD;
-    for (int d = threadIdx.x; d < HD; d += NT) {
+    for (int d = tid; d < HD; d += NT) {
       const int p = d % PAIRS;
-      float s, c;
-      sincosf((float)pos * inv[p], &s, &c);
+      float sn, cs;
+      sincosf((float)pos * inv[p], &sn, &cs);
       const float rot = d < PAIRS ? -ldcg(kn + d + PAIRS) : ldcg(kn + d - PAIRS);
-      K[(long long)(pos - p0) * HD + d] = f2c(ldcg(kn + d) * c + rot * s);
+      K[(long long)(pos - p0) * HD + d] = f2c(ldcg(kn + d) * cs + rot * sn);
       V[(long long)(pos - p0) * HD + d] = f2c(ldcg(vn + d));
     }
   }
+  if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }
   __syncthreads();
-  float m[GROUP], l[GROUP], o[GROUP][2 * PPL];
+  float o[OPT];
 #pragma unroll
-  for (int g = 0; g < GROUP; ++g) {
-    m[g] = -3.0e38f; l[g] = 0.f;
-#pragma unroll
-    for (int e = 0; e < 2 * PPL; ++e) o[g][e] = 0.f;
-  }
+  for (int e = 0; e < OPT; ++e) o[e] = 0.f;
   const float scale = rsqrtf((float)HD);
   for (int s0 = p0; s0 < p1; s0 += SUB) {
     const int cnt = min(SUB, p1 - s0);
-    const int words = cnt * HD * (int)sizeof(c_t) / 16;
     const uint4* kg = (const uint4*)(K + (long long)(s0 - p0) * HD);
     const uint4* vg = (const uint4*)(V + (long long)(s0 - p0) * HD);
-    for (int i = threadIdx.x; i < words; i += NT) {
-      ((uint4*)ks)[i] = __ldcg(kg + i);
-      ((uint4*)vs)[i] = __ldcg(vg + i);
+    for (int i = tid; i < cnt * WPR / 4; i += NT) {
+      const uint4 a = __ldcg(kg + i), b = __ldcg(vg + i);
+      const int j = (i * 4) / WPR, w = (i * 4) % WPR;
+      unsigned* kd = kst + j * (WPR + 1) + w;   // padded rows: a thread per position reads without bank conflicts
+      kd[0] = a.x; kd[1] = a.y; kd[2] = a.z; kd[3] = a.w;
+      ((uint4*)vst)[i] = b;
     }
     __syncthreads();
-    for (int j = warp; j < cnt; j += WARPS) {
-      float kx[2 * PPL], vx[2 * PPL];
-#pragma unroll
-      for (int e = 0; e < PPL; ++e) {
-        const int p = lane + 32 * e;
-        const bool ok = p < PAIRS;
-        kx[2 * e] = ok ? c2f(ks[j * HD + p]) : 0.f;
-        kx[2 * e + 1] = ok ? c2f(ks[j * HD + p + PAIRS]) : 0.f;
-        vx[2 * e] = ok ? c2f(vs[j * HD + p]) : 0.f;
-        vx[2 * e + 1] = ok ? c2f(vs[j * HD + p + PAIRS]) : 0.f;
+    for (int idx = tid; idx < GROUP * cnt; idx += NT) {
+      const int g = idx / cnt, j = idx - g * cnt;
+      const unsigned* kr = kst + j * (WPR + 1);
+      const float* q = qs + g * HD;
+      float acc = 0.f;
+#pragma unroll 8
+      for (int w = 0; w < WPR; ++w) {
+        const unsigned x = kr[w];
+#if BF16
+        acc = fmaf(q[2 * w], __uint_as_float(x << 16), acc);
+        acc = fmaf(q[2 * w + 1], __uint_as_float(x & 0xffff0000u), acc);
+#else
+        acc = fmaf(q[w], __uint_as_float(x), acc);
+#endif
       }
+      sc[g * SUB + j] = acc * scale;
+    }
+    __syncthreads();
+    for (int g = warp; g < GROUP; g += WARPS) {
+      float mx = -3.0e38f;
+      for (int j = lane; j < cnt; j += 32) mx = fmaxf(mx, sc[g * SUB + j]);
+      mx = warp_max(mx);
+      const float mold = stat[g], mn = fmaxf(mold, mx);
+      float sum = 0.f;
+      for (int j = lane; j < cnt; j += 32) {
+        const float pr = __expf(sc[g * SUB + j] - mn);
+        sc[g * SUB + j] = pr;
+        sum += pr;
+      }
+      sum = warp_sum(sum);
+      if (lane == 0) {
+        const float corr = __expf(mold - mn);
+        stat[2 * GROUP + g] = corr;
+        stat[GROUP + g] = stat[GROUP + g] * corr + sum;
+        stat[g] = mn;
+      }
+    }
+    __syncthreads();
 #pragma unroll
-      for (int g = 0; g < GROUP; ++g) {
-        float dot = 0.f;
-#pragma unroll
-        for (int e = 0; e < PPL; ++e) {
-          const int p = lane + 32 * e;
-          if (p < PAIRS) dot += qs[g * HD + p] * kx[2 * e] + qs[g * HD + p + PAIRS] * kx[2 * e + 1];
-        }
-        const float sc = warp_sum(dot) * scale;
-        const float mn = fmaxf(m[g], sc);
-        const float corr = __expf(m[g] - mn), pr = __expf(sc - mn);
-        l[g] = l[g] * corr + pr;
-#pragma unroll
-        for (int e = 0; e < 2 * PPL; ++e) o[g][e] = o[g][e] * corr + pr * vx[e];
-        m[g] = mn;
+    for (int e = 0; e < OPT; ++e) {
+      const int idx = tid + e * NT;
+      if (idx < GROUP * HD) {
+        const int g = idx / HD, d = idx - g * HD;
+        float acc = o[e] * stat[2 * GROUP + g];
+        const float* pr = sc + g * SUB;
+        for (int j = 0; j < cnt; ++j) acc = fmaf(pr[j], vval(vst, j, d), acc);
+        o[e] = acc;
       }
     }
     __syncthreads();
   }
-  // merge the warps' partial sums, then write (o, m, l) per head for the combine in the output projection
-  float* mine = wm + warp * GROUP * (HD + 2);
+  float* part = A + t.out;
 #pragma unroll
-  for (int g = 0; g < GROUP; ++g) {
-#pragma unroll
-    for (int e = 0; e < PPL; ++e) {
-      const int p = lane + 32 * e;
-      if (p < PAIRS) { mine[g * (HD + 2) + p] = o[g][2 * e]; mine[g * (HD + 2) + p + PAIRS] = o[g][2 * e + 1]; }
+  for (int e = 0; e < OPT; ++e) {
+    const int idx = tid + e * NT;
+    if (idx < GROUP * HD) {
+      const int g = idx / HD, d = idx - g * HD;
+      __stcg(part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * (HD + 2) + d, o[e]);
     }
-    if (lane == 0) { mine[g * (HD + 2) + HD] = m[g]; mine[g * (HD + 2) + HD + 1] = l[g]; }
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < GROUP * (HD + 2); i += NT) {
-    const int g = i / (HD + 2), e = i % (HD + 2);
-    float mx = -3.0e38f;
-    for (int w = 0; w < WARPS; ++w) mx = fmaxf(mx, wm[w * GROUP * (HD + 2) + g * (HD + 2) + HD]);
-    float acc = 0.f;
-    for (int w = 0; w < WARPS; ++w) {
-      const float* q = wm + w * GROUP * (HD + 2) + g * (HD + 2);
-      const float f = __expf(q[HD] - mx);
-      acc += e < HD ? f * q[e] : (e == HD ? 0.f : f * q[HD + 1]);
-    }
-    float* dst = part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * (HD + 2);
-    __stcg(dst + e, e == HD ? (p1 > p0 ? mx : -3.0e38f) : acc);
+  if (tid < GROUP) {
+    float* dst = part + ((long long)(kvh * GROUP + tid) * CHUNKS + chunk) * (HD + 2);
+    __stcg(dst + HD, p1 > p0 ? stat[tid] : -3.0e38f);
+    __stcg(dst + HD + 1, stat[GROUP + tid]);
   }
 }
 
-#define ATTN_FLOATS (GROUP * HD + (2 * SUB * HD * (int)sizeof(c_t)) / 4 + WARPS * GROUP * (HD + 2))
+#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * WPR + GROUP * SUB + 3 * GROUP)
 #define SMEM_FLOATS (KMAX > ATTN_FLOATS ? KMAX : ATTN_FLOATS)
 
-__device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int token, int pos, int epoch, float* xs,
-                         float* red) {
-  switch ((int)t.op) {
-  case 0: embed(t, W, A, token, epoch); break;
-  case 1: normed_input(A + t.in, W + t.g, (int)t.k, xs, red); gemv(W + t.w, (int)t.n, (int)t.k, xs, Store{A + t.out}); break;
-  case 2: normed_input(A + t.in, W + t.g, (int)t.k, xs, red); lm_head(t, W, A, xs, red); break;
-  case 3: {
-    normed_input(A + t.in, W + t.g, (int)t.k, xs, red);
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, kv = (int)t.k / VEC;
-    for (int r = warp; r < t.n; r += WARPS) {
-      const uint4* gr = (const uint4*)(W + t.w + (long long)r * t.k);
-      const uint4* ur = (const uint4*)(W + t.w2 + (long long)r * t.k);
-      float ga = 0.f, ua = 0.f;
-      for (int base = 0; base < kv; base += 32 * UNROLL) {
-        uint4 vg[UNROLL], vu[UNROLL];
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-          const int i = base + u * 32 + lane;
-          vg[u] = i < kv ? ld_stream(gr + i) : make_uint4(0, 0, 0, 0);
-          vu[u] = i < kv ? ld_stream(ur + i) : make_uint4(0, 0, 0, 0);
-        }
-#pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
-          const int i = base + u * 32 + lane;
-          if (i < kv) { ga = dotv(vg[u], xs + i * VEC, ga); ua = dotv(vu[u], xs + i * VEC, ua); }
-        }
-      }
-      ga = warp_sum(ga);
-      ua = warp_sum(ua);
-      if (lane == 0) __stcg(A + t.out + r, ga / (1.f + __expf(-ga)) * ua);
-    }
-    break; }
-  case 4: plain_input(A + t.in, (int)t.k, xs); gemv(W + t.w, (int)t.n, (int)t.k, xs, Residual{A + t.out}); break;
-  case 5: combined_input(A + t.in, xs); gemv(W + t.w, (int)t.n, (int)t.k, xs, Residual{A + t.out}); break;
-  case 6: attention(t, A, C, pos, xs); break;
+__device__ void prefetch_task(const Task& t, const w_t* W) {
+  if (PF_BYTES <= 0 || t.op < 1 || t.op > 5) return;
+  const long long bytes = t.n * t.k * (long long)sizeof(w_t);
+  if (t.op == 3) {
+    prefetch_l2(W + t.w, min(bytes, (long long)PF_BYTES / 2));
+    prefetch_l2(W + t.w2, min(bytes, (long long)PF_BYTES / 2));
+  } else {
+    prefetch_l2(W + t.w, min(bytes, (long long)PF_BYTES));
   }
 }
 
-__device__ void prefetch_task(const Task& t, const w_t* W, const c_t* C) {
-  if (PF_BYTES <= 0) return;
-  if (t.op >= 1 && t.op <= 5) {
-    const long long bytes = t.n * t.k * (long long)sizeof(w_t);
-    if (t.op == 3) {
-      prefetch_l2(W + t.w, min(bytes, (long long)PF_BYTES / 2));
-      prefetch_l2(W + t.w2, min(bytes, (long long)PF_BYTES / 2));
-    } else {
-      prefetch_l2(W + t.w, min(bytes, (long long)PF_BYTES));
-    }
-  } else if (t.op == 6) {
-    const long long bytes = (t.aux3 - t.aux2) * HD * (long long)sizeof(c_t);
-    prefetch_l2(C + t.w, min(bytes, (long long)PF_BYTES / 2));
-    prefetch_l2(C + t.w2, min(bytes, (long long)PF_BYTES / 2));
+// one task; `wait` (a Wait functor, possibly on no counter) runs after the task's first weight loads are issued
+__device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int token, int pos, int epoch, float* xs,
+                         float* red, Wait wait) {
+  const w_t* mats[2] = {W + t.w, W + t.w2};
+  const int n = (int)t.n, k = (int)t.k;
+  switch ((int)t.op) {
+  case 0: wait(); embed(t, W, A, token, epoch); break;
+  case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { wait(); normed_input(A + t.in, W + t.g, k, xs, red); }, Store{A + t.out}); break;
+  case 2: lm_head(t, W, A, xs, [&] { wait(); normed_input(A + t.in, W + t.g, k, xs, red); }); break;
+  case 3: gemv<2, 1>(mats, n, k, xs, [&] { wait(); normed_input(A + t.in, W + t.g, k, xs, red); }, SiluGate{A + t.out}); break;
+  case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { wait(); plain_input(A + t.in, k, xs); }, Residual{A + t.out}); break;
+  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { wait(); combined_input(A + t.in, xs); }, Residual{A + t.out}); break;
+  case 6: attention(t, A, C, pos, xs, wait); break;
   }
 }
 
@@ -459,35 +510,31 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
   __shared__ int abort_flag;
   if (threadIdx.x == 0) abort_flag = 0;
   __syncthreads();
-  const int b = blockIdx.x;
-  for (int i = prog[b]; i < prog[b + 1]; ++i) {
-    const int kind = steps[3 * i], a = steps[3 * i + 1], n = steps[3 * i + 2];
+  const int b = blockIdx.x, end = prog[b + 1];
+  for (int i = prog[b]; i < end; ++i) {
+    int kind = steps[3 * i], a = steps[3 * i + 1], n = steps[3 * i + 2];
+    Wait wait{nullptr, 0, status, &abort_flag};
+    if (kind == 2) {  // a wait followed by a run: the run issues its first loads, then waits (acquire)
+      wait = Wait{counters + a, n * epoch, status, &abort_flag};
+      if (i + 1 < end && steps[3 * (i + 1)] == 0) {
+        ++i;
+        kind = 0;
+        a = steps[3 * i + 1];
+      } else {
+        wait();
+        if (abort_flag) return;
+        continue;
+      }
+    }
     if (kind == 0) {
       const Task t = *(const Task*)(tasks + 12LL * a);
-      run_task(t, W, A, C, token, pos, epoch, xs, red);
+      if (threadIdx.x == 0 && wait.c) prefetch_task(t, W);
+      run_task(t, W, A, C, token, pos, epoch, xs, red, wait);
       __syncthreads();
+      if (abort_flag) return;
     } else if (kind == 1) {  // signal: release
       __syncthreads();
       if (threadIdx.x == 0) { __threadfence(); atomicAdd(counters + a, n); }
-    } else if (kind == 2) {  // wait: acquire; prefetch the next task's weights meanwhile
-      if (threadIdx.x == 0) {
-        for (int j = i + 1; j < prog[b + 1]; ++j)
-          if (steps[3 * j] == 0) { prefetch_task(*(const Task*)(tasks + 12LL * steps[3 * j + 1]), W, C); break; }
-        const int target = n * epoch;
-        if (ld_acquire(counters + a) < target) {
-          const unsigned long long start = now_ns();
-          while (ld_acquire(counters + a) < target) {
-            __nanosleep(32);
-            if (now_ns() - start > WATCHDOG_NS || *(volatile int*)status) {
-              atomicExch(status, 1);
-              abort_flag = 1;
-              break;
-            }
-          }
-        }
-      }
-      __syncthreads();
-      if (abort_flag) return;
     } else {  // grid barriers are not part of the streaming lowering
       if (threadIdx.x == 0) atomicExch(status, 2);
       return;
