@@ -66,3 +66,18 @@ def test_actor_options_and_slots():
     assert slots({"CPU": 16.0, "GPU": 8.0}, {"GPU": 0.5, "CPU": 4.0}) == 4
     with pytest.raises(UserError, match="unknown key 'gpus'"):
         actor_options({"gpus": 1})
+
+
+@pytest.mark.gpu
+def test_objective_declaring_a_gpu_runs_on_an_actor_holding_one(ray_timing):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    evaluator = HardwareEvaluator(_objective(timed_objective.GpuProbe), devices=1, timeout=120.0)
+    try:
+        assert evaluator.placements()[0]["assigned"].get("GPU") == 1.0
+        results = evaluator.evaluate([(1, 0, 1, 0, 0, 0), (0, 0, 0, 0, 0, 1)])
+    finally:
+        evaluator.close()
+    assert [r.values for r in results] == [(2.0,), (1.0,)]
+    assert all(len(r.extras["gpu_ids"]) == 1 and r.extras["kernel_sum"] == 1024.0 for r in results)

@@ -42,3 +42,17 @@ class NeedsFpga(TimedOnes):
     """Asks for a resource no test cluster has."""
 
     resources = {"resources": {"fpga": 1}}
+
+
+class GpuProbe(TimedOnes):
+    """Needs a whole GPU; reports the GPU Ray gave it and runs one kernel there."""
+
+    resources = {"num_gpus": 1}
+
+    def evaluate(self, genome) -> Evaluation:
+        import ray
+        import torch
+
+        total = float(torch.ones(1024, device="cuda").sum().item())
+        return Evaluation(values=(float(sum(genome)),),
+                          extras={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "kernel_sum": total})
