@@ -168,8 +168,9 @@ def r2(pred, y) -> float:
     return float(1 - np.mean((pred - y) ** 2) / np.var(y))
 
 
-def run_one(task: dict) -> dict:
-    """Run one system on one equation and score it (in a worker process)."""
+def run_one(task: dict, progress=lambda partial: None) -> dict:
+    """Run one system on one equation and score it (in a worker process). `progress` gets the result so far once
+    the system has finished, so a run killed while scoring still reports its time and R^2."""
     import sympy as sp
 
     from spaces.eml.recovery import check_recovery
@@ -189,11 +190,12 @@ def run_one(task: dict) -> dict:
         out["raw_formula"] = str(expr)[:400]
         with np.errstate(all="ignore"):
             out["test_r2"] = r2(predict(Xte), yte)
+        progress({**out, "recovered": False, "method": "", "error": "scoring did not finish"})
         positive = {sp.Symbol(s.name, real=True): s for s in symbols}
         positive.update({sp.Symbol(s.name): s for s in symbols})
         expr = exact_formula(expr.xreplace(positive), symbols, Xtr, ytr)
         out["formula"] = str(expr)[:400]
-        rec = check_recovery(expr, target, symbols, Xtr, ops_limit=150)
+        rec = check_recovery(expr, target, symbols, Xtr, ops_limit=60)
         out.update(recovered=rec.recovered, method=rec.method, max_relative_error=rec.max_relative_error)
     except Exception as exc:  # a system failing on one equation is a result, not a reason to stop
         out.update(seconds=round(time.perf_counter() - start, 2), recovered=False, method="", test_r2=float("-inf"),
@@ -203,7 +205,7 @@ def run_one(task: dict) -> dict:
 
 
 def _child(task: dict, conn) -> None:
-    conn.send(run_one(task))
+    conn.send(run_one(task, conn.send))
     conn.close()
 
 
@@ -219,25 +221,26 @@ def run_all(tasks: list[dict], workers: int, grace: float, on_result) -> None:
             proc = ctx.Process(target=_child, args=(task, child), daemon=True)
             proc.start()
             child.close()
-            running[parent] = (proc, task, time.monotonic() + task["budget"] + grace)
-        ready = wait(list(running), timeout=1.0)
-        for conn in ready:
-            proc, task, _ = running.pop(conn)
+            running[parent] = [proc, task, time.monotonic() + task["budget"] + grace, None]
+        for conn in wait(list(running), timeout=1.0):
             try:
-                result = conn.recv()
-            except EOFError:
-                result = {**_key(task), "recovered": False, "method": "", "test_r2": float("-inf"),
-                          "seconds": None, "error": f"worker died (exit code {proc.exitcode})"}
-            proc.join()
-            on_result(result)
+                message = conn.recv()
+            except EOFError:  # the worker ended: its last message is the result
+                proc, task, _, last = running.pop(conn)
+                proc.join()
+                on_result(last or {**_key(task), "recovered": False, "method": "", "test_r2": float("-inf"),
+                                   "seconds": None, "error": f"worker died (exit code {proc.exitcode})"})
+                continue
+            running[conn][3] = message
         now = time.monotonic()
-        for conn, (proc, task, deadline) in list(running.items()):
+        for conn, (proc, task, deadline, last) in list(running.items()):
             if now > deadline:
                 proc.kill()
                 proc.join()
                 running.pop(conn)
-                on_result({**_key(task), "recovered": False, "method": "", "test_r2": float("-inf"),
-                           "seconds": None, "error": f"killed after budget + {grace:g} s"})
+                base = last or {**_key(task), "recovered": False, "method": "", "test_r2": float("-inf"),
+                                "seconds": None}
+                on_result({**base, "error": f"killed after budget + {grace:g} s ({base.get('error', 'searching')})"})
 
 
 def _key(task: dict) -> dict:
@@ -279,6 +282,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=60.0, help="wall seconds per equation and system")
     ap.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=ALL_SYSTEMS)
     ap.add_argument("--only", nargs="+", default=None, help="equation ids (default: all 100)")
+    ap.add_argument("--every", type=int, default=1, help="every N-th equation of the table (a representative subset)")
     ap.add_argument("--noise", nargs="+", type=float, default=list(NOISE_LEVELS), help="noise levels (fraction)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 0))
     ap.add_argument("--train", type=int, default=500)
@@ -295,7 +299,7 @@ def main() -> None:
     unknown = [n for n in args.only or [] if n not in ids]
     if unknown:
         sys.exit(f"error: --only: unknown equation {unknown[0]!r}; ids are like {ids[0]}, {ids[-1]}")
-    names = args.only or ids
+    names = (args.only or ids)[:: max(1, args.every)]
     settings = {"budget": args.budget, "train": args.train, "test": args.test, "seed": args.seed}
     done = []
     if args.resume and args.runs.is_file():

@@ -5,8 +5,10 @@ Entries are "module:Class" strings so that a space's heavy imports (torch, trans
 
 REGISTRY: dict[str, str] = {
     "megakernel": "spaces.megakernel.space:MegakernelSpace",
+    "megakernel_stream": "spaces.megakernel.stream_space:StreamKernelSpace",
     "transformer_shapes": "spaces.architecture.shapes:TransformerShapeSpace",
     "eml": "spaces.eml.space:EmlSpace",
+    "eml_constants": "spaces.eml.constants:EmlConstantsSpace",
     "optree": "spaces.optree:OpTreeSpace",
     "sr": "spaces.sr:SrSpace",
     "bitstring": "spaces.bitstring:BitStringSpace",
