@@ -44,7 +44,8 @@ CERTIFIERS: dict[str, str] = {
     "optree": "spaces.expression_certificate",
     "float32": "spaces.float32.certificate",
     "megakernel": "spaces.megakernel.certificate",
-}   # the compressed student is certified by `evoforge compress` itself (spaces/architecture/certificate.py)
+    "transformer_shapes": "spaces.architecture.certificate",   # also `certify_student`, called by compress
+}
 
 CHECKS: dict[str, str] = {
     "expression.proof": "spaces.expression_certificate:proof",
@@ -59,6 +60,7 @@ CHECKS: dict[str, str] = {
     "student.files": "spaces.architecture.certificate:files",
     "student.size": "spaces.architecture.certificate:size",
     "student.report": "spaces.architecture.certificate:report_figures",
+    "student.shape_parameters": "spaces.architecture.certificate:shape_parameters",
 }
 
 

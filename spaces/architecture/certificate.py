@@ -104,3 +104,46 @@ def certify_student(folder: Path, limit_mb: float) -> Path:
     shape = report["student"].get("shape", {})
     subject = "student " + ", ".join(f"{k}={v}" for k, v in shape.items())
     return write_certificate(folder, "transformer_shapes", "safetensors", subject, checks, tools)
+
+
+# ---- a searched shape emitted by `evoforge run` (transformer_shapes space): config.json or a Python builder ------
+_COUNT_DRIVER = r'''
+import json, runpy, sys
+import torch
+from transformers import BertConfig, BertModel
+path, lang = sys.argv[1:3]
+with torch.device("meta"):                     # shapes only: no weights are allocated
+    if lang == "json":
+        model = BertModel(BertConfig(**json.load(open(path))))
+    else:
+        model = runpy.run_path(path, run_name="evoforge_verify")["model"]
+print(sum(p.numel() for p in model.parameters()))
+'''
+
+
+def shape_parameters(artifact: Path, params: dict[str, Any]) -> Outcome:
+    """transformers builds the BertModel the artifact describes; its parameter count is the searched shape's."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", _COUNT_DRIVER, str(artifact), params["lang"]], capture_output=True,
+                         text=True, timeout=600)
+    if run.returncode:
+        raise RuntimeError(f"transformers cannot build it: {(run.stderr.strip().splitlines() or ['?'])[-1]}")
+    got = int(run.stdout.split()[-1])
+    passed = got == int(params["parameters"])
+    return Outcome(passed, {"parameters": got}, f"BertModel of {got} parameters" +
+                   ("" if passed else f", not the searched shape's {params['parameters']}"))
+
+
+def certify(space, genome, lang: str, source: str, artifact: Path) -> list:
+    """A static student (a table, no BertModel) is certified by its hash alone."""
+    from objectives.model_size import encoder_tensors
+
+    if genome.static:
+        return []
+    expected = sum(math.prod(shape) for _, shape in encoder_tensors(genome))
+    return [run_check("student.shape_parameters", "the artifact builds the searched student shape",
+                      "BertModel built by transformers from the artifact on the meta device, parameters counted; "
+                      "expected: the analytic count of objectives/model_size.py (encoder with pooler)",
+                      {"lang": lang, "parameters": expected}, artifact)]

@@ -212,3 +212,23 @@ def test_compressed_student_verifies_and_a_flipped_weight_fails(tmp_path, monkey
     code, lines = _verify(out)
     assert code == 1 and _failed(lines) == {"sha256", "student.files"}
     assert "changed: model.safetensors" in next(line for line in lines if line.startswith("student.files"))
+
+
+@pytest.mark.slow     # transformers is imported three times in subprocesses: about 2 minutes on 2 loaded cores
+@pytest.mark.parametrize("lang", ["json", "python"])
+def test_student_shape_builds_with_transformers_and_a_flipped_width_fails(tmp_path, lang):
+    spec = 'seed = 0\n[space]\nname = "transformer_shapes"\nseq_length = 32\n' \
+           '[[objectives]]\nname = "model_size"\nlimit_mb = 2.0\n[[objectives]]\nname = "gflops"\n'
+    job, run, state = _run(tmp_path, "run", spec, population=12, generations=2)
+    path = _emit(job, run, state, lang)
+    cert = json.loads(path.with_name(path.name + ".cert.json").read_text())
+    (check,) = cert["checks"]
+    assert check["name"] == "student.shape_parameters" and check["passed"]
+    assert check["result"]["parameters"] == check["params"]["parameters"] > 0   # transformers agrees with the count
+    assert _verify(path)[0] == 0
+    body = path.read_text()
+    key = '"intermediate_size": ' if lang == "json" else "intermediate_size="
+    width = int(re.search(re.escape(key) + r"(\d+)", body).group(1))
+    path.write_text(body.replace(f"{key}{width}", f"{key}{width + 16}"))
+    code, lines = _verify(path)
+    assert code == 1 and _failed(lines) == {"sha256", "student.shape_parameters"}
