@@ -19,8 +19,9 @@ from search.protocols import Context, Evaluation, Objective, Space, UserError
 
 
 class Latency(Objective):
-    """latency_ms: measured forward time at batch 1 (min). Needs one `timing_core` (a custom Ray resource: a core
-    kept for timing, so two measurements never share it)."""
+    """latency_ms: measured forward time at batch 1 (min). Needs one `timing_core` (a custom Ray resource naming a
+    core kept for timing, so two measurements never share it) and holds one CPU, so Ray schedules no cheap-stage
+    task in its place while it measures."""
 
     @dataclass(frozen=True)
     class Config:
@@ -31,7 +32,7 @@ class Latency(Objective):
 
     names = ("latency_ms",)
     directions = ("min",)
-    resources = {"resources": {"timing_core": 1}}
+    resources = {"num_cpus": 1, "resources": {"timing_core": 1}}
 
     def __init__(self, config: Latency.Config, space: Space, context: Context):
         super().__init__(config, space, context)

@@ -26,7 +26,8 @@ from search.protocols import Context, Evaluation, Objective, Space, UserError
 
 class Throughput(Objective):
     """ns_per_element: measured time per element of the compiled program (min). Needs one `timing_core` (a
-    custom Ray resource: one core kept for timing, so two measurements never share it)."""
+    custom Ray resource naming a core kept for timing, so two measurements never share it) and holds one CPU, so
+    Ray schedules no cheap-stage task in its place while it measures."""
 
     @dataclass(frozen=True)
     class Config:
@@ -42,7 +43,7 @@ class Throughput(Objective):
 
     names = ("ns_per_element",)
     directions = ("min",)
-    resources = {"resources": {"timing_core": 1}}
+    resources = {"num_cpus": 1, "resources": {"timing_core": 1}}
 
     def __init__(self, config: Throughput.Config, space: Space, context: Context):
         super().__init__(config, space, context)

@@ -52,11 +52,19 @@ def slots(cluster: dict[str, float], need: dict[str, float]) -> int:
     return min(int(math.floor(cluster.get(k, 0.0) / v + 1e-9)) for k, v in need.items())
 
 
+def embedded_resources(resources: dict[str, Any], workers: int, devices: int) -> tuple[int, dict[str, float]]:
+    """(CPUs, custom resources) of an embedded Ray for `devices` measuring actors beside `workers` cheap-stage
+    workers: the CPUs the actors hold come on top, so the cheap stage keeps its `workers`."""
+    custom = {k: float(v) * devices for k, v in resources.get("resources", {}).items()}
+    return workers + math.ceil(float(resources.get("num_cpus", 0)) * devices), custom
+
+
 def connect_for(objective: Objective, workers: int, devices: int, address: str | None = None,
                 runtime_env: dict | None = None) -> bool:
-    """Join `address` (or RAY_ADDRESS), or start an embedded Ray with `workers` CPUs plus `devices` of each custom
-    resource the objective names (a local machine has no `timing_core` until someone declares it; GPUs are
-    detected by Ray). No-op when Ray is already up. Returns True when this call started Ray."""
+    """Join `address` (or RAY_ADDRESS), or start an embedded Ray with `workers` CPUs (plus those the measuring
+    actors hold) and `devices` of each custom resource the objective names (a local machine has no `timing_core`
+    until someone declares it; GPUs are detected by Ray). No-op when Ray is already up. Returns True when this call
+    started Ray."""
     import ray
 
     if ray.is_initialized():
@@ -65,8 +73,8 @@ def connect_for(objective: Objective, workers: int, devices: int, address: str |
     if address:
         ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
     else:
-        custom = {k: float(v) * devices for k, v in objective.resources.get("resources", {}).items()}
-        ray.init(num_cpus=workers, resources=custom or None, include_dashboard=False, logging_level="WARNING",
+        cpus, custom = embedded_resources(objective.resources, workers, devices)
+        ray.init(num_cpus=cpus, resources=custom or None, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False, runtime_env=runtime_env)
     return True
 

@@ -31,7 +31,7 @@ def test_throughput_is_a_median_over_the_configured_repeats(space):
     ev = objective.evaluate(HORNER5)
     assert ev.failed is None and 0.01 < ev.values[0] < 1000.0       # ns per element, any sane CPU
     assert ev.extras["ns_per_element_repeats"] == 5 and ev.extras["ns_per_element_iqr"] >= 0.0
-    assert Throughput.resources == {"resources": {"timing_core": 1}}
+    assert Throughput.resources == {"num_cpus": 1, "resources": {"timing_core": 1}}
 
 
 def test_op_count_features_split_the_count_by_operation(space):

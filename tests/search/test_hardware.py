@@ -6,7 +6,7 @@ import os
 import pytest
 import timed_objective
 
-from search.hardware import HardwareEvaluator, actor_options, slots
+from search.hardware import HardwareEvaluator, actor_options, embedded_resources, slots
 from search.protocols import Context, UserError
 from spaces.bitstring import BitStringSpace
 
@@ -64,6 +64,9 @@ def test_actor_options_and_slots():
     assert actor_options({"resources": {"timing_core": 1}}) == {"num_cpus": 0.0, "resources": {"timing_core": 1.0}}
     assert slots({"CPU": 16.0, "GPU": 8.0}, {"GPU": 1.0}) == 8
     assert slots({"CPU": 16.0, "GPU": 8.0}, {"GPU": 0.5, "CPU": 4.0}) == 4
+    assert embedded_resources({"num_cpus": 1, "resources": {"timing_core": 1}}, workers=2, devices=2) == (
+        4, {"timing_core": 2.0})
+    assert embedded_resources({"num_gpus": 1}, workers=2, devices=8) == (2, {})
     with pytest.raises(UserError, match="unknown key 'gpus'"):
         actor_options({"gpus": 1})
 
