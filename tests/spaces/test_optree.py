@@ -44,9 +44,10 @@ def test_evolution_recovers_kinetic_energy_and_emits_compilable_c(tmp_path):
     objective = CombinedObjective([FitObjective(FitConfig(), space, CTX), SizeObjective(SizeConfig(), space, CTX)])
     state = evolve(space, objective, SearchSettings(population=200, generations=40, targets={"rmse": 1e-10}), seed=0)
     best = min(state.front, key=lambda ind: ind.evaluation.values)
-    m, v = sp.symbols("m v", real=True)
     assert best.evaluation.values[0] < 1e-10
-    assert sp.simplify(space.to_sympy(best.genome) - m * v ** 2 / 2) == 0
+    exact = space.exact_sympy(best.genome)  # constants snapped, as describe and emit print it
+    symbol = {s.name: s for s in exact.free_symbols}
+    assert sp.simplify(exact - symbol["m"] * symbol["v"] ** 2 / 2) == 0
     (tmp_path / "f.c").write_text(space.emit(best.genome, "c"))
     subprocess.run(["gcc", "-O3", "-c", str(tmp_path / "f.c"), "-o", str(tmp_path / "f.o")], check=True)
     ns: dict = {}
