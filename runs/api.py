@@ -1,4 +1,4 @@
-"""evoforge from Python: run a spec or preset, resume a run, read a run directory's front, emit code.
+"""evoforge from Python: run a spec or preset, resume a run, read a run directory's front, emit code, compress.
 
 The same jobs as the `evoforge` command line (which is a thin layer over these functions), without a shell and
 without parsing printed text: every function returns a plain dataclass. Mistakes raise `search.protocols.UserError`
@@ -87,20 +87,25 @@ def overrides_for(seed: int | None = None, workers: int | None = None, address: 
     return overrides
 
 
-def run(spec: str | Path, overrides: dict[str, Any] | None = None, *, out: str | Path | None = None,
-        seed: int | None = None, workers: int | None = None, address: str | None = None,
-        data: str | Path | None = None, target: str | None = None, local: bool = False,
-        progress: bool = False, emit: bool = True) -> RunResult:
-    """Run a spec file or preset to its stopping rule. overrides: dotted keys of the spec, e.g.
+def run(spec: str | Path | dict[str, Any], overrides: dict[str, Any] | None = None, *,
+        out: str | Path | None = None, seed: int | None = None, workers: int | None = None,
+        address: str | None = None, data: str | Path | None = None, target: str | None = None,
+        local: bool = False, progress: bool = False, emit: bool = True) -> RunResult:
+    """Run a spec file, a preset name, or a spec table (a dict shaped like the TOML, named "spec", relative data
+    paths from the working directory) to its stopping rule. overrides: dotted keys of the spec, e.g.
     {"search.generations": 5, "space.max_depth": 3}; the keyword options win over them. out: the run directory
     (default evoforge-runs/NAME-TIME). emit: write the best member's code (the space's first language)."""
     from runs.job import start
-    from runs.spec import load_spec
+    from runs.spec import apply_overrides, load_spec, parse_spec
 
     merged = dict(overrides or {})
     merged.update({k: v for k, v in overrides_for(seed, workers, address, data, target, local).items()
                    if v is not None})
-    job, run_dir, state = start(load_spec(str(spec), merged), Path(out) if out is not None else None, progress)
+    if isinstance(spec, dict):
+        loaded = parse_spec(apply_overrides(spec, merged), "spec", Path.cwd())
+    else:
+        loaded = load_spec(str(spec), merged)
+    job, run_dir, state = start(loaded, Path(out) if out is not None else None, progress)
     return _result(job, run_dir, state, emit)
 
 
@@ -145,6 +150,30 @@ def presets() -> list[Preset]:
         path = PRESETS_DIR / f"{name}.toml"
         out.append(Preset(name=name, description=str(read_table(path).get("description", "")), path=path))
     return out
+
+
+@dataclass(frozen=True)
+class Compression:
+    """A compressed model: its output folder (student files, or only config.json for a search-only run) and
+    report.json as a dict (candidates, sizes in MB = 10^6 bytes, GFLOPs, fidelity and latency figures)."""
+
+    path: Path
+    report: dict[str, Any]
+
+
+def compress(teacher: str, to: str, *, data: str | Path | None = None, out: str | Path | None = None,
+             search_only: bool = False, workers: int = 1, settings=None, log=print) -> Compression:
+    """`evoforge compress` from Python: a student of at most `to` (e.g. "3MB") distilled from `teacher` (a local
+    Hugging Face folder or all-MiniLM-L6-v2). settings: a `runs.compress.CompressSettings` (budgets); log: where
+    progress lines go (None: nowhere)."""
+    import json
+
+    from runs.compress import CompressSettings
+    from runs.compress import compress as compress_model
+
+    path = compress_model(teacher, to, None if data is None else str(data), None if out is None else str(out),
+                          search_only, workers, settings or CompressSettings(), log=log or (lambda text: None))
+    return Compression(path=Path(path), report=json.loads((Path(path) / "report.json").read_text()))
 
 
 def _result(job, run_dir, state, emit_code: bool) -> RunResult:

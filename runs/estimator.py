@@ -139,9 +139,9 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         from search.engine import evolve
 
         continuing = self.warm_start and hasattr(self, "state_")
-        previous = (self.n_features_in_, getattr(self, "feature_names_in_", None)) if continuing else None
+        previous = (self.n_features_in_, _names(self)) if continuing else None
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
-        if continuing and (X.shape[1], getattr(self, "feature_names_in_", None)) != previous:
+        if continuing and (X.shape[1], _names(self)) != previous:
             raise EstimatorParameterError("warm_start: X has other features than the previous fit; fit with "
                                           "warm_start=False to start a new search")
         y = np.asarray(y, dtype=np.float64)
@@ -250,6 +250,11 @@ def _rows(state, job) -> list[dict[str, Any]]:
     from search.engine import front_table
 
     return front_table(state.front, job.objective, job.space.describe)
+
+
+def _names(estimator) -> tuple[str, ...] | None:
+    names = getattr(estimator, "feature_names_in_", None)
+    return None if names is None else tuple(str(n) for n in names)
 
 
 def _is_int(value) -> bool:
