@@ -39,11 +39,17 @@ points = json.load(sys.stdin)
 ns = runpy.run_path(path, run_name="evoforge_verify")   # not __main__: the file's own entry point stays quiet
 out = []
 if lang == "sympy":
+    import mpmath, sympy
     expr = ns["expr"]
-    symbols = {s.name: s for s in expr.free_symbols}
-    for row in points:
-        v = complex(expr.evalf(30, subs={symbols[n]: x for n, x in zip(names, row) if n in symbols}))
-        out.append([v.real, v.imag])
+    by_name = {s.name: s for s in expr.free_symbols}
+    fn = sympy.lambdify([by_name.get(n, sympy.Symbol(n)) for n in names], expr, "mpmath")
+    with mpmath.workdps(30):
+        for row in points:
+            try:
+                v = complex(fn(*[mpmath.mpf(x) for x in row]))
+            except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+                v = complex(float("nan"))
+            out.append([v.real, v.imag])
 elif lang == "numpy":
     import numpy as np
     cols = [np.array([row[j] for row in points]) for j in range(len(names))]
