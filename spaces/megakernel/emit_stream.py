@@ -51,6 +51,7 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16") 
 #define QDIM {d.heads * d.head_dim}
 #define KVLEN {d.max_positions}
 #define KMAX {kmax}
+#define PSTRIDE (HD + 4)
 #define SUB {SUB_POSITIONS if bf16 else SUB_POSITIONS // 2}
 #define EPS {d.eps!r}f
 #define WATCHDOG_NS {WATCHDOG_NS}ULL
@@ -152,42 +153,94 @@ __device__ float block_sum(float v, float* red) {
 
 struct Task { long long op, n, k, w, w2, g, in, out, aux0, aux1, aux2, aux3; };
 
-// x (A + in, length k) -> RMSNorm(x) * g in shared memory
-__device__ void normed_input(const float* x, const w_t* g, int k, float* xs, float* red) {
+// The inputs of a projection, each fetched in one round of 16-byte L2 loads (a tile's latency is the number of
+// dependent round trips, not the bytes). HID, QDIM and the intermediate size are multiples of 4.
+#define XH ((HID / 4 + NT - 1) / NT)
+
+__device__ __forceinline__ float4 load_w4(const w_t* p) {
+#if BF16
+  const uint2 u = *(const uint2*)p;
+  return make_float4(__uint_as_float(u.x << 16), __uint_as_float(u.x & 0xffff0000u),
+                     __uint_as_float(u.y << 16), __uint_as_float(u.y & 0xffff0000u));
+#else
+  return *(const float4*)p;
+#endif
+}
+
+// x (length HID) -> RMSNorm(x) * g in shared memory; g (a weight) is loaded before the wait
+template <typename Pro>
+__device__ void normed_input(const float* x, const w_t* g, float* xs, float* red, Pro wait) {
+  float4 gv[XH];
+#pragma unroll
+  for (int e = 0; e < XH; ++e) {
+    const int i = threadIdx.x + e * NT;
+    gv[e] = i < HID / 4 ? load_w4(g + 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  wait();
+  float4 xv[XH];
   float ss = 0.f;
-  for (int i = threadIdx.x; i < k; i += NT) { float v = ldcg(x + i); xs[i] = v; ss += v * v; }
-  const float r = rsqrtf(block_sum(ss, red) / (float)k + EPS);
-  for (int i = threadIdx.x; i < k; i += NT) xs[i] = xs[i] * r * w2f(g[i]);
+#pragma unroll
+  for (int e = 0; e < XH; ++e) {
+    const int i = threadIdx.x + e * NT;
+    xv[e] = i < HID / 4 ? __ldcg((const float4*)x + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+#pragma unroll
+  for (int e = 0; e < XH; ++e) ss += xv[e].x * xv[e].x + xv[e].y * xv[e].y + xv[e].z * xv[e].z + xv[e].w * xv[e].w;
+  const float r = rsqrtf(block_sum(ss, red) / (float)HID + EPS);
+#pragma unroll
+  for (int e = 0; e < XH; ++e) {
+    const int i = threadIdx.x + e * NT;
+    if (i < HID / 4)
+      ((float4*)xs)[i] = make_float4(xv[e].x * r * gv[e].x, xv[e].y * r * gv[e].y, xv[e].z * r * gv[e].z,
+                                     xv[e].w * r * gv[e].w);
+  }
   __syncthreads();
 }
 
-__device__ void plain_input(const float* x, int k, float* xs) {
-  for (int i = threadIdx.x; i < k; i += NT) xs[i] = ldcg(x + i);
+template <typename Pro>
+__device__ void plain_input(const float* x, int k, float* xs, Pro wait) {
+  wait();
+#pragma unroll 8
+  for (int i = threadIdx.x; i < k / 4; i += NT) ((float4*)xs)[i] = __ldcg((const float4*)x + i);
   __syncthreads();
 }
 
-// flash-decoding combine: attention output of every head from its CHUNKS partial (o, m, l) triples; first the
-// weight of each (head, chunk), then one pass over the partial outputs
-__device__ void combined_input(const float* part, float* xs) {
-  __shared__ float weight[NH * CHUNKS];
+// flash-decoding combine: attention output of every head from its CHUNKS partial (o, m, l) records
+// (PSTRIDE floats each, 16-byte aligned): the weight of each (head, chunk), then one pass over the outputs
+template <typename Pro>
+__device__ void combined_input(const float* part, float* xs, Pro wait) {
+  __shared__ float weight[NH * CHUNKS], mass[NH * CHUNKS];
+  wait();
+  for (int i = threadIdx.x; i < NH * CHUNKS; i += NT) {
+    const float2 ml = __ldcg((const float2*)(part + (long long)i * PSTRIDE + HD));
+    weight[i] = ml.x;
+    mass[i] = ml.y;
+  }
+  __syncthreads();
   for (int h = threadIdx.x; h < NH; h += NT) {
-    const float* p = part + (long long)h * CHUNKS * (HD + 2);
     float m = -3.0e38f, den = 0.f;
-    for (int c = 0; c < CHUNKS; ++c) m = fmaxf(m, ldcg(p + c * (HD + 2) + HD));
+    for (int c = 0; c < CHUNKS; ++c) m = fmaxf(m, weight[h * CHUNKS + c]);
     for (int c = 0; c < CHUNKS; ++c) {
-      const float f = __expf(ldcg(p + c * (HD + 2) + HD) - m);
+      const float f = __expf(weight[h * CHUNKS + c] - m);
       weight[h * CHUNKS + c] = f;
-      den += f * ldcg(p + c * (HD + 2) + HD + 1);
+      den += f * mass[h * CHUNKS + c];
     }
     for (int c = 0; c < CHUNKS; ++c) weight[h * CHUNKS + c] /= den;
   }
   __syncthreads();
-  for (int i = threadIdx.x; i < QDIM; i += NT) {
-    const int h = i / HD, d = i % HD;
-    const float* p = part + (long long)h * CHUNKS * (HD + 2) + d;
-    float acc = 0.f;
-    for (int c = 0; c < CHUNKS; ++c) acc += weight[h * CHUNKS + c] * ldcg(p + c * (HD + 2));
-    xs[i] = acc;
+  for (int i = threadIdx.x; i < QDIM / 4; i += NT) {
+    const int h = (4 * i) / HD, d = 4 * i - h * HD;
+    const float* p = part + (long long)h * CHUNKS * PSTRIDE + d;
+    float4 o[CHUNKS];
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) o[c] = __ldcg((const float4*)(p + c * PSTRIDE));
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+      const float f = weight[h * CHUNKS + c];
+      acc.x += f * o[c].x; acc.y += f * o[c].y; acc.z += f * o[c].z; acc.w += f * o[c].w;
+    }
+    ((float4*)xs)[i] = acc;
   }
   __syncthreads();
 }
@@ -462,11 +515,11 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
     const int idx = tid + e * NT;
     if (idx < GROUP * HD) {
       const int g = idx / HD, d = idx - g * HD;
-      __stcg(part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * (HD + 2) + d, o[e]);
+      __stcg(part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * PSTRIDE + d, o[e]);
     }
   }
   if (tid < GROUP) {
-    float* dst = part + ((long long)(kvh * GROUP + tid) * CHUNKS + chunk) * (HD + 2);
+    float* dst = part + ((long long)(kvh * GROUP + tid) * CHUNKS + chunk) * PSTRIDE;
     __stcg(dst + HD, p1 > p0 ? stat[tid] : -3.0e38f);
     __stcg(dst + HD + 1, stat[GROUP + tid]);
   }
@@ -493,11 +546,11 @@ __device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int toke
   const int n = (int)t.n, k = (int)t.k;
   switch ((int)t.op) {
   case 0: wait(); embed(t, W, A, token, epoch); break;
-  case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { wait(); normed_input(A + t.in, W + t.g, k, xs, red); }, Store{A + t.out}); break;
-  case 2: lm_head(t, W, A, xs, [&] { wait(); normed_input(A + t.in, W + t.g, k, xs, red); }); break;
-  case 3: gemv<2, 1>(mats, n, k, xs, [&] { wait(); normed_input(A + t.in, W + t.g, k, xs, red); }, SiluGate{A + t.out}); break;
-  case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { wait(); plain_input(A + t.in, k, xs); }, Residual{A + t.out}); break;
-  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { wait(); combined_input(A + t.in, xs); }, Residual{A + t.out}); break;
+  case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
+  case 2: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }); break;
+  case 3: gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }, SiluGate{A + t.out}); break;
+  case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { plain_input(A + t.in, k, xs, wait); }, Residual{A + t.out}); break;
+  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait); }, Residual{A + t.out}); break;
   case 6: attention(t, A, C, pos, xs, wait); break;
   }
 }

@@ -97,7 +97,7 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
                      token: int, pos: int) -> None:
     """The ops of the streaming lowering (spaces/megakernel/stream.py), written plainly from their definitions."""
     hd, nh, nkv = d.head_dim, d.heads, d.kv_heads
-    group, chunks = nh // nkv, s.buffer("part").size // (nh * (hd + 2))
+    group, chunks = nh // nkv, s.buffer("part").size // (nh * (hd + 4))
     if task.op == "embed_argmax":
         out[:] = R[1].reshape(d.vocab, d.hidden)[token]
         mem.view(s, task.writes[1])[:] = token
@@ -123,9 +123,9 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
             sc = keys[:n] @ q[g] / np.sqrt(np.float32(hd))
             m = sc.max()
             p = np.exp(sc - m)
-            dst[:hd], dst[hd], dst[hd + 1] = p @ values[:n], m, p.sum()
+            dst[:hd], dst[hd], dst[hd + 1], dst[hd + 2:] = p @ values[:n], m, p.sum(), 0.0
     elif task.op == "combine_matvec_residual":
-        part = R[0].reshape(nh, chunks, hd + 2)
+        part = R[0].reshape(nh, chunks, hd + 4)
         m = part[:, :, hd].max(axis=1, keepdims=True)
         f = np.exp(part[:, :, hd] - m)
         attn = (f[:, :, None] * part[:, :, :hd]).sum(axis=1) / (f * part[:, :, hd + 1]).sum(axis=1)[:, None]

@@ -77,7 +77,7 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
     Q, group = nh * hd, nh // nkv
     chunks = max(1, min(genes.chunks, P))
     lm_tiles = _split(V, W * genes.tiles)
-    sizes = {"x": H, "qkv": R, "part": nh * chunks * (hd + 2), "act": inter, "logits": V,
+    sizes = {"x": H, "qkv": R, "part": nh * chunks * (hd + 4), "act": inter, "logits": V,
              "argmax": 2 * len(lm_tiles), "tokens": max_steps + 1,
              "kcache": L * nkv * P * hd, "vcache": L * nkv * P * hd, "w_rope_inv": hd // 2,
              "w_embed": V * H, "w_attn_norm": L * H, "w_qkv": L * R * H, "w_o": L * H * Q, "w_mlp_norm": L * H,
@@ -117,7 +117,7 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
                 continue
             cache = ((layer * nkv + h) * P + p0) * hd, ((layer * nkv + h) * P + p1) * hd
             heads = (h * group, (h + 1) * group)
-            part = [("part", (q * chunks + c) * (hd + 2), (q * chunks + c + 1) * (hd + 2)) for q in range(*heads)]
+            part = [("part", (q * chunks + c) * (hd + 4), (q * chunks + c + 1) * (hd + 4)) for q in range(*heads)]
             add(f"L{layer}.attention[kv{h}:c{c}]", "attention_partial", phase, i * W // n_attn,
                 [("qkv", heads[0] * hd, heads[1] * hd), ("qkv", Q + h * hd, Q + (h + 1) * hd),
                  ("qkv", Q + (nkv + h) * hd, Q + (nkv + h + 1) * hd), ("kcache", *cache), ("vcache", *cache),
