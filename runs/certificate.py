@@ -92,8 +92,14 @@ def check_function(name: str):
 
 
 def run_check(name: str, claim: str, method: str, params: dict[str, Any], artifact: Path) -> Check:
-    """Run a registered check once and return it with its outcome (what `certify` puts in the certificate)."""
-    outcome = check_function(name)(Path(artifact), params)
+    """Run a registered check once and return it with its outcome (what `certify` puts in the certificate). A check
+    that cannot run here (no C compiler, a missing package) is recorded as not holding, with the reason: the
+    certificate then says so, and the run that emitted the file still finishes."""
+    try:
+        outcome = check_function(name)(Path(artifact), params)
+    except Exception as exc:  # noqa: BLE001 - the certificate records it; `evoforge verify` re-runs it later
+        return Check(name, claim, method, params, {"error": f"{type(exc).__name__}: {exc}"}, False,
+                     f"could not run: {type(exc).__name__}: {exc}")
     return Check(name, claim, method, params, outcome.result, bool(outcome.passed), outcome.summary)
 
 

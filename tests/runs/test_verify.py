@@ -237,3 +237,30 @@ def test_student_shape_builds_with_transformers_and_a_flipped_width_fails(tmp_pa
     path.write_text(body.replace(f"{key}{width}", f"{key}{width + 16}"))
     code, lines = _verify(path)
     assert code == 1 and _failed(lines) == {"sha256", "student.shape_parameters"}
+
+
+def test_a_check_that_cannot_run_is_recorded_not_raised(eml_run, monkeypatch):
+    job, run, state = eml_run
+    monkeypatch.setenv("PATH", "/nonexistent")            # no C compiler to be found
+    path = _emit(job, run, state, "c")
+    cert = json.loads(path.with_name(path.name + ".cert.json").read_text())
+    agreement = cert["checks"][-1]
+    assert not cert["holds"] and agreement["name"] == "expression.agreement" and not agreement["passed"]
+    assert agreement["summary"] == "could not run: RuntimeError: no C compiler (cc or gcc) on PATH"
+
+
+@pytest.mark.slow
+def test_float32_exhaustive_certificate_walks_every_input(tmp_path, monkeypatch):
+    """All 2^32 inputs of the emitted C (a few minutes on 2 cores)."""
+    import spaces.float32.certificate as f32
+
+    monkeypatch.setattr(f32, "EXHAUSTIVE_BUDGET_S", float("inf"))
+    spec = 'seed = 0\n[space]\nname = "float32"\ntarget = "exp"\nmax_ops = 8\nseed_polynomials = true\n' \
+           '[[objectives]]\nname = "ulp"\nsamples = 2000\n[[objectives]]\nname = "ops"\n'
+    job, run, state = _run(tmp_path, "run", spec, population=8, generations=1)
+    path = _emit(job, run, state, "c")
+    (check,) = json.loads(path.with_name(path.name + ".cert.json").read_text())["checks"]
+    hard = len(check["params"]["hard_points"])
+    assert check["params"]["mode"] == "exhaustive" and check["result"]["count"] == 2 ** 32 + hard
+    assert check["passed"] and check["result"]["max_ulp"] <= 1.0
+    print(f"exhaustive max ULP {check['result']['max_ulp']:.4f} at {check['result']['worst_input']!r}")
