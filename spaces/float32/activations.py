@@ -1,4 +1,4 @@
-"""Fixed harnesses for the functions machine-learning code calls constantly: tanh and the logistic sigmoid.
+"""Fixed harnesses for the functions machine-learning code calls constantly: tanh, the logistic sigmoid and erf.
 
 Both reduce to the same small-term core, like sin's S = sin r - r: the program maps a float32 r in
 [-ln2/2, ln2/2] to q(r) ~ e^r - 1 - r (|q| <= 0.068, so its own float32 rounding costs at most 2^-28 relative
@@ -16,6 +16,14 @@ Triton emitters:
 So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error, scaled down by at
 most 1 (tanh near 0, sigmoid for x -> -inf, where the result is e^x or 2|x|-proportional). NaN -> NaN, +-inf ->
 +-1 (tanh), 1 or 0 (sigmoid).
+
+erf has no exp-shaped reduction; the program gets a = |x| (clamped to 3.92, where erf rounds to 1) and two
+shifted copies a - 1.6 and a - 3.06 (exact by Sterbenz where they are used, and centred so that float32 Horner
+steps do not cancel), and has three outputs, each fitted on its own interval in absolute error (what matters
+next to a result near 1): G(a) ~ erf(a)/a - 2/sqrt(pi) on [0, 1], D1 ~ erfc(a) on [1, 2.2], D2 ~ erfc(a) on
+[2.2, 3.92]. erf |x| = a (2/sqrt(pi) + G) in binary64 rounded once for a < 1, else 1 - D (one float32 rounding,
+|D| <= 0.16 so its own rounding costs <= 0.16 ULP); the sign of x is put back. All three are computed and
+selected, so the loop stays branch-free.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from scipy.special import erf as erf64
+
 from spaces.float32.reduction import F32, MAGIC64, TARGETS, Target, _around, _bit_uniform
 
 LOG2E_D = 1.4426950408889634
@@ -33,6 +43,10 @@ LN2_D_LO = float.fromhex("0x1.473de6af278edp-34")          # ln 2 - LN2_HI round
 TANH_CLAMP = F32(9.5)
 TANH_TINY = F32(2.0 ** -12)
 SIGMOID_CLAMP = 120.0
+ERF_CLAMP = F32(3.92)
+ERF_SPLITS = (F32(1.0), F32(2.2))                          # G below the first, D1 below the second, else D2
+ERF_SHIFTS = (F32(1.6), F32(3.06))
+TWO_OVER_SQRT_PI = 1.1283791670955126                     # 2/sqrt(pi) in binary64
 
 
 def _u64(x: np.ndarray) -> np.ndarray:
@@ -131,4 +145,49 @@ class Sigmoid(Target):
         return _around(np.concatenate([half, edges]), 2)
 
 
-TARGETS.update({t.name: t() for t in (Tanh, Sigmoid)})
+@dataclass(frozen=True)
+class Erf(Target):
+    name: ClassVar[str] = "erf"
+    n_outputs: ClassVar[int] = 3
+    n_inputs: ClassVar[int] = 3
+    interval: ClassVar[tuple[float, float]] = (0.0, 3.92)
+    output_intervals: ClassVar[tuple[tuple[float, float], ...]] = ((0.0, 1.0), (1.0, 2.2), (2.2, 3.92))
+    # |x| 0, clamp 1, 2 shifts, A: 2 conversions + add + mul + conversion, B: 2 subs, 2 compares + 2 selects
+    harness_ops: ClassVar[int] = 14
+    reference64: ClassVar = staticmethod(erf64)
+
+    def reduced_reference(self, r):
+        with np.errstate(all="ignore"):
+            g = np.where(r == 0, 0.0, erf64(r) / np.where(r == 0, 1.0, r) - TWO_OVER_SQRT_PI)
+        return [g, 1.0 - erf64(r), 1.0 - erf64(r)]
+
+    def reduced_scale(self, r, refs):
+        return [np.ones_like(r)] * 3                 # absolute: each output sits next to a value near 1
+
+    def program_inputs(self, r):
+        return [r, r - float(ERF_SHIFTS[0]), r - float(ERF_SHIFTS[1])]
+
+    def reduce(self, x):
+        a = np.abs(np.asarray(x, F32))
+        ac = np.where(a > ERF_CLAMP, ERF_CLAMP, a).astype(F32)
+        return [ac, (ac - ERF_SHIFTS[0]).astype(F32), (ac - ERF_SHIFTS[1]).astype(F32)], {"a": a, "ac": ac}
+
+    def reconstruct(self, outputs, state, x):
+        g, d1, d2 = outputs
+        a, ac = state["a"], state["ac"]
+        ya = (ac.astype(np.float64) * (TWO_OVER_SQRT_PI + g.astype(np.float64))).astype(F32)
+        y = np.where(a < ERF_SPLITS[1], (F32(1.0) - d1).astype(F32), (F32(1.0) - d2).astype(F32))
+        y = np.where(a < ERF_SPLITS[0], ya, y).astype(F32)
+        return (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
+
+    def sample(self, n, rng):
+        a = _bit_uniform(-float(np.finfo(F32).max), float(np.finfo(F32).max), n // 4, rng)
+        b = _bit_uniform(-4.0, 4.0, n // 4, rng)
+        return np.concatenate([a, b, rng.uniform(-4.0, 4.0, n - n // 2).astype(F32)])
+
+    def hard_points(self):
+        pts = _around([1.0, 2.2, 3.92, 3.8, 0.5, 0.9, 2.0 ** -12, 1e-30, 1.5, 3.0], 3)
+        return np.concatenate([pts, -pts])
+
+
+TARGETS.update({t.name: t() for t in (Tanh, Sigmoid, Erf)})

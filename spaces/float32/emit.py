@@ -50,9 +50,12 @@ def _c_core(program: Program, constants: Sequence[float], target: R.Target) -> s
     if target.n_outputs == 1:
         sig = f"EF_INLINE float ef_core({params})"
         ret = f"    return {outs[0]};"
-    else:
+    elif target.n_outputs == 2:
         sig = f"EF_INLINE void ef_core({params}, float *out_s, float *out_c)"
         ret = f"    *out_s = {outs[0]};\n    *out_c = {outs[1]};"
+    else:
+        sig = f"EF_INLINE void ef_core({params}, " + ", ".join(f"float *out{j}" for j in range(len(outs))) + ")"
+        ret = "\n".join(f"    *out{j} = {o};" for j, o in enumerate(outs))
     return sig + " {\n" + "\n".join(lines) + "\n" + ret + "\n}\n"
 
 
@@ -235,7 +238,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
             f"   Program (after the fixed range reduction): {len(program)} operations.\n"
             f"   Build: cc -O3 -march=native (FMA unit) or any C99 compiler (exact software fma). */\n")
     body = {"exp": _c_exp_like, "exp2": _c_exp_like, "log": _c_log_like, "log2": _c_log_like,
-            "sin": _c_trig, "cos": _c_trig, "tanh": EA.c_body, "sigmoid": EA.c_body}[name](target, name)
+            "sin": _c_trig, "cos": _c_trig, "tanh": EA.c_body, "sigmoid": EA.c_body, "erf": EA.c_body}[name](target, name)
     api = (f"\n/* The exported scalar function, and an array version whose loop the compiler vectorises. */\n"
            f"float evoforge_{name}(float x) {{ return evoforge_{name}_inline(x); }}\n\n"
            f"void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{\n")
@@ -306,7 +309,7 @@ def _np_h(v) -> str:
 
 def _np_body(target: R.Target) -> str:
     name = target.name
-    if name in ("tanh", "sigmoid"):
+    if name in ("tanh", "sigmoid", "erf"):
         return EA.numpy_body(target, name)
     if name in ("exp", "exp2"):
         red = (f"    sh = (xc * {_np_h(R.LOG2E)} + F32(12582912.0)).astype(F32)\n"
@@ -430,6 +433,10 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
     if name in ("sin", "cos"):
         outs = [register_name(n_in + len(program) - 2 + j, n_in) for j in range(2)]
         return "\n".join(lines + triton_trig.triton_lines(target, body, outs)) + "\n"
+    if name == "erf":
+        outs = [register_name(n_in + len(program) - 3 + j, n_in) for j in range(3)]
+        lines += EA.triton_erf_lines(body, outs)
+        return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"
     if name in ("tanh", "sigmoid"):
         lines += EA.triton_lines(target, name, body, out)
         return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"

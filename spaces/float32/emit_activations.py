@@ -14,8 +14,29 @@ def _d(v: float) -> str:
     return float(v).hex()
 
 
+def _f(v) -> str:
+    return f"{float(np.float32(v)).hex()}f"
+
+
+def c_erf() -> str:
+    return ("EF_INLINE float evoforge_erf_inline(float x) {\n"
+            "    const uint32_t ix = ef_bits(x);\n"
+            "    const float a = ef_float(ix & 0x7fffffffu);\n"
+            f"    const float ac = a > {_f(A.ERF_CLAMP)} ? {_f(A.ERF_CLAMP)} : a;     /* erf rounds to 1 beyond; NaN passes */\n"
+            "    float g, d1, d2;\n"
+            f"    ef_core(ac, ac - {_f(A.ERF_SHIFTS[0])}, ac - {_f(A.ERF_SHIFTS[1])}, &g, &d1, &d2);"
+            "   /* shifts exact where used */\n"
+            f"    const float ya = (float)((double)ac * ({_d(A.TWO_OVER_SQRT_PI)} + (double)g));   /* a < 1 */\n"
+            f"    float y = a < {_f(A.ERF_SPLITS[1])} ? 1.0f - d1 : 1.0f - d2;\n"
+            f"    y = a < {_f(A.ERF_SPLITS[0])} ? ya : y;\n"
+            "    return ef_float(ef_bits(y) | (ix & 0x80000000u));          /* erf is odd */\n"
+            "}\n")
+
+
 def c_body(target: Target, name: str) -> str:
     """`evoforge_NAME_inline(float)`: branch-free (clamps and selects only), so the array loop vectorises."""
+    if name == "erf":
+        return c_erf()
     common = ("    const double sh = t * " + _d(A.LOG2E_D) + " + 0x1.8p52;\n"
               "    uint64_t shb; memcpy(&shb, &sh, sizeof shb);\n"
               "    const int32_t k = (int32_t)(uint32_t)shb;\n"
@@ -48,7 +69,24 @@ def c_body(target: Target, name: str) -> str:
             "}\n")
 
 
+def numpy_erf() -> str:
+    h = lambda v: f"F32(float.fromhex({float(np.float32(v)).hex()!r}))"  # noqa: E731
+    return ("def evoforge_erf(x):\n"
+            "    x = np.asarray(x, F32)\n"
+            "    with np.errstate(all='ignore'):\n"
+            "        a = np.abs(x)\n"
+            f"        ac = np.where(a > {h(A.ERF_CLAMP)}, {h(A.ERF_CLAMP)}, a).astype(F32)\n"
+            f"        g, d1, d2 = core(ac, (ac - {h(A.ERF_SHIFTS[0])}).astype(F32), (ac - {h(A.ERF_SHIFTS[1])}).astype(F32))\n"
+            f"        ya = (ac.astype(np.float64) * ({A.TWO_OVER_SQRT_PI!r} + np.asarray(g, F32).astype(np.float64)))"
+            ".astype(F32)\n"
+            f"        y = np.where(a < {h(A.ERF_SPLITS[1])}, (F32(1.0) - d1).astype(F32), (F32(1.0) - d2).astype(F32))\n"
+            f"        y = np.where(a < {h(A.ERF_SPLITS[0])}, ya, y).astype(F32)\n"
+            "        return (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n")
+
+
 def numpy_body(target: Target, name: str) -> str:
+    if name == "erf":
+        return numpy_erf()
     common = (f"        sh = t * {A.LOG2E_D!r} + 6755399441055744.0\n"
               "        k = (sh.view(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.int64)\n"
               "        k = np.where(k >= 2 ** 31, k - 2 ** 32, k)\n"
@@ -114,3 +152,15 @@ def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[s
     else:
         lines += ["    e = p2 * ((rd + q) + 1.0)", "    return (1.0 / (1.0 + e)).to(tl.float32)"]
     return lines
+
+
+def triton_erf_lines(body: list[str], outs: list[str]) -> list[str]:
+    f = lambda v: repr(float(np.float32(v)))  # noqa: E731
+    return (["    a = tl.abs(x)", f"    ac = tl.where(a > {f(A.ERF_CLAMP)}, {f(A.ERF_CLAMP)}, a)",
+             "    r = ac", f"    r1 = ac - {f(A.ERF_SHIFTS[0])}", f"    r2 = ac - {f(A.ERF_SHIFTS[1])}"]
+            + body +
+            [f"    ya = (ac.to(tl.float64) * ({_t64(A.TWO_OVER_SQRT_PI)} + {outs[0]}.to(tl.float64))).to(tl.float32)",
+             f"    y = tl.where(a < {f(A.ERF_SPLITS[1])}, 1.0 - {outs[1]}, 1.0 - {outs[2]})",
+             f"    y = tl.where(a < {f(A.ERF_SPLITS[0])}, ya, y)",
+             "    sign = x.to(tl.int32, bitcast=True) & -2147483648",
+             "    return (y.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)"])

@@ -52,13 +52,16 @@ def _nodes(target: Target, n: int) -> np.ndarray:
 
 
 def _residual_fn(program: Program, target: Target, r: np.ndarray):
+    """Scaled residuals of every output at the nodes `r`; a target with `output_intervals` gets each output's
+    residuals only on its own interval's nodes (`r` is then the concatenation, see `fit_nodes`)."""
     refs = target.reduced_reference(r)
-    scales = [1.0 / np.maximum(np.abs(f), 1e-300) for f in refs]
-    inputs = [r] + [np.zeros_like(r)] * (target.n_inputs - 1)   # low parts are 0 over the reals
+    scales = target.reduced_scale(r, refs)
+    inputs = target.program_inputs(r)
+    keep = _output_masks(target, r)
 
     def residuals(c: np.ndarray) -> np.ndarray:
         outs = evaluate_f64(program, c, inputs, target.n_outputs)
-        res = np.concatenate([(o - f) * s for o, f, s in zip(outs, refs, scales)])
+        res = np.concatenate([((o - f) * s)[m] for o, f, s, m in zip(outs, refs, scales, keep)])
         return np.where(np.isfinite(res), res, 1e6)
 
     def jacobian(c: np.ndarray) -> np.ndarray:
@@ -67,13 +70,31 @@ def _residual_fn(program: Program, target: Target, r: np.ndarray):
         cols = np.tile(c, (c.size + 1, 1))
         cols[1:] += np.diag(h)
         outs = evaluate_f64(program, [cols[:, j:j + 1] for j in range(c.size)], inputs, target.n_outputs)
-        res = np.concatenate([(np.broadcast_to(o, (c.size + 1, r.size)) - f) * s
-                              for o, f, s in zip(outs, refs, scales)], axis=1)
+        res = np.concatenate([((np.broadcast_to(o, (c.size + 1, r.size)) - f) * s)[:, m]
+                              for o, f, s, m in zip(outs, refs, scales, keep)], axis=1)
         res = np.where(np.isfinite(res), res, 1e6)
         return ((res[1:] - res[0]) / h[:, None]).T
 
     residuals.jacobian = jacobian
     return residuals
+
+
+def _output_masks(target: Target, r: np.ndarray) -> list[np.ndarray]:
+    if target.output_intervals is None:
+        return [np.ones(r.size, bool)] * target.n_outputs
+    return [(r >= lo) & (r <= hi) for lo, hi in target.output_intervals]
+
+
+def fit_nodes(target: Target, n: int) -> np.ndarray:
+    """Chebyshev nodes of the reduced interval, or of each output's interval in turn."""
+    if target.output_intervals is None:
+        return _nodes(target, n)
+    return np.concatenate([_nodes_on(lo, hi, n) for lo, hi in target.output_intervals])
+
+
+def _nodes_on(lo: float, hi: float, n: int) -> np.ndarray:
+    t = np.cos(np.pi * (np.arange(n) + 0.5) / n)
+    return 0.5 * (lo + hi) + 0.5 * (hi - lo) * t
 
 
 def _least_squares(residuals, x0: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
@@ -155,7 +176,7 @@ def _fit_cached(program: Program, target_name: str, settings: FitSettings) -> Fi
     if n == 0:
         x, ref = refine_sample(target, settings.refine_points)
         return Fit((), _ulp_score(program, target, np.zeros(0, np.float32), x, ref), np.inf)
-    residuals = _residual_fn(program, target, _nodes(target, settings.points))
+    residuals = _residual_fn(program, target, fit_nodes(target, settings.points))
     rng = np.random.default_rng(zlib.crc32(repr(program).encode()))
     starts = [np.ones(n), np.full(n, 0.5)] + [rng.normal(0.0, 1.0, n) for _ in range(max(0, settings.starts - 2))]
     candidates = [_least_squares(residuals, s) for s in starts[: settings.starts]]

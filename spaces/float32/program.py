@@ -1,7 +1,7 @@
 """Straight-line float32 register programs, and their evaluation exactly as float32 hardware computes them.
 
 A program is a tuple of instructions `(op, args)`. Registers `0 .. n_inputs-1` hold the (range-reduced) inputs
-(one for most targets; sin/cos also get the reduction's low part); instruction `i` writes register `n_inputs + i`. An argument `>= 0` names a register defined earlier; `CONST` (-1) names a fresh constant slot whose
+(one for most targets; erf gets three shifted copies of |x|); instruction `i` writes register `n_inputs + i`. An argument `>= 0` names a register defined earlier; `CONST` (-1) names a fresh constant slot whose
 value is fitted (constants are numbered in order of appearance). The last `n_outputs` instructions are the outputs.
 
 Evaluation semantics (`evaluate_f32`): every operation is IEEE-754 binary32, round-to-nearest-even, subnormals kept
@@ -144,9 +144,9 @@ def evaluate_f64(program: Program, constants: Sequence[float], r, n_outputs: int
 
 
 def register_name(a: int, n_inputs: int = 1) -> str:
-    """Source name of register `a`: the inputs are r (and rl), instruction results v1, v2, ..."""
+    """Source name of register `a`: the inputs are r (and r1, r2, ...), instruction results v1, v2, ..."""
     if a < n_inputs:
-        return ("r", "rl")[a]
+        return "r" if a == 0 else f"r{a}"
     return f"v{a - n_inputs + 1}"
 
 

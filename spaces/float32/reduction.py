@@ -131,8 +131,19 @@ class Target:
     harness_ops: ClassVar[int]
     reference64: ClassVar[Callable[[np.ndarray], np.ndarray]]
 
+    # per output, the reduced interval its fit uses (None: all outputs on `interval`)
+    output_intervals: ClassVar[tuple[tuple[float, float], ...] | None] = None
+
     def reduced_reference(self, r: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
+
+    def reduced_scale(self, r: np.ndarray, refs: list[np.ndarray]) -> list[np.ndarray]:
+        """Weights of the fitter's residuals: relative error by default."""
+        return [1.0 / np.maximum(np.abs(f), 1e-300) for f in refs]
+
+    def program_inputs(self, r: np.ndarray) -> list[np.ndarray]:
+        """The program's input registers for the fitter's nodes r (float64): r, and zero low parts."""
+        return [r] + [np.zeros_like(r)] * (self.n_inputs - 1)
 
     def reduce(self, x: np.ndarray) -> tuple[np.ndarray, dict]:
         raise NotImplementedError

@@ -202,6 +202,9 @@ def classic_forms(target: Target, max_ops: int) -> list[Program]:
     e^r - 1 - r of tanh and sigmoid, of every degree that fits."""
     n_in = target.n_inputs
     forms: list[Program] = []
+    if target.name == "erf":
+        return [f for f in (_erf_form(*d) for d in ((4, 8, 9), (5, 8, 9), (5, 9, 10), (5, 9, 11), (6, 10, 11),
+                                                    (6, 11, 12))) if len(f) <= max_ops]
     if target.name in ("tanh", "sigmoid"):
         for d in range(1, max_ops - 1):
             prog = [("mul", (0, 0))]                                    # r^2
@@ -234,3 +237,22 @@ def classic_forms(target: Target, max_ops: int) -> list[Program]:
             prog.append(("mul", (z2, hc)))                              # C = z^2 Q(z)  ~ cos r - 1 + r^2/2
             forms.append(tuple(prog))
     return [f for f in forms if len(f) <= max_ops]
+
+
+def _erf_form(p_a: int, d1: int, d2: int) -> Program:
+    """erf's three outputs: G = t P(t) with t = r^2 and P of degree p_a; D1, D2 Horner polynomials of degree d1, d2
+    in the shifted inputs r1, r2 (registers 1 and 2); the three outputs come last, in order."""
+    n_in = 3
+    prog: list[Instruction] = [("mul", (0, 0))]                    # t, register 3
+
+    def steps(var: int, count: int) -> int:
+        prog.append(("fma", (var, CONST, CONST)))
+        for _ in range(count - 1):
+            prog.append(("fma", (n_in + len(prog) - 1, var, CONST)))
+        return n_in + len(prog) - 1
+
+    ha = steps(n_in, p_a)
+    h1 = steps(1, d1 - 1)
+    h2 = steps(2, d2 - 1)
+    prog += [("mul", (n_in, ha)), ("fma", (h1, 1, CONST)), ("fma", (h2, 2, CONST))]
+    return tuple(prog)

@@ -1,4 +1,4 @@
-"""tanh and sigmoid (spaces/float32/activations.py): the emitted C and NumPy compute bit for bit what the simulation
+"""tanh, sigmoid and erf (spaces/float32/activations.py): the emitted C and NumPy compute bit for bit what the simulation
 measured, a fitted small-term core is under 1 ULP, special values are exact, and the Triton source is valid (and
 bit-exact under Triton's CPU interpreter when triton is installed)."""
 
@@ -27,6 +27,12 @@ def fitted(name, degree=5):
     return sp, g, sp.fit(g).constants
 
 
+def fitted_erf(form=2):
+    sp = Float32Space(Float32Space.Config(target="erf", max_ops=32), Context(seed=0))
+    g = sp.canonical(classic_forms(sp.target, 32)[form])       # 26 ops: G deg 6 in t, D1 deg 9, D2 deg 10
+    return sp, g, sp.fit(g).constants
+
+
 def _same(a, b):
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     return bool(np.all((a.view(np.uint32) == b.view(np.uint32)) | (np.isnan(a) & np.isnan(b))))
@@ -37,9 +43,9 @@ def _inputs(target):
 
 
 @pytest.mark.skipif(GCC is None, reason="needs gcc")
-@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "erf"])
 def test_emitted_c_and_numpy_match_the_simulation_bit_for_bit(tmp_path, name):
-    sp, g, consts = fitted(name)
+    sp, g, consts = fitted_erf() if name == "erf" else fitted(name)
     x = _inputs(sp.target)
     sim = sp.target.evaluate(g, consts, x)
     src = tmp_path / f"{name}.c"
@@ -79,6 +85,20 @@ def test_special_values_are_exact():
     assert float(ulp_error(y, sp.target.reference(np.array([-100.0], np.float32)))[0]) <= 0.5
 
 
+def test_erf_three_outputs_fit_each_on_its_own_interval():
+    """26 ops reach 1.1 ULP (polishing takes them under 1 in bench/ulp_publish.py); 23 ops (D1 deg 8, D2 deg 9)
+    stay above 1.5: the fit is the limit, not the harness."""
+    target = TARGETS["erf"]
+    x = np.concatenate([target.sample(1 << 16, np.random.default_rng(8)), target.hard_points()])
+    ref = target.reference(x)
+    sp, g, consts = fitted_erf(2)
+    assert len(g) == 26 and float(np.max(ulp_error(target.evaluate(g, consts, x), ref))) <= 1.1
+    y = target.evaluate(g, consts, np.array([np.inf, -np.inf, -0.0, 0.0, 3.92, -10.0, np.nan], np.float32))
+    assert _same(y, np.array([1.0, -1.0, -0.0, 0.0, 1.0, -1.0, np.nan], np.float32))
+    sp, g, consts = fitted_erf(0)
+    assert len(g) == 23 and float(np.max(ulp_error(target.evaluate(g, consts, x), ref))) > 1.5
+
+
 @pytest.mark.parametrize("name", ["tanh", "sigmoid"])
 def test_triton_source_is_valid_and_builds_binary64_constants_from_bits(name):
     sp, g, _ = fitted(name)
@@ -90,12 +110,12 @@ def test_triton_source_is_valid_and_builds_binary64_constants_from_bits(name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "erf"])
 def test_triton_interpreter_matches_the_simulation(tmp_path, name, monkeypatch):
     pytest.importorskip("triton")
     torch = pytest.importorskip("torch")
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    sp, g, consts = fitted(name)
+    sp, g, consts = fitted_erf() if name == "erf" else fitted(name)
     path = tmp_path / f"tri_{name}.py"
     path.write_text(sp.emit(g, "triton") + KERNEL.format(name=name))
     code = (f"import numpy as np, torch, sys; sys.path.insert(0, {str(tmp_path)!r}); import tri_{name} as m\n"
