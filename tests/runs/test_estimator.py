@@ -181,3 +181,27 @@ def test_eml_space_and_unusable_column_names():
     assert model.variables_ == ("x0", "x1")
     assert model.predict(frame).dtype == np.float64 and model.score(frame, y) == pytest.approx(1.0, abs=1e-12)
     assert sp.simplify(model.sympy() - (sp.exp(sp.Symbol("x0", positive=True)) - sp.log(sp.Symbol("x1", positive=True)))) == 0
+
+
+def test_evaluation_and_time_budgets_stop_the_fit():
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 5, (60, 2))
+    y = np.sin(X[:, 0]) * X[:, 1] ** 1.5
+    counted = SymbolicRegressor(population=20, generations=50, max_evaluations=50, constants=False,
+                                random_state=1).fit(X, y)
+    assert 50 <= counted.state_.evaluations < 50 + 20      # checked once per generation of 20 children
+    assert counted.state_.stop_reason == f"{counted.state_.evaluations} evaluations done (limit 50)"
+    timed = SymbolicRegressor(population=20, generations=10**6, max_time=0.5, constants=False,
+                              random_state=1).fit(X, y)
+    assert timed.state_.stop_reason == "wall time 0.5 s spent" and 0.5 <= timed.state_.elapsed < 5
+
+
+@pytest.mark.slow
+def test_ray_workers_give_the_in_process_front(ray_two_workers):
+    """n_jobs=2 evaluates on Ray (here the session's 2-CPU Ray): the same front as in-process."""
+    rng = np.random.default_rng(1)
+    X = rng.uniform(1, 5, (60, 2))
+    y = np.sin(X[:, 0]) * X[:, 1] ** 1.5
+    local = SymbolicRegressor(population=20, generations=3, random_state=1).fit(X, y)
+    on_ray = SymbolicRegressor(population=20, generations=3, random_state=1, n_jobs=2).fit(X, y)
+    assert on_ray.front_ == local.front_ and len(local.front_) >= 2
