@@ -10,6 +10,7 @@ seeded by the run seed, so every candidate sees the same input length. The media
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,11 @@ class Latency(Objective):
                             "must be >= 0")
         self.seq_length = config.seq_length or space.config.seq_length
         self.embedding_dim = int(space.teacher_config["hidden_size"])
+
+    def at_budget(self, fraction: float) -> Latency:
+        """The same measurement with `fraction` of the repeats (at least one), for successive halving's rungs."""
+        repeats = max(1, round(self.config.repeats * fraction))
+        return Latency(dataclasses.replace(self.config, repeats=repeats), self.space, self.context)
 
     def evaluate(self, genome) -> Evaluation:
         import torch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _ctypes
 import ctypes
+import dataclasses
 import shutil
 import subprocess
 import tempfile
@@ -51,7 +52,8 @@ class Throughput(Objective):
             raise UserError("objectives.throughput: needs the float32 space; set [space] name = \"float32\"")
         for name in ("elements", "calls", "repeats"):
             if getattr(config, name) < 1:
-                raise UserError(f"objectives.throughput.{name}: must be a positive integer, got {getattr(config, name)}")
+                value = getattr(config, name)
+                raise UserError(f"objectives.throughput.{name}: must be a positive integer, got {value}")
         if config.warmup < 0:
             raise UserError(f"objectives.throughput.warmup: must be >= 0, got {config.warmup}")
         if shutil.which(config.compiler) is None:
@@ -59,6 +61,11 @@ class Throughput(Objective):
                             "set compiler = \"cc\"")
         rng = np.random.default_rng(context.seed)
         self.inputs = np.ascontiguousarray(space.target.sample(config.elements, rng), dtype=np.float32)
+
+    def at_budget(self, fraction: float) -> Throughput:
+        """The same measurement with `fraction` of the repeats (at least one), for successive halving's rungs."""
+        repeats = max(1, round(self.config.repeats * fraction))
+        return Throughput(dataclasses.replace(self.config, repeats=repeats), self.space, self.context)
 
     def compile(self, genome, directory: Path) -> Path:
         """The genome's emitted C built as a shared library in `directory`; a compiler error raises."""

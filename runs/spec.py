@@ -60,15 +60,17 @@ class ComponentSpec:
 
 @dataclass(frozen=True)
 class StagesSpec:
-    """[stages]: how children reach the measured stage. promote: all | top_fraction | front, with fraction, margin
-    and min_history as in `search.fidelity.Promotion`. devices: measuring actors, one per device (an embedded Ray
-    declares this many of each custom resource the measured objective needs). remeasure: measure the final front
-    again and record the new median and spread in front.json."""
+    """[stages]: how children reach the measured stage. promote: all | top_fraction | front | halving, with
+    fraction, margin, min_history, eta and rungs as in `search.fidelity.Promotion`. devices: measuring actors, one
+    per device (an embedded Ray declares this many of each custom resource the measured objective needs).
+    remeasure: measure the final front again and record the new median and spread in front.json."""
 
     promote: str = "front"
     fraction: float = 0.25
     margin: float = 0.1
     min_history: int = 8
+    eta: int = 3
+    rungs: int = 2
     devices: int = 1
     remeasure: bool = True
 
@@ -206,7 +208,7 @@ def _check_stages(stages: StagesSpec, parts: tuple[ComponentSpec, ...], islands:
     if stages.devices < 1:
         raise SpecError(f"stages.devices: must be a positive integer, got {stages.devices}")
     try:
-        Promotion(stages.promote, stages.fraction, stages.margin, stages.min_history)
+        Promotion(stages.promote, stages.fraction, stages.margin, stages.min_history, stages.eta, stages.rungs)
     except UserError as exc:  # its own one-line message, as a spec error
         raise SpecError(str(exc)) from None
 

@@ -16,7 +16,7 @@ from search.calibration import calibrate_run
 from search.combined import CombinedObjective
 from search.engine import EngineState
 from search.evaluation import Evaluator, LocalEvaluator
-from search.fidelity import Promotion, StagedEvaluator, StagedObjective
+from search.fidelity import AtBudget, Promotion, StagedEvaluator, StagedObjective
 from search.protocols import Objective
 
 
@@ -41,16 +41,17 @@ def staged_evaluator(spec: RunSpec, objective: StagedObjective,
     cheap stage on the spec's ordinary backend (`plain`); in-process both when backend.kind = "local"."""
     stages, backend = spec.stages, spec.backend
     timeout = backend.timeout or None
+    at_budget = AtBudget(objective.measured)
     if backend.kind == "local" or not objective.measured.resources:
-        measured: Evaluator = LocalEvaluator(objective.measured, timeout=timeout)
+        measured: Evaluator = LocalEvaluator(at_budget, timeout=timeout)
     else:
         from runs.job import cluster_runtime_env
         from search.hardware import HardwareEvaluator
 
-        measured = HardwareEvaluator(objective.measured, devices=stages.devices, timeout=timeout,
-                                     workers=backend.workers, address=backend.address,
-                                     runtime_env=cluster_runtime_env(backend.address))
-    promotion = Promotion(stages.promote, stages.fraction, stages.margin, stages.min_history)
+        measured = HardwareEvaluator(at_budget, devices=stages.devices, timeout=timeout, workers=backend.workers,
+                                     address=backend.address, runtime_env=cluster_runtime_env(backend.address))
+    promotion = Promotion(stages.promote, stages.fraction, stages.margin, stages.min_history, stages.eta,
+                          stages.rungs)
     return StagedEvaluator(objective, plain(spec, objective.cheap), measured, promotion)
 
 

@@ -12,7 +12,14 @@ Promotion rules (`Promotion.rule`), applied to the cheap-feasible children of on
 - "front": those that could enter the measured Pareto front: their measured values are predicted from their cheap
   values by least squares over every measurement made so far, made `margin` (a fraction) more optimistic for
   proxy error, and the child is measured unless that prediction is dominated by a front member. Until
-  `min_history` children have been measured, every one is.
+  `min_history` children have been measured, every one is;
+- "halving": successive halving over `rungs` rungs: every one is measured at 1/eta^(rungs-1) of the full effort,
+  the best 1/eta (by that measurement) go on to eta times the effort, and so on; the last rung's survivors are
+  measured in full and are the promoted ones. Needs a measured objective with `at_budget(fraction)` (the same
+  measurement at a fraction of its effort: fewer timing repeats, fewer distillation steps).
+
+The measured-stage evaluator evaluates `AtBudget(measured)`: genomes arrive as (budget, genome) pairs, so any
+backend can run a measurement at any budget.
 
 The cheap stage is deterministic; which children the "front" rule promotes depends on earlier measurements, so a
 staged run is reproducible only within timing noise ("all" and "top_fraction" promote the same children).
@@ -31,7 +38,7 @@ from search.evaluation import Evaluator, normalise
 from search.protocols import Evaluation, Objective, UserError
 from search.selection import Individual, rank_order, weights_for
 
-RULES = ("all", "top_fraction", "front")
+RULES = ("all", "top_fraction", "front", "halving")
 MEASURED = "measured"
 
 
@@ -39,12 +46,14 @@ MEASURED = "measured"
 class Promotion:
     """rule: one of RULES. fraction: share of cheap-feasible children measured by "top_fraction", in (0, 1].
     margin: optimism of "front" predictions, as a fraction of the predicted value. min_history: measurements
-    before "front" starts filtering."""
+    before "front" starts filtering. eta, rungs: "halving" keeps the best 1/eta per rung, over `rungs` rungs."""
 
     rule: str = "front"
     fraction: float = 0.25
     margin: float = 0.1
     min_history: int = 8
+    eta: int = 3
+    rungs: int = 2
 
     def __post_init__(self):
         if self.rule not in RULES:
@@ -55,6 +64,8 @@ class Promotion:
             raise UserError(f"stages.margin: must be >= 0, got {self.margin}")
         if self.min_history < 1:
             raise UserError(f"stages.min_history: must be a positive integer, got {self.min_history}")
+        if self.eta < 2 or self.rungs < 2:
+            raise UserError(f"stages.eta, stages.rungs: both must be >= 2, got {self.eta}, {self.rungs}")
 
 
 class StagedObjective(Objective):
@@ -102,6 +113,30 @@ class StagedObjective(Objective):
         return evaluation.failed is None and evaluation.violations[-1] == 0.0
 
 
+class AtBudget(Objective):
+    """A measured objective whose genomes are (budget, genome) pairs: budget 1 is the full measurement, a smaller
+    fraction runs `measured.at_budget(budget)` (successive halving's cheaper rungs)."""
+
+    @dataclass(frozen=True)
+    class Config:
+        """Built from the measured objective, never from a spec table."""
+
+    def __init__(self, measured: Objective):
+        super().__init__(self.Config(), measured.space, measured.context)
+        self.measured = measured
+        self.names, self.directions, self.constraints = measured.names, measured.directions, measured.constraints
+        self.resources = measured.resources
+        self._reduced: dict[float, Objective] = {}
+
+    def evaluate(self, pair: tuple[float, Any]) -> Evaluation | Sequence[float]:
+        budget, genome = pair
+        if budget >= 1.0:
+            return self.measured.evaluate(genome)
+        if budget not in self._reduced:
+            self._reduced[budget] = self.measured.at_budget(budget)
+        return self._reduced[budget].evaluate(genome)
+
+
 def _dominates(a: Sequence[float], b: Sequence[float], weights: Sequence[float]) -> bool:
     """a is at least as good as b everywhere and better somewhere (weights: +1 maximise, -1 minimise)."""
     pairs = [(x * w, y * w) for x, y, w in zip(a, b, weights)]
@@ -109,11 +144,15 @@ def _dominates(a: Sequence[float], b: Sequence[float], weights: Sequence[float])
 
 
 class StagedEvaluator(Evaluator):
-    """Runs the cheap stage on `cheap` (any backend) for every genome, then the measured stage on `measured`
-    (usually a `HardwareEvaluator`) for the promoted ones. Keeps the run's measurements: `history` holds
-    (genome, cheap values, measured values) of every successful measurement, in order (calibration reads it)."""
+    """Runs the cheap stage on `cheap` (any backend) for every genome, then the measured stage on `measured` (an
+    evaluator of `AtBudget(objective.measured)`, usually a `HardwareEvaluator`) for the promoted ones. Keeps the
+    run's measurements: `history` holds (genome, cheap values, measured values) of every successful full
+    measurement, in order (calibration reads it)."""
 
     def __init__(self, objective: StagedObjective, cheap: Evaluator, measured: Evaluator, promotion: Promotion):
+        if promotion.rule == "halving" and not hasattr(objective.measured, "at_budget"):
+            raise UserError(f"stages.promote: 'halving' needs a measured objective with at_budget (throughput, "
+                            f"latency); {'/'.join(objective.measured.names)} has none: use front or top_fraction")
         self.objective = objective
         self.cheap, self.measured = cheap, measured
         self.promotion = promotion
@@ -124,8 +163,10 @@ class StagedEvaluator(Evaluator):
     def evaluate(self, genomes: Sequence[Any]) -> list[Evaluation]:
         cheap = self.cheap.evaluate(genomes)
         chosen = self.promote(cheap)
+        if self.promotion.rule == "halving":
+            chosen = self._halving(genomes, chosen)
         self.promoted.append((sum(ev.feasible for ev in cheap), len(chosen)))
-        measured = dict(zip(chosen, self.measured.evaluate([genomes[i] for i in chosen]))) if chosen else {}
+        measured = dict(zip(chosen, self._measure(genomes, chosen, 1.0))) if chosen else {}
         results = [self.objective.combine(ev, measured.get(i)) for i, ev in enumerate(cheap)]
         for i in chosen:
             if results[i].failed is None:
@@ -138,12 +179,29 @@ class StagedEvaluator(Evaluator):
             if self.objective.was_measured(ev):
                 self.history.append((genome, *self.objective.split(ev)))
 
+    def _measure(self, genomes: Sequence[Any], indices: Sequence[int], budget: float) -> list[Evaluation]:
+        return self.measured.evaluate([(budget, genomes[i]) for i in indices])
+
+    def _halving(self, genomes: Sequence[Any], candidates: list[int]) -> list[int]:
+        """Successive halving: the survivors of rungs at budgets eta^-(rungs-1), ..., eta^-1 (ascending indices)."""
+        eta, rungs = self.promotion.eta, self.promotion.rungs
+        survivors = candidates
+        for rung in range(rungs - 1):
+            if len(survivors) <= 1:
+                break
+            evaluations = self._measure(genomes, survivors, float(eta) ** -(rungs - 1 - rung))
+            ok = [(i, ev) for i, ev in zip(survivors, evaluations) if ev.failed is None]
+            order = rank_order([Individual(None, ev, i) for i, ev in ok], self.objective.measured.directions)
+            keep = max(1, math.ceil(len(survivors) / eta))
+            survivors = sorted(ok[j][0] for j in order[:keep])
+        return survivors
+
     # --- promotion ---------------------------------------------------------------------------------------------
     def promote(self, cheap: Sequence[Evaluation]) -> list[int]:
         """Indices (ascending) of the children to measure."""
         feasible = [i for i, ev in enumerate(cheap) if ev.feasible]
         rule = self.promotion.rule
-        if rule == "all" or not feasible:
+        if rule in ("all", "halving") or not feasible:
             return feasible
         if rule == "top_fraction":
             population = [Individual(None, cheap[i], i) for i in feasible]
@@ -184,7 +242,8 @@ class StagedEvaluator(Evaluator):
         """Measure the front again (timing noise: a lucky first sample should not decide the result). The search's
         values stay; the new median and spread go into extras as `remeasured_NAME` and `remeasured_*` copies."""
         measured = [ind for ind in front if self.objective.was_measured(ind.evaluation)]
-        again = dict(zip((id(ind) for ind in measured), self.measured.evaluate([ind.genome for ind in measured])))
+        again = dict(zip((id(ind) for ind in measured),
+                         self.measured.evaluate([(1.0, ind.genome) for ind in measured])))
         out = []
         for ind in front:
             ev = again.get(id(ind))

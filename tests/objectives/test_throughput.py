@@ -47,3 +47,10 @@ def test_bad_settings_are_one_line_errors(space):
         Throughput(Throughput.Config(compiler="no-such-cc"), space, Context())
     with pytest.raises(UserError, match="objectives.throughput.repeats: must be a positive integer, got 0"):
         Throughput(Throughput.Config(repeats=0), space, Context())
+
+
+def test_at_budget_keeps_the_measurement_with_fewer_repeats(space):
+    objective = Throughput(Throughput.Config(repeats=9), space, Context(seed=5))
+    reduced = objective.at_budget(1 / 3)
+    assert reduced.config.repeats == 3 and objective.at_budget(0.01).config.repeats == 1
+    np.testing.assert_array_equal(reduced.inputs, objective.inputs)

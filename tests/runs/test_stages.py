@@ -62,8 +62,9 @@ CASES = [
      'stages: no objective has stage = "measured"; add it to the [[objectives]] table that measures, or remove [stages]'),
     ('name = "ops"', 'name = "ops"\nstage = "measured"\n[[objectives]]\nname = "ulp"\nstage = "measured"',
      "objectives: objective names repeat"),
-    ('promote = "top_fraction"', 'promote = "halving"',
-     "stages.promote: unknown rule 'halving'; allowed: all, top_fraction, front"),
+    ('promote = "top_fraction"', 'promote = "thirds"',
+     "stages.promote: unknown rule 'thirds'; allowed: all, top_fraction, front, halving"),
+    ("fraction = 0.5", "eta = 1", "stages.eta, stages.rungs: both must be >= 2, got 1, 2"),
     ("fraction = 0.5", "fraction = 0.0", "stages.fraction: must be within (0, 1], got 0.0"),
     ("fraction = 0.5", "fractoin = 0.5", "stages.fractoin: unknown field; did you mean 'fraction'?"),
     ("fraction = 0.5", "devices = 0", "stages.devices: must be a positive integer, got 0"),
@@ -91,7 +92,8 @@ def test_cli_prints_a_stage_error_as_one_line(tmp_path):
     spec.write_text(STAGED.replace('promote = "top_fraction"', 'promote = "best"'))
     done = evoforge("run", spec, "--out", tmp_path / "run", timeout=120)
     assert done.returncode != 0
-    assert done.stderr.strip() == "error: stages.promote: unknown rule 'best'; allowed: all, top_fraction, front"
+    assert done.stderr.strip() == ("error: stages.promote: unknown rule 'best'; allowed: all, top_fraction, front, "
+                                   "halving")
 
 
 def test_staged_run_measures_promoted_children_and_remeasures_the_front(tmp_path):
@@ -105,3 +107,12 @@ def test_staged_run_measures_promoted_children_and_remeasures_the_front(tmp_path
     front = json.loads((tmp_path / "run" / "front.json").read_text())["front"]
     assert front and all(row["ns_per_element"] > 0 and row["remeasured_ns_per_element"] > 0 for row in front)
     assert all(row["remeasured_ns_per_element_iqr"] >= 0 for row in front)
+
+
+def test_staged_run_with_successive_halving(tmp_path):
+    spec = _parse(STAGED.replace('promote = "top_fraction"\nfraction = 0.5', 'promote = "halving"\neta = 2'))
+    start(spec, tmp_path / "run", progress=False)
+    stages = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert stages["promote"] == "halving"
+    for feasible, promoted in stages["promoted_per_call"]:
+        assert promoted == (-(-feasible // 2) if feasible > 1 else feasible)     # one rung: the better half

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from objectives.bit_problems import OneMax
 from search.engine import SearchSettings, evolve
 from search.evaluation import LocalEvaluator
-from search.fidelity import Promotion, StagedEvaluator, StagedObjective
+from search.fidelity import AtBudget, Promotion, StagedEvaluator, StagedObjective
 from search.protocols import Context, Evaluation, Objective, UserError
 from spaces.bitstring import BitStringSpace
 
@@ -38,15 +39,25 @@ class CountedZeros(Objective):
     names = ("zeros",)
     directions = ("min",)
 
-    def __init__(self, config, space, context):
+    def __init__(self, config, space, context, budget=1.0, calls=None):
         super().__init__(config, space, context)
-        self.calls = []
+        self.budget = budget
+        self.calls = [] if calls is None else calls
+        self.budgets = {}
+
+    def at_budget(self, fraction):
+        """Same measurement at `fraction` of the effort; a cheap rung ranks by zeros of the first 3 bits only."""
+        reduced = CountedZeros(self.config, self.space, self.context, budget=fraction, calls=self.calls)
+        reduced.budgets = self.budgets
+        return reduced
 
     def evaluate(self, genome):
         self.calls.append(tuple(genome))
+        self.budgets.setdefault(self.budget, []).append(tuple(genome))
         if sum(genome) == 0:
             raise RuntimeError("device fault")
-        return Evaluation(values=(float(len(genome) - sum(genome)),), extras={"zeros_iqr": 0.5})
+        bits = genome if self.budget >= 1 else genome[:3]
+        return Evaluation(values=(float(len(bits) - sum(bits)),), extras={"zeros_iqr": 0.5})
 
 
 def _staged(rule, cap=99, **kw):
@@ -55,7 +66,7 @@ def _staged(rule, cap=99, **kw):
     measured = CountedZeros(CountedZeros.Config(), space, Context())
     objective = StagedObjective(cheap, measured)
     # a timeout makes the backend call evaluate once per genome (no batch-then-retry after a raise)
-    evaluator = StagedEvaluator(objective, LocalEvaluator(cheap), LocalEvaluator(measured, timeout=30.0),
+    evaluator = StagedEvaluator(objective, LocalEvaluator(cheap), LocalEvaluator(AtBudget(measured), timeout=30.0),
                                 Promotion(rule, **kw))
     return space, objective, measured, evaluator
 
@@ -111,7 +122,31 @@ def test_staged_search_front_holds_only_measured_members():
     assert all(ind.evaluation.extras["remeasured_zeros_iqr"] == 0.5 for ind in again)
 
 
+def test_halving_measures_everyone_cheaply_then_the_best_third_in_full():
+    _, objective, measured, evaluator = _staged("halving", eta=3, rungs=2)
+    # 9 cheap-feasible children; at budget 1/3 they rank by zeros among their first 3 bits
+    genomes = [(1, 0, 0, 1, 1, 1, 1, 1), (1, 1, 1, 0, 0, 0, 0, 0), (0, 0, 1, 1, 1, 1, 1, 1),
+               (1, 1, 0, 1, 1, 1, 1, 1), (1, 1, 1, 1, 1, 1, 1, 0), (0, 1, 0, 1, 0, 1, 0, 1),
+               (1, 0, 1, 0, 0, 0, 0, 1), (0, 0, 0, 1, 1, 1, 1, 1), (1, 1, 1, 1, 0, 0, 0, 0)]
+    results = evaluator.evaluate(genomes)
+    assert measured.budgets[1 / 3] == genomes                        # rung 0: all nine at a third of the effort
+    assert measured.budgets[1.0] == [genomes[1], genomes[4], genomes[8]]   # the three with 111 up front
+    assert [i for i, r in enumerate(results) if objective.was_measured(r)] == [1, 4, 8]
+    assert [results[i].values[1] for i in (1, 4, 8)] == [5.0, 1.0, 4.0]     # full-budget values, all 8 bits
+    assert evaluator.promoted == [(9, 3)] and len(evaluator.history) == 3
+
+
+def test_halving_needs_a_measured_objective_with_a_budget():
+    space = BitStringSpace(BitStringSpace.Config(length=8), Context())
+    cheap, measured = CappedOnes(CappedOnes.Config(), space, Context()), OneMax(OneMax.Config(), space, Context())
+    with pytest.raises(UserError, match="stages.promote: 'halving' needs a measured objective with at_budget"):
+        StagedEvaluator(StagedObjective(cheap, measured), LocalEvaluator(cheap), LocalEvaluator(AtBudget(measured)),
+                        Promotion("halving"))
+
+
 def test_promotion_settings_are_checked():
+    with pytest.raises(UserError, match=r"stages.eta, stages.rungs: both must be >= 2, got 1, 2"):
+        Promotion("halving", eta=1)
     with pytest.raises(UserError, match=r"stages.promote: unknown rule 'best'; allowed: all, top_fraction, front"):
         Promotion("best")
     with pytest.raises(UserError, match=r"stages.fraction: must be within \(0, 1\], got 1.5"):
