@@ -42,6 +42,7 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16") 
 #define UNROLL {genes.unroll}
 #define ROWS {genes.rows}
 #define PF_BYTES {genes.prefetch_kb * 1024}
+#define SPIN_NS {genes.spin_ns}
 #define CHUNKS {chunks}
 #define HID {d.hidden}
 #define NH {d.heads}
@@ -197,9 +198,15 @@ __device__ void normed_input(const float* x, const w_t* g, float* xs, float* red
   __syncthreads();
 }
 
+// the rows this tile adds to (x[r0 .. r0 + n)), fetched with its input so the epilogue has no dependent load
+__device__ __forceinline__ void residual_rows(const float* y, int n, float* rs) {
+  for (int i = threadIdx.x; i < n; i += NT) rs[i] = __ldcg(y + i);
+}
+
 template <typename Pro>
-__device__ void plain_input(const float* x, int k, float* xs, Pro wait) {
+__device__ void plain_input(const float* x, int k, float* xs, Pro wait, const float* y, int n, float* rs) {
   wait();
+  residual_rows(y, n, rs);
 #pragma unroll 8
   for (int i = threadIdx.x; i < k / 4; i += NT) ((float4*)xs)[i] = __ldcg((const float4*)x + i);
   __syncthreads();
@@ -208,9 +215,10 @@ __device__ void plain_input(const float* x, int k, float* xs, Pro wait) {
 // flash-decoding combine: attention output of every head from its CHUNKS partial (o, m, l) records
 // (PSTRIDE floats each, 16-byte aligned): the weight of each (head, chunk), then one pass over the outputs
 template <typename Pro>
-__device__ void combined_input(const float* part, float* xs, Pro wait) {
+__device__ void combined_input(const float* part, float* xs, Pro wait, const float* y, int n, float* rs) {
   __shared__ float weight[NH * CHUNKS], mass[NH * CHUNKS];
   wait();
+  residual_rows(y, n, rs);
   for (int i = threadIdx.x; i < NH * CHUNKS; i += NT) {
     const float2 ml = __ldcg((const float2*)(part + (long long)i * PSTRIDE + HD));
     weight[i] = ml.x;
@@ -318,7 +326,7 @@ __device__ __forceinline__ void block_wait(const int* counter, int target, int* 
   if (counter && threadIdx.x == 0 && ld_acquire(counter) < target) {
     const unsigned long long start = now_ns();
     while (ld_acquire(counter) < target) {
-      __nanosleep(32);
+      if (SPIN_NS > 0) __nanosleep(SPIN_NS);
       if (now_ns() - start > WATCHDOG_NS || *(volatile int*)status) {
         atomicExch(status, 1);
         *abort = 1;
@@ -330,7 +338,7 @@ __device__ __forceinline__ void block_wait(const int* counter, int target, int* 
 }
 
 struct Store { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0]); } };
-struct Residual { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, ldcg(y + r) + s[0]); } };
+struct Residual { float* y; const float* rs; __device__ void operator()(int r, const float* s) const { __stcg(y + r, rs[r] + s[0]); } };
 struct SiluGate { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0] / (1.f + __expf(-s[0])) * s[1]); } };
 struct Wait { const int* c; int target; int* status; int* abort;
   __device__ void operator()() const { block_wait(c, target, status, abort); } };
@@ -541,7 +549,7 @@ __device__ void prefetch_task(const Task& t, const w_t* W) {
 
 // one task; `wait` (a Wait functor, possibly on no counter) runs after the task's first weight loads are issued
 __device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int token, int pos, int epoch, float* xs,
-                         float* red, Wait wait) {
+                         float* red, float* rs, Wait wait) {
   const w_t* mats[2] = {W + t.w, W + t.w2};
   const int n = (int)t.n, k = (int)t.k;
   switch ((int)t.op) {
@@ -549,8 +557,8 @@ __device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int toke
   case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
   case 2: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }); break;
   case 3: gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }, SiluGate{A + t.out}); break;
-  case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { plain_input(A + t.in, k, xs, wait); }, Residual{A + t.out}); break;
-  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait); }, Residual{A + t.out}); break;
+  case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { plain_input(A + t.in, k, xs, wait, A + t.out, n, rs); }, Residual{A + t.out, rs}); break;
+  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait, A + t.out, n, rs); }, Residual{A + t.out, rs}); break;
   case 6: attention(t, A, C, pos, xs, wait); break;
   }
 }
@@ -560,6 +568,7 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
     const int* __restrict__ prog, int* counters, int* status, int token, int pos, int epoch) {
   __shared__ __align__(16) float xs[SMEM_FLOATS];
   __shared__ float red[WARPS];
+  __shared__ float rs[HID];
   __shared__ int abort_flag;
   if (threadIdx.x == 0) abort_flag = 0;
   __syncthreads();
@@ -582,7 +591,7 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
     if (kind == 0) {
       const Task t = *(const Task*)(tasks + 12LL * a);
       if (threadIdx.x == 0 && wait.c) prefetch_task(t, W);
-      run_task(t, W, A, C, token, pos, epoch, xs, red, wait);
+      run_task(t, W, A, C, token, pos, epoch, xs, red, rs, wait);
       __syncthreads();
       if (abort_flag) return;
     } else if (kind == 1) {  // signal: release

@@ -53,9 +53,10 @@ class KernelGenes:
     chunks: int = 4
     prefetch_kb: int = 0
     tiles: int = 1
+    spin_ns: int = 32
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
-               "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2)}
+               "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
