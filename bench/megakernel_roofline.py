@@ -141,7 +141,7 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
     print(f"[{name}] tokens: { {k: v for k, v in result['tokens_hand'].items() if 'match' in k or 'diff' in k} }", flush=True)
     candidates = {"hand_written": hand}
     for i, v in enumerate(args.variants or []):
-        candidates[f"variant{i}"] = KernelGenes(**{**hand.as_dict(), **json.loads(v)})
+        candidates[f"hand_tuned{i}"] = KernelGenes(**{**hand.as_dict(), **json.loads(v)})
     if args.generations:
         t0 = time.perf_counter()
         settings = SearchSettings(population=args.population, generations=args.generations, hall_of_fame=5)
@@ -152,6 +152,12 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
                             "logbook": state.logbook}
         if state.front:
             candidates["found"] = state.front[0].genome
+            t0 = time.perf_counter()
+            sf = space.schedule(candidates["found"])
+            vf = validate(sf)
+            result["validator_found"] = {"accepted": vf.accepted, "seconds": time.perf_counter() - t0,
+                                         "tasks": len(sf.tasks), "steps": sum(len(p) for p in sf.programs),
+                                         "workers": sf.workers}
         print(f"[{name}] search: {state.evaluations} evaluations in {result['search']['seconds']:.0f} s; "
               f"best {result['search']['front'][:1]}", flush=True)
     evaluations = objective.evaluate_batch(list(candidates.values()))
@@ -198,7 +204,7 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=0, help="GA generations over the kernel genes (0 = none)")
     ap.add_argument("--population", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", nargs="*", help="extra gene settings to time, as JSON objects")
+    ap.add_argument("--variants", nargs="*", help="hand-tuned gene settings to time beside the search, as JSON objects")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     ap.add_argument("--out", default=os.environ.get("OUT", str(Path(__file__).parent / "results")))
     args = ap.parse_args()
