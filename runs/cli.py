@@ -158,11 +158,10 @@ def verify(path: Path = typer.Argument(..., help="an emitted file, a student fol
 @app.command()
 def presets():
     """List the shipped presets, runnable as `evoforge run NAME`."""
-    from runs.spec import PRESETS_DIR, preset_names, read_table
+    from runs import api
 
-    for name in preset_names():
-        description = read_table(PRESETS_DIR / f"{name}.toml").get("description", "")
-        console.print(f"{name:24s} {description}")
+    for preset in api.presets():
+        console.print(f"{preset.name:24s} {preset.description}")
 
 
 _CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(32), 127) if c != 9}
