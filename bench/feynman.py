@@ -209,13 +209,14 @@ def _child(task: dict, conn) -> None:
     conn.close()
 
 
-def run_all(tasks: list[dict], workers: int, grace: float, on_result) -> None:
-    """Run tasks in `workers` spawned processes at a time; a run past budget + grace is killed and recorded."""
+def run_all(tasks: list[dict], workers: int, grace: float, on_result, stop_at: float = math.inf) -> None:
+    """Run tasks in `workers` spawned processes at a time; a run past budget + grace is killed and recorded.
+    No run starts after `stop_at` (time.monotonic()); the rest are left for --resume."""
     ctx = mp.get_context("spawn")
     pending = list(tasks)
     running: dict = {}
-    while pending or running:
-        while pending and len(running) < workers:
+    while running or (pending and time.monotonic() < stop_at):
+        while pending and len(running) < workers and time.monotonic() < stop_at:
             task = pending.pop(0)
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(target=_child, args=(task, child), daemon=True)
@@ -290,6 +291,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--grace", type=float, default=120.0, help="seconds a run may overrun its budget (scoring)")
     ap.add_argument("--resume", action="store_true", help=f"skip runs already in {RUNS.name}")
+    ap.add_argument("--deadline", type=float, default=math.inf,
+                    help="seconds after which no new run starts (the summary covers the runs done; --resume goes on)")
     ap.add_argument("--runs", type=Path, default=RUNS, help="JSONL of finished runs")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
@@ -324,7 +327,7 @@ def main() -> None:
               f"{result.get('seconds') or 0:>6.1f}s R2 {result.get('test_r2', float('nan')):.6f}  "
               f"{result.get('formula', result.get('error', ''))[:90]}", flush=True)
 
-    run_all(tasks, args.workers, args.grace, record)
+    run_all(tasks, args.workers, args.grace, record, time.monotonic() + args.deadline)
     runs = [r for r in runs if r["equation"] in names and r["system"] in args.systems and r["noise"] in args.noise]
     summary = summarise(runs, args.systems, args.noise)
     print_table(summary, args.budget)

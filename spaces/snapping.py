@@ -67,15 +67,16 @@ def candidates(value: float, search_tolerance: float = 1e-2) -> list[Candidate]:
 
 def snap_values(values: Sequence[float], rmse_of: Callable[[np.ndarray], float], target_rms: float,
                 search_tolerance: float = 1e-2, fit_slack: float = 1e-2, absolute_slack: float = 1e-10,
-                ) -> list[sp.Expr | None]:
+                max_relative_rmse: float = 0.05) -> list[sp.Expr | None]:
     """An exact number (or None: keep the float) for each constant, one constant at a time, left to right.
 
     rmse_of(constants) is the fit of the formula with those constant values on the data (target units);
-    target_rms is the RMS of the target (same units), which scales `absolute_slack`."""
+    target_rms is the RMS of the target (same units), which scales `absolute_slack`. Nothing snaps when the fit's
+    RMSE exceeds `max_relative_rmse` of target_rms (1% noise leaves about 0.01)."""
     current = np.asarray(values, dtype=np.float64).copy()
     baseline = rmse_of(current)
-    if not math.isfinite(baseline):
-        return [None] * len(current)
+    if not math.isfinite(baseline) or baseline > max_relative_rmse * target_rms:
+        return [None] * len(current)  # a formula that does not explain the data has no exact constants to find
     # a poor fit is insensitive to its constants: cap the slack so it does not snap them to arbitrary numbers
     allowed = min(baseline * (1.0 + fit_slack), baseline + 1e-3 * target_rms) + absolute_slack * target_rms
     exact: list[sp.Expr | None] = [None] * len(current)

@@ -92,3 +92,8 @@ def test_emitters_drop_unit_factors_and_float_exponents():
 def test_a_genome_that_fails_on_the_data_is_described_without_snapping():
     space = space_for(lambda h, omega: h * omega)
     assert space.describe(("log", "sub", 0.5, "h")) == "log(0.5 - h)"
+
+
+def test_a_formula_that_does_not_explain_the_data_keeps_its_floats():
+    got = snap_expression(0.5000001 * x + 2.0000001, [x, z], X, data_for(x ** 2))
+    assert got.atoms(sp.Float) == {sp.Float(0.5000001), sp.Float(2.0000001)}
