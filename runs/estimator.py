@@ -27,6 +27,14 @@ from search.protocols import Dataset, UserError
 
 SPACES = ("optree", "eml")
 SEED_LIMIT = 2**31 - 1
+# spec field -> the estimator argument that sets it, so that an error names what the caller wrote
+ARGUMENT_OF = {"search.population": "population", "search.generations": "generations",
+               "search.max_evaluations": "max_evaluations", "search.wall_time": "max_time",
+               "search.targets.rmse": "stop_rmse", "search.tournament": "tournament",
+               "search.crossover_prob + search.mutation_prob": "crossover_prob + mutation_prob",
+               "search.crossover_prob": "crossover_prob", "search.mutation_prob": "mutation_prob",
+               "space.max_depth": "max_depth", "space.operators": "operators", "space.init_depth": "max_depth",
+               "backend.timeout": "eval_timeout", "backend.address": "ray_address", "backend.workers": "n_jobs"}
 
 
 class EstimatorParameterError(UserError, ValueError):
@@ -151,7 +159,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         try:
             spec = parse_spec(table, "SymbolicRegressor", Path.cwd())
         except UserError as exc:
-            raise EstimatorParameterError(f"{exc} (SymbolicRegressor argument)") from None
+            raise _argument_error(exc) from None
         if continuing:
             if fingerprint != self._data_fingerprint:
                 raise EstimatorParameterError("warm_start: X and y differ from the previous fit, whose cached "
@@ -166,7 +174,7 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
             try:
                 job, state = build_job(spec, dataset), None
             except UserError as exc:  # a space's or objective's own check of its settings
-                raise EstimatorParameterError(f"{exc} (SymbolicRegressor argument)") from None
+                raise _argument_error(exc) from None
         with make_evaluator(spec, job.objective) as evaluator:
             state = evolve(job.space, job.objective, spec.search, seed=seed, evaluator=evaluator, state=state,
                            on_generation=self._report if self.verbose else None)
@@ -250,6 +258,15 @@ def _rows(state, job) -> list[dict[str, Any]]:
     from search.engine import front_table
 
     return front_table(state.front, job.objective, job.space.describe)
+
+
+def _argument_error(exc: UserError) -> EstimatorParameterError:
+    """The spec layer's one-line error, renamed from the spec field to the estimator argument it came from."""
+    message = str(exc)
+    for field, argument in ARGUMENT_OF.items():
+        if message.startswith(field + ":"):
+            return EstimatorParameterError(argument + message[len(field):])
+    return EstimatorParameterError(message)
 
 
 def _names(estimator) -> tuple[str, ...] | None:

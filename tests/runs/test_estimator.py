@@ -155,9 +155,11 @@ def test_warm_start_continues_the_same_search_and_survives_pickling():
 def test_bad_arguments_are_one_line_value_errors():
     X, y = np.ones((5, 1)) * np.arange(5)[:, None], np.arange(5.0)
     cases = [(dict(space="bitstring"), "space: 'bitstring' is not a formula space"),
-             (dict(population=0), "search.population: must be a positive integer, got 0"),
+             (dict(population=0), "^population: must be a positive integer, got 0$"),
+             (dict(crossover_prob=1.5), r"^crossover_prob: must be within \[0, 1\], got 1.5$"),
+             (dict(max_time=-1.0), "^max_time: must be >= 0 seconds"),
              (dict(n_jobs=0), "n_jobs: expected a positive integer or -1"),
-             (dict(operators=("add", "tan")), "space.operators: unknown tan"),
+             (dict(operators=("add", "tan")), "^operators: unknown tan"),
              (dict(space="eml", operators=("add",)), "operators: only the optree space")]
     for params, message in cases:
         with pytest.raises(ValueError, match=message) as info:
