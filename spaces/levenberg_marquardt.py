@@ -4,7 +4,7 @@ scipy's `least_squares(method="lm")` goes through MINPACK and OpenBLAS kernels w
 the memory alignment of the arrays; on a rank-deficient fit (two constants that only matter through their sum,
 common in evolved trees) that last-bit noise grows into different constants in different processes, and a search
 seeded the same way diverged after one generation. Here every reduction is numpy's own pairwise sum over
-contiguous data and the normal equations are solved by elimination written out in numpy row operations, so no
+contiguous data and the normal equations are solved by elimination written out in plain Python floats, so no
 BLAS call decides the order of a sum.
 
 The method is Levenberg-Marquardt with Marquardt's diagonal scaling and forward-difference Jacobians (step
@@ -32,20 +32,30 @@ def _jacobian(residual: Callable[[np.ndarray], np.ndarray], c: np.ndarray, r: np
 
 
 def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """x with a @ x = b by Gaussian elimination with partial pivoting (a small, square); None if singular."""
-    m = np.concatenate([a, b[:, None]], axis=1)
-    k = a.shape[0]
+    """x with a @ x = b by Gaussian elimination with partial pivoting; None if singular. Plain Python floats:
+    the systems are tiny (one row per constant), where this is faster than numpy calls and has a fixed order."""
+    k = len(b)
+    m = [[float(v) for v in row] + [float(rhs)] for row, rhs in zip(a.tolist(), b.tolist())]
     for i in range(k):
-        p = i + int(np.argmax(np.abs(m[i:, i])))
-        if not m[p, i] != 0.0:
+        p = max(range(i, k), key=lambda r: abs(m[r][i]))
+        if not m[p][i] != 0.0:
             return None
-        if p != i:
-            m[[i, p]] = m[[p, i]]
-        m[i + 1:] -= np.outer(m[i + 1:, i] / m[i, i], m[i])   # elementwise products: no reduction
-    x = np.zeros(k)
+        m[i], m[p] = m[p], m[i]
+        pivot = m[i]
+        for r in range(i + 1, k):
+            f = m[r][i] / pivot[i]
+            if f != 0.0:
+                row = m[r]
+                for col in range(i, k + 1):
+                    row[col] -= f * pivot[col]
+    x = [0.0] * k
     for i in range(k - 1, -1, -1):
-        x[i] = (m[i, k] - np.sum(m[i, i + 1:k] * x[i + 1:])) / m[i, i]
-    return x if np.all(np.isfinite(x)) else None
+        acc = m[i][k]
+        for col in range(i + 1, k):
+            acc -= m[i][col] * x[col]
+        x[i] = acc / m[i][i]
+    out = np.array(x)
+    return out if np.all(np.isfinite(out)) else None
 
 
 def least_squares_lm(residual: Callable[[np.ndarray], np.ndarray], c0: np.ndarray, max_nfev: int,

@@ -180,7 +180,7 @@ class OpTreeSpace(Space):
         with np.errstate(all="ignore"):  # deterministic LM: scipy's differs across processes (see the module)
             c, cost = least_squares_lm(residual, c0, max_nfev=20 * (c0.size + 1))
             # an exact fit: pin constants it does not need (c**(k*x) -> e**(k'*x)) so snapping can read the rest
-            exact = max(cost, 0.5 * y.size * (EXACT_FIT * float(np.sqrt(np.mean(y * y)))) ** 2)
+            exact = 0.5 * y.size * (EXACT_FIT * float(np.sqrt(np.mean(y * y)))) ** 2
             if self.config.pin_constants and c.size > 1 and np.all(np.isfinite(c)) and cost <= exact:
                 c = pin_redundant(residual, c, 4.0 * exact, max_nfev=50 * c.size, bases=self._power_bases(genome))
         c = c if np.all(np.isfinite(c)) else c0
