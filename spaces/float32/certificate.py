@@ -43,6 +43,7 @@ _CHECKER = r"""
 #include "%(source)s"
 
 static const uint32_t hard[] = {%(hard)s};
+static const size_t n_hard = %(n_hard)d;
 
 static inline double ulp32(double a) {   /* 2^(exponent of |a| - 23); 2^-149 below 2^-126 */
     uint64_t u; memcpy(&u, &a, 8);
@@ -75,7 +76,7 @@ int main(int argc, char **argv) {
     uint64_t start = strtoull(argv[1], 0, 0), end = strtoull(argv[2], 0, 0), stride = strtoull(argv[3], 0, 0);
     int with_hard = atoi(argv[4]);
     for (uint64_t b = start; b < end; b += stride) check((uint32_t)b);
-    if (with_hard) for (size_t i = 0; i < sizeof hard / sizeof hard[0]; i++) check(hard[i]);
+    if (with_hard) for (size_t i = 0; i < n_hard; i++) check(hard[i]);
     printf("{\"max_ulp\": %%.17g, \"worst_bits\": %%u, \"over_half\": %%llu, \"over_one\": %%llu, \"count\": %%llu}\n",
            isinf(worst) ? 1e308 : worst, at, half, one, count);
     return 0;
@@ -89,7 +90,7 @@ def _compile(artifact: Path, name: str, hard: list[int], workdir: Path) -> Path:
         raise RuntimeError("no C compiler (cc or gcc) on PATH")
     src = workdir / "checker.c"
     src.write_text(_CHECKER % {"source": artifact.resolve(), "name": name,
-                               "hard": ", ".join(f"0x{b:08x}u" for b in hard) or "0"})
+                               "hard": ", ".join(f"0x{b:08x}u" for b in hard) or "0", "n_hard": len(hard)})
     exe = workdir / "checker"
     build = subprocess.run([cc, "-O2", "-o", str(exe), str(src), "-lm"], capture_output=True, text=True, timeout=120)
     if build.returncode:
