@@ -12,6 +12,7 @@ from pathlib import Path
 
 from runs.data import load_csv
 from runs.emit import emit_member
+from runs.placement import pinned_mode, place, say_in_process_instead
 from runs.placement import pinned_mode, place
 from runs.progress import RunProgress
 from runs.rundir import RunDirectory
@@ -64,10 +65,14 @@ def make_evaluator(spec: RunSpec, objective: Objective) -> Evaluator:
     timeout = backend.timeout or None
     if backend.kind == "local" or backend.mode == "local":
         return LocalEvaluator(objective, timeout=timeout)
-    from search.ray_backend import RayEvaluator
+    from search.ray_backend import RayEvaluator, RayUnavailable
 
-    return RayEvaluator(objective, workers=backend.workers, address=backend.address, timeout=timeout,
-                        runtime_env=cluster_runtime_env(backend.address))
+    try:
+        return RayEvaluator(objective, workers=backend.workers, address=backend.address, timeout=timeout,
+                            runtime_env=cluster_runtime_env(backend.address))
+    except RayUnavailable as exc:  # same front in-process: a run is never lost to Ray not starting
+        say_in_process_instead(str(exc))
+        return LocalEvaluator(objective, timeout=timeout)
 
 
 def default_run_dir(spec: RunSpec) -> Path:
@@ -141,9 +146,13 @@ def _execute_islands(job: Job, run: RunDirectory, state: ArchipelagoState | None
     use_ray = pinned_mode(spec) == "islands"
     started = False
     if use_ray:
-        from search.ray_backend import connect
+        from search.ray_backend import RayUnavailable, connect
 
-        started = connect(spec.backend.workers, spec.backend.address, cluster_runtime_env(spec.backend.address))
+        try:
+            started = connect(spec.backend.workers, spec.backend.address, cluster_runtime_env(spec.backend.address))
+        except RayUnavailable as exc:  # islands give the same front hosted in-process
+            say_in_process_instead(str(exc))
+            use_ray = False
     bar = RunProgress(job.objective, spec.search, state.generation if state else 0, enabled=progress)
     try:
         return evolve_islands(job.space, job.objective, spec.search, spec.islands, seed=spec.seed, state=state,

@@ -28,6 +28,11 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def say_in_process_instead(reason: str, log: Callable[[str], None] = _stderr) -> None:
+    """The one line told when an embedded Ray fails to start and the run goes on in-process (same front)."""
+    log(f"backend: in-process instead: the embedded Ray did not start ({reason})")
+
+
 def cluster_address(spec: RunSpec) -> str | None:
     return spec.backend.address or os.environ.get("RAY_ADDRESS") or None
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from search.evaluation import Evaluator, evaluate_chunk
-from search.protocols import Evaluation, Objective
+from search.protocols import Evaluation, Objective, UserError
 
 # A task whose worker process died is retried this many times before its genomes are scored as failed.
 MAX_TASK_RETRIES = 2
@@ -31,20 +31,35 @@ CHUNK_GRACE_SECONDS = 5.0
 MIN_TASK_SECONDS = 0.05
 
 
+class RayUnavailable(Exception):
+    """An embedded Ray could not start (e.g. its node timed out starting on an overloaded machine). The job layer
+    then runs in-process, which gives the same front."""
+
+
 def connect(workers: int, address: str | None = None, runtime_env: dict | None = None) -> bool:
     """Start an embedded Ray with `workers` CPUs, or join `address` (or RAY_ADDRESS); no-op if already connected.
 
-    Returns True when this call started the connection (so its owner should shut it down)."""
+    Returns True when this call started the connection (so its owner should shut it down). A cluster that cannot
+    be joined is a `UserError`; an embedded Ray that cannot start raises `RayUnavailable`."""
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
-    else:
-        ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
-                 runtime_env=runtime_env)
+    try:
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False,
+                     runtime_env=runtime_env)
+    except Exception as exc:  # ray.init raises bare Exception, ConnectionError, RuntimeError, TimeoutError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if ray.is_initialized():
+            ray.shutdown()
+        if address:
+            raise UserError(f"--address: cannot join the Ray cluster at {address} ({reason}); check the address "
+                            "(HOST:6379) and that the cluster is up") from None
+        raise RayUnavailable(reason) from None
     return True
 
 

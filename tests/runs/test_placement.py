@@ -59,3 +59,30 @@ def test_local_mode_with_a_cluster_address_is_refused(tmp_path):
                                                                 "backend.kind": "ray"})
     with pytest.raises(SpecError, match=r"^backend.mode: 'local' runs in-process but --address"):
         start(spec, tmp_path / "run", progress=False)
+
+
+@pytest.mark.slow  # two command-line runs and a failing Ray start-up: about 15 s on a quiet 2-core machine
+def test_a_ray_that_cannot_start_leaves_the_run_in_process_with_the_same_front(tmp_path):
+    """A real start-up failure (Ray's socket paths under a temp dir longer than AF_UNIX allows): the run goes on
+    in-process, says so in one line, and ends with the in-process front."""
+    import json
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from cli_helpers import evoforge
+
+    long_tmp = Path("/tmp") / ("r" * 100)
+    long_tmp.mkdir(exist_ok=True)
+    spec = write(tmp_path, SPEC + 'mode = "generational"')
+    env = {**os.environ, "RAY_TMPDIR": str(long_tmp)}
+    env.pop("RAY_ADDRESS", None)
+    result = evoforge("run", spec, "--out", tmp_path / "ray", "--quiet", env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = [line for line in result.stderr.splitlines() if line.startswith("backend:")]
+    assert len(said) == 1 and said[0].startswith("backend: in-process instead: the embedded Ray did not start (")
+    local = evoforge("run", spec, "--out", tmp_path / "local", "--quiet", "--local")
+    assert local.returncode == 0, local.stderr[-2000:]
+    front = json.loads((tmp_path / "ray" / "front.json").read_text())
+    assert front == json.loads((tmp_path / "local" / "front.json").read_text()) and front["front"]
