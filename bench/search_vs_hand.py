@@ -12,11 +12,14 @@ every FLOP alike); after refitting per-feature costs by non-negative least squar
 sample and 5-fold out of sample; and Spearman between the two measurement passes, the noise ceiling no proxy can
 beat on this machine. The peer is the uncalibrated proxy; the ratio is the calibrated/uncalibrated correlation.
 Cost of each stage: median seconds of one proxy evaluation and of one measurement.
+compress_band: the same for shapes whose GFLOPs all lie within 0.4-0.6, where GFLOPs hardly ranks and the
+refitted per-layer, LayerNorm/GELU and softmax costs have to.
 float32_found: the exp program the op-count search found against hand-written Horner polynomials, measured the
 same way in the same run (round-robin, medians): does the proxy's pick hold up when timed?
 
 Writes bench/results/search_vs_hand.json, keeping keys of other parts (e.g. "megakernel") already there.
-    python bench/search_vs_hand.py [--part float32 compress float32_found] [--candidates 60] [--rounds 15] [--seed 0]
+    python bench/search_vs_hand.py [--part float32 compress compress_band float32_found] [--candidates 60]
+        [--rounds 15] [--seed 0]
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from search.evaluation import guarded_evaluate  # noqa: E402
 from search.protocols import Context  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "search_vs_hand.json"
+COMPRESS_BAND = (0.4, 0.6)   # GFLOPs per 128-token input: shapes alike to the proxy
 
 
 def _timed(fn):
@@ -64,13 +68,19 @@ def float32_candidates(n: int, rng: np.random.Generator):
     return space, out
 
 
-def compress_candidates(n: int, rng: np.random.Generator):
+def compress_candidates(n: int, rng: np.random.Generator, band: tuple[float, float] | None = None):
+    """Random distinct shapes; with `band`, only those whose GFLOPs lie in it (where GFLOPs alone cannot rank)."""
+    from objectives.gflops import forward_flops
     from spaces.architecture.shapes import TransformerShapeSpace
 
     space = TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=128, max_positions=128), Context())
+    width = int(space.teacher_config["hidden_size"])
     seen, out = set(), []
     while len(out) < n:
         genome = space.random(rng)
+        gflops = forward_flops(genome, 128, width) / 1e9
+        if band and not band[0] <= gflops <= band[1]:
+            continue
         if space.key(genome) not in seen:
             seen.add(space.key(genome))
             out.append(genome)
@@ -91,7 +101,7 @@ def run_part(name: str, n: int, seed: int) -> dict:
         from objectives.gflops import GFlops
         from objectives.latency import Latency
 
-        space, genomes = compress_candidates(n, rng)
+        space, genomes = compress_candidates(n, rng, COMPRESS_BAND if name == "compress_band" else None)
         proxy = GFlops(GFlops.Config(), space, Context(seed=seed))
         measured = Latency(Latency.Config(warmup=2, repeats=7), space, Context(seed=seed))
         proxy_name, unit = "GFLOPs", "ms (batch 1, 1 thread)"
@@ -157,8 +167,8 @@ def float32_found_vs_hand(rounds: int, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", nargs="+", default=["float32", "compress", "float32_found"],
-                        choices=["float32", "compress", "float32_found"])
+    parser.add_argument("--part", nargs="+", default=["float32", "compress", "compress_band", "float32_found"],
+                        choices=["float32", "compress", "compress_band", "float32_found"])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--candidates", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
