@@ -26,6 +26,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import statistics
 import sys
 import time
@@ -296,6 +297,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=RUNS, help="JSONL of finished runs")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # exit through atexit: the daemonic workers die too
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # one core per run: the children inherit this before they import numpy
     ids = [e[0] for e in EQUATIONS]
