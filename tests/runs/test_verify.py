@@ -4,6 +4,7 @@ when re-run on the file, and flipping one constant in the file makes verify fail
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -118,6 +119,12 @@ def test_float32_c_artifact_verifies_and_a_flipped_coefficient_fails(tmp_path):
     assert check["name"] == "float32.max_ulp" and check["params"]["mode"] in ("strided", "exhaustive")
     assert check["result"]["count"] >= 2 ** 20 and check["result"]["max_ulp"] <= 1.0
     assert "libm" in check["method"]
+    moved = tmp_path / "elsewhere"                  # the file and its certificate alone, the run directory gone
+    moved.mkdir()
+    for f in (path, path.with_name(path.name + ".cert.json")):
+        shutil.copy(f, moved / f.name)
+    shutil.rmtree(run.path)
+    path = moved / path.name
     assert _verify(path)[0] == 0
     body = path.read_text()
     half = "0x1.0000000000000p-1f"                  # the x^2 / 2 coefficient of the Horner polynomial
