@@ -194,7 +194,7 @@ def _objective(table: Any, where: str) -> ComponentSpec:
     return dataclasses.replace(part, stage=stage)
 
 
-def _check_stages(stages: StagesSpec, parts: tuple[ComponentSpec, ...], islands: bool) -> None:
+def _check_stages(stages: StagesSpec, parts: tuple[ComponentSpec, ...], islands: bool, mode: str) -> None:
     from search.fidelity import Promotion
 
     if not any(p.stage == "measured" for p in parts):
@@ -205,6 +205,9 @@ def _check_stages(stages: StagesSpec, parts: tuple[ComponentSpec, ...], islands:
                         'gflops) with stage = "cheap"')
     if islands:
         raise SpecError('islands: not available with measured objectives (stage = "measured"); remove [islands]')
+    if mode == "islands":
+        raise SpecError('backend.mode: "islands" is not available with measured objectives (stage = "measured"); '
+                        'use "auto" or "generational"')
     if stages.devices < 1:
         raise SpecError(f"stages.devices: must be a positive integer, got {stages.devices}")
     try:
@@ -320,7 +323,7 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
     stages = None
     if "stages" in table or any(p.stage == "measured" for p in parts):
         stages = build_dataclass(StagesSpec, _table(table, "stages"), "stages")
-        _check_stages(stages, parts, islands is not None)
+        _check_stages(stages, parts, islands is not None, backend.mode)
     if backend.mode == "generational" and islands is not None:
         raise SpecError("backend.mode: 'generational' runs one population but the spec has [islands]; use "
                         "\"islands\", \"auto\" or \"local\", or remove the [islands] table")

@@ -70,6 +70,8 @@ CASES = [
     ("fraction = 0.5", "devices = 0", "stages.devices: must be a positive integer, got 0"),
     ("[search]", "[islands]\nislands = 2\n[search]",
      'islands: not available with measured objectives (stage = "measured"); remove [islands]'),
+    ('kind = "local"', 'kind = "ray"\nmode = "islands"',
+     'backend.mode: "islands" is not available with measured objectives (stage = "measured"); use "auto" or'),
 ]
 
 
