@@ -120,8 +120,8 @@ def parse_megabytes(text: str, field: str = "--to") -> float:
         value = float(raw) * scale
     except ValueError:
         raise UserError(f"{field}: {text!r} is not a size; write it like 3MB, 0.5MB or 800KB") from None
-    if not value > 0:
-        raise UserError(f"{field}: {text!r} must be a positive size, like 3MB")
+    if not 0 < value < float("inf"):
+        raise UserError(f"{field}: {text!r} must be a positive, finite size, like 3MB")
     return value
 
 

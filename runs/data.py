@@ -44,6 +44,11 @@ def load_csv(path: Path, target: str) -> Dataset:
             rows = list(csv.reader(handle))
     except OSError as exc:
         raise UserError(f"data.path: cannot read {path} ({exc.strerror}); give an existing CSV file") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"data.path: {path} is not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
+                        "save the CSV as UTF-8") from None
+    except csv.Error as exc:
+        raise UserError(f"data.path: {path} is not a readable CSV ({exc}); check its quoting") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if len(rows) < 3:
         raise UserError(f"data.path: {path} needs a header row and at least two data rows, found {max(0, len(rows) - 1)}")
