@@ -124,10 +124,12 @@ class SymbolicRegressor(RegressorMixin, BaseEstimator):
         if self.n_jobs is not None and (not _is_int(self.n_jobs) or self.n_jobs == 0 or self.n_jobs < -1):
             raise EstimatorParameterError(f"n_jobs: expected a positive integer or -1 (all CPUs), got {self.n_jobs!r}")
         workers = (os.cpu_count() or 1) if self.n_jobs == -1 else (self.n_jobs or 1)
+        # "generational": one population, each generation's evaluations on Ray, so the front is the in-process
+        # one; the CLI's default "auto" may choose islands, a different search
         if self.ray_address:
-            backend.update(kind="ray", address=self.ray_address, workers=workers)
+            backend.update(kind="ray", address=self.ray_address, workers=workers, mode="generational")
         elif workers > 1:
-            backend.update(kind="ray", workers=workers)
+            backend.update(kind="ray", workers=workers, mode="generational")
         else:
             backend["kind"] = "local"
         return backend

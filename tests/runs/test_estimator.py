@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sympy as sp
+import tomli_w
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -131,6 +132,11 @@ def test_front_matches_the_cli_for_the_same_seed_and_budget(tmp_path):
     table = model.pareto_front()
     assert isinstance(table, pd.DataFrame) and list(table["program"]) == [r["program"] for r in cli_front]
     assert model.pareto_front(as_frame=False) == model.front_
+    # the estimator's own spec (docs/python.md: add a [data] table and `evoforge run` it) runs the same search
+    (tmp_path / "model.toml").write_text(tomli_w.dumps({**model.spec_table(), "data": {"path": "data.csv",
+                                                                                       "target": "y"}}))
+    main(["run", str(tmp_path / "model.toml"), "--out", str(tmp_path / "run2"), "--quiet"])
+    assert json.loads((tmp_path / "run2" / "front.json").read_text())["front"] == cli_front
 
 
 def test_warm_start_continues_the_same_search_and_survives_pickling():
