@@ -136,6 +136,17 @@ class AtBudget(Objective):
             self._reduced[budget] = self.measured.at_budget(budget)
         return self._reduced[budget].evaluate(genome)
 
+    def evaluate_batch(self, pairs: Sequence[tuple[float, Any]]) -> list[Evaluation | Sequence[float]]:
+        """The measured objective's own batch path, when every pair is at one budget (a rung, or the full stage)."""
+        budgets = {budget for budget, _ in pairs}
+        if len(budgets) != 1:
+            return [self.evaluate(pair) for pair in pairs]
+        budget = budgets.pop()
+        if budget < 1.0 and budget not in self._reduced:
+            self._reduced[budget] = self.measured.at_budget(budget)
+        target = self.measured if budget >= 1.0 else self._reduced[budget]
+        return target.evaluate_batch([genome for _, genome in pairs])
+
 
 def _dominates(a: Sequence[float], b: Sequence[float], weights: Sequence[float]) -> bool:
     """a is at least as good as b everywhere and better somewhere (weights: +1 maximise, -1 minimise)."""

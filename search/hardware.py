@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from search.evaluation import Evaluator, guarded_evaluate
+from search.evaluation import Evaluator, evaluate_chunk, guarded_evaluate
 from search.protocols import Evaluation, Objective, UserError
 
 # Seconds past an evaluation's own timeout before its actor is killed (an actor's start-up counts against it).
@@ -92,6 +92,11 @@ def _actor_class():
         def evaluate(self, genome: Any, timeout: float | None) -> Evaluation:
             return guarded_evaluate(self.objective, genome, timeout)
 
+        def evaluate_chunk(self, genomes: list[Any]) -> list[Evaluation]:
+            """No time limit: the whole chunk through `evaluate_batch` (e.g. compile in parallel, then time one
+            at a time), one genome at a time if the batch raises."""
+            return evaluate_chunk(self.objective, genomes, None)
+
         def placement(self) -> dict[str, Any]:
             """Where this actor runs and what Ray assigned it (for tests and logs)."""
             context = ray.get_runtime_context()
@@ -105,8 +110,10 @@ def _actor_class():
 class HardwareEvaluator(Evaluator):
     """Evaluates a measured objective on actors holding its resources; results in input order.
 
-    devices: the most actors to start (the cluster may hold fewer). timeout: seconds per evaluation (None = no
-    limit). grace: seconds past `timeout` before a stuck actor is killed. Measurements are reproducible only
+    devices: the most actors to start (the cluster may hold fewer). timeout: seconds per evaluation; with one,
+    each genome is its own call (a stuck one is killed alone), without one (None or 0) each actor gets one chunk
+    through the objective's `evaluate_batch` (e.g. compile a batch in parallel, then time one kernel at a time).
+    grace: seconds past `timeout` before a stuck actor is killed. Measurements are reproducible only
     within timing noise; everything else about the run is not affected.
     """
 
@@ -155,6 +162,34 @@ class HardwareEvaluator(Evaluator):
         return ray.get([a.placement.remote() for a in self._actors])
 
     def evaluate(self, genomes: Sequence[Any]) -> list[Evaluation]:
+        if not genomes:
+            return []
+        if not self.timeout:
+            return self._evaluate_chunks(genomes)
+        return self._evaluate_each(genomes)
+
+    def _evaluate_chunks(self, genomes: Sequence[Any]) -> list[Evaluation]:
+        """Without a timeout: one balanced chunk per actor, through the objective's `evaluate_batch`."""
+        import ray
+
+        n = len(genomes)
+        count = min(n, len(self._actors))
+        bounds = [round(i * n / count) for i in range(count + 1)]
+        refs = [self._actors[k].evaluate_chunk.remote(list(genomes[a:b]))
+                for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        results: list[Evaluation] = []
+        for k, (ref, (a, b)) in enumerate(zip(refs, zip(bounds[:-1], bounds[1:]))):
+            try:
+                results += ray.get(ref)
+            except Exception as exc:  # the actor died: its chunk fails, a new actor takes its place
+                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                results += [Evaluation.failure(f"measuring actor died: {reason}", len(self.objective.names),
+                                               self.objective.directions)] * (b - a)
+                self._actors[k] = self._new_actor(k)
+        return results
+
+    def _evaluate_each(self, genomes: Sequence[Any]) -> list[Evaluation]:
+        """With a timeout: one genome per call, so a stuck measurement can be killed without losing others."""
         import ray
 
         n_values, directions = len(self.objective.names), self.objective.directions

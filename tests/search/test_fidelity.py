@@ -159,3 +159,14 @@ def test_restore_rebuilds_the_measurement_history_of_a_resumed_run():
     _, _, _, resumed = _staged("all", cap=5)
     resumed.restore((None, ev) for ev in results)
     assert [(c, m) for _, c, m in resumed.history] == [((2.0,), (6.0,)), ((4.0,), (4.0,))]
+
+
+def test_at_budget_keeps_the_measured_objectives_batch_path():
+    _, _, measured, _ = _staged("all")
+    batches = []
+    measured.evaluate_batch = lambda genomes: batches.append(len(genomes)) or [measured.evaluate(g) for g in genomes]
+    wrapped = AtBudget(measured)
+    out = wrapped.evaluate_batch([(1.0, _bits(3)), (1.0, _bits(5))])
+    assert batches == [2] and [ev.values for ev in out] == [(5.0,), (3.0,)]
+    mixed = wrapped.evaluate_batch([(1.0, _bits(3)), (0.5, _bits(5))])   # two budgets: one pair at a time
+    assert batches == [2] and [ev.values for ev in mixed] == [(5.0,), (0.0,)]

@@ -37,6 +37,20 @@ def test_objective_declaring_a_timing_core_runs_on_an_actor_holding_it(ray_timin
     assert {r.extras["pid"] for r in results} == {placement["pid"]} != {os.getpid()}
 
 
+def test_without_timeout_each_actor_takes_one_chunk_through_evaluate_batch(ray_timing):
+    evaluator = HardwareEvaluator(_objective(timed_objective.BatchCountingOnes), devices=1, timeout=None)
+    try:
+        whole = evaluator.evaluate([(1, 0, 1, 0, 0, 0), (1, 0, 1, 1, 0, 0), (1, 0, 0, 0, 0, 1)])
+        raising = evaluator.evaluate([(1, 0, 1, 0, 0, 0), (1, 1, 0, 0, 0, 0), (1, 0, 0, 0, 0, 1)])
+    finally:
+        evaluator.close()
+    assert [r.values for r in whole] == [(2.0,), (3.0,), (2.0,)]
+    assert [r.extras["batch_size"] for r in whole] == [3, 3, 3]
+    # a batch that raises is retried one genome at a time: only the bad genome fails
+    assert [r.values for r in raising[::2]] == [(2.0,), (2.0,)] and "batch_size" not in raising[0].extras
+    assert raising[1].failed.startswith("ValueError: refusing genomes that start with 11")
+
+
 def test_raising_hanging_and_stuck_measurements_are_failed_evaluations(ray_timing):
     evaluator = HardwareEvaluator(_objective(), devices=1, timeout=0.5, grace=1.0)
     try:

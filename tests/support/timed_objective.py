@@ -56,3 +56,13 @@ class GpuProbe(TimedOnes):
         total = float(torch.ones(1024, device="cuda").sum().item())
         return Evaluation(values=(float(sum(genome)),),
                           extras={"gpu_ids": [str(g) for g in ray.get_gpu_ids()], "kernel_sum": total})
+
+
+class BatchCountingOnes(TimedOnes):
+    """Records the size of the batch each genome was measured in (a batch that raises is retried one by one)."""
+
+    def evaluate_batch(self, genomes):
+        results = [self.evaluate(g) for g in genomes]
+        for r in results:
+            r.extras["batch_size"] = len(genomes)
+        return results
