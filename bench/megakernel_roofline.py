@@ -68,8 +68,6 @@ def stream_bandwidth(gib: float = 4.0) -> dict:
               "read_kernel_gbs": max(timed(lambda g=g: kernel((sms * g,), (512,), (arr, np.int64(n), out)))
                                      for g in (4, 8, 16))}
     result["best_gbs"] = max(result["torch_sum_gbs"], result["read_kernel_gbs"])
-    del buf, arr
-    torch.cuda.empty_cache()
     return result
 
 
@@ -102,6 +100,20 @@ def tokens_check(space, genes, weights, dtype: str, new_tokens: int = 32) -> dic
         upto = min(n, max(1, (agree - len(prompt) + 1) if tokens != ref else n))
         out[f"max_abs_logit_diff_{name}"] = float((logits[:upto] - ref_logits[:upto]).abs().max())
         out[f"logit_scale_{name}"] = float(ref_logits[:upto].abs().max())
+    return out
+
+
+def _ratios(rows: dict) -> dict:
+    """Speed ratios (>1: the first is faster) of the found genes against the hand-written and hand-tuned ones."""
+    us = {k: r["us_per_token"] for k, r in rows.items() if r.get("us_per_token")}
+    tuned = min((v for k, v in us.items() if k.startswith("hand_tuned")), default=None)
+    out = {}
+    if "found" in us and "hand_written" in us:
+        out["found_vs_hand_written"] = us["hand_written"] / us["found"]
+    if "found" in us and tuned:
+        out["found_vs_best_hand_tuned"] = tuned / us["found"]
+    if "hand_written" in us and tuned:
+        out["best_hand_tuned_vs_hand_written"] = us["hand_written"] / tuned
     return out
 
 
@@ -185,9 +197,7 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
                 result[f"speedup_vs_{key[:-3]}"] = peers[key] / best
         result["best_us_per_token"] = best
         result["best_bandwidth_fraction"] = need / (best * 1e-6) / (bandwidth["best_gbs"] * 1e9)
-    hw = result["megakernels"]["hand_written"].get("us_per_token")
-    if best and hw:
-        result["found_vs_hand_written"] = hw / best
+    result.update(_ratios(result["megakernels"]))
     print(f"[{name}] peers: { {k: v for k, v in peers.items() if k.endswith('_us') or k.endswith('_s')} }", flush=True)
     del weights, objective
     torch.cuda.empty_cache()

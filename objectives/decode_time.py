@@ -51,8 +51,7 @@ class DecodeTime(Objective):
         return makespan(self.space.schedule(genome)) * 1e6
 
     def _key(self, genome) -> tuple:
-        """The genes that change the schedule (the rest only change the compiled code)."""
-        return (self.space.config.model_config, genome.blocks_per_sm, genome.chunks, genome.tiles)
+        return (self.space.config.model_config, *self.space.schedule_key(genome))
 
     def certify_all(self, genomes) -> None:
         """Validate the distinct schedules of `genomes` not yet certified, in parallel processes."""

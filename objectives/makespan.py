@@ -31,7 +31,11 @@ class Makespan(Objective):
         device = Device(sm_bandwidth=c.sm_bandwidth, sm_flops=c.sm_flops, barrier_latency=c.barrier_latency,
                         wait_latency=c.wait_latency)
         s = self.space.schedule(genome) if hasattr(self.space, "schedule") else genome
-        seconds = makespan(s, device)
+        key = self.space.schedule_key(genome) if hasattr(self.space, "schedule_key") else None
+        cache = self.__dict__.setdefault("_seconds", {})   # genomes sharing a schedule share its makespan
+        seconds = cache[key] if key in cache else makespan(s, device)
+        if key is not None:
+            cache[key] = seconds
         us = c.deadlock_us if math.isinf(seconds) else seconds * 1e6
         return Evaluation(values=(us,), extras={"barriers": sum(st.kind == "barrier" for st in s.programs[0]),
                                                 "counters": len(s.counters)})

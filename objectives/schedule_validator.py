@@ -208,7 +208,16 @@ class ScheduleValidator(Objective):
     constraints = ("unsafe",)
 
     def evaluate(self, genome: Any) -> Evaluation:
-        schedule = self.space.schedule(genome) if hasattr(self.space, "schedule") else genome
-        verdict = validate(schedule)
+        # a space whose genomes share schedules (kernel genes that only change the compiled code) says which
+        # genomes do through `schedule_key`: each schedule is validated once per process
+        key = self.space.schedule_key(genome) if hasattr(self.space, "schedule_key") else None
+        verdicts = self.__dict__.setdefault("_verdicts", {})
+        if key is None or key not in verdicts:
+            schedule = self.space.schedule(genome) if hasattr(self.space, "schedule") else genome
+            verdict = validate(schedule)
+            if key is not None:
+                verdicts[key] = verdict
+        else:
+            verdict = verdicts[key]
         return Evaluation(values=(), violations=(float(len(verdict.rejections)),),
                           extras={"rejections": [str(r) for r in verdict.rejections[: self.config.max_reasons]]})

@@ -41,11 +41,14 @@ def run(spec: str = typer.Argument(..., help="a spec file or a preset name (see 
         data: Path | None = typer.Option(None, help="CSV of samples (sets data.path)"),
         target: str | None = typer.Option(None, help="the CSV column to predict (sets data.target)"),
         local: bool = typer.Option(False, "--local", help="evaluate in-process instead of on Ray"),
+        model_config: str | None = typer.Option(None, "--model-config", help="megakernel presets: a Llama config "
+                                                "(llama-3.2-1b, hidden-1024, toy, or PATH/config.json)"),
         quiet: bool = typer.Option(False, help="no progress display")):
     """Run a search job from a spec or preset; prints where the discovered code was written."""
     from runs import api
 
-    _finish(api.run(spec, out=out, seed=seed, workers=workers, address=address, data=data, target=target,
+    overrides = {"space.model_config": model_config} if model_config else None
+    _finish(api.run(spec, overrides, out=out, seed=seed, workers=workers, address=address, data=data, target=target,
                     local=local, progress=not quiet))
 
 

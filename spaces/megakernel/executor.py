@@ -106,7 +106,7 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
         best = int(np.argmax(out))
         mem.view(s, task.writes[1])[:] = (out[best], best + task.param("row0"))
     elif task.op == "attention_partial":
-        h, c, p0, p1 = task.param("head"), task.param("chunk"), task.param("pos0"), task.param("pos1")
+        p0, p1 = task.param("pos0"), task.param("pos1")
         inv = R[5]
         q = rope_with(R[0].reshape(group, hd), pos, inv)
         keys, values = mem.view(s, task.writes[0]).reshape(-1, hd), mem.view(s, task.writes[1]).reshape(-1, hd)

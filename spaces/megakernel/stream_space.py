@@ -59,7 +59,7 @@ class StreamKernelSpace(Space):
         sms: int = 132                      # SMs of the target GPU (H100 SXM: 132)
         dtype: str = "bfloat16"             # weights and KV cache: bfloat16 or float32
 
-    emit_languages = ("cuda", "json")
+    emit_languages = ("cuda", "python", "json")
 
     def __init__(self, config, context):
         super().__init__(config, context)
@@ -77,7 +77,12 @@ class StreamKernelSpace(Space):
         return KernelGenes()
 
     def schedule(self, g: KernelGenes) -> Schedule:
-        return _schedule(self.model, g, self.config.sms, self.config.kv_length)
+        s = _schedule(self.model, self.schedule_key(g), self.config.sms, self.config.kv_length)
+        return replace(s, meta={**s.meta, "genes": g.as_dict()})
+
+    def schedule_key(self, g: KernelGenes) -> tuple[int, int, int]:
+        """The genes that change the schedule; the others only change the compiled code."""
+        return (g.blocks_per_sm, g.chunks, g.tiles)
 
     def random(self, rng):
         return KernelGenes(**{k: v[int(rng.integers(len(v)))] for k, v in KernelGenes.CHOICES.items()})
@@ -114,9 +119,15 @@ class StreamKernelSpace(Space):
             from spaces.megakernel.emit_stream import emit_stream_cuda
 
             return emit_stream_cuda(self.dims, g, self.config.dtype)
+        if lang == "python":
+            from spaces.megakernel.launcher import launcher_source
+
+            return launcher_source(g, self.config.dtype, self.config.model_config)
         raise self.unsupported(lang)
 
 
 @lru_cache(maxsize=8)
-def _schedule(model: Any, g: KernelGenes, sms: int, kv_length: int) -> Schedule:
-    return stream_schedule(model, g, sms=sms, kv_length=kv_length)
+def _schedule(model: Any, key: tuple[int, int, int], sms: int, kv_length: int) -> Schedule:
+    blocks_per_sm, chunks, tiles = key
+    return stream_schedule(model, KernelGenes(blocks_per_sm=blocks_per_sm, chunks=chunks, tiles=tiles), sms=sms,
+                           kv_length=kv_length)

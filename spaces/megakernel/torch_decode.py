@@ -148,7 +148,7 @@ def time_peers(w: dict[str, Any], d: ModelDims, start_pos: int, steps: int, repe
                 graph.replay()
 
         out["cuda_graph_us"], out["cuda_graph_samples"] = _timed(graphed, steps, repeats)
-        del graph
+        graph.reset()
         if compile_too:
             compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
 

@@ -1,0 +1,159 @@
+"""The streaming lowering (spaces/megakernel/stream.py): certified by the validator, computing the forward pass
+exactly on the CPU executor, loading real Hugging Face checkpoints, and compiling with nvcc where it exists."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from objectives.schedule_validator import validate
+from spaces.megakernel.executor import Memory, execute
+from spaces.megakernel.ir import Step
+from spaces.megakernel.lower import LlamaShape, ModelDims, rope_inv_freq
+from spaces.megakernel.model import new_cache, random_weights, reference_step
+from spaces.megakernel.stream import HIDDEN_1024, LLAMA_3_2_1B, TOY, KernelGenes, stream_schedule
+from spaces.megakernel.stream_runtime import arenas, bytes_per_step, task_table
+
+TINY = LlamaShape(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=40, max_position_embeddings=8)
+
+
+@pytest.mark.parametrize("genes", [KernelGenes(), KernelGenes(chunks=3, tiles=2), KernelGenes(blocks_per_sm=2, chunks=8)])
+def test_certified_schedule_reproduces_the_forward_pass(genes):
+    s = stream_schedule(TINY, genes, sms=3, kv_length=8)
+    assert validate(s).accepted
+    d = ModelDims.of(TINY, 8)
+    w = random_weights(d, np.random.default_rng(1))
+    w["w_rope_inv"] = rope_inv_freq(d)
+    mem, cache = Memory.allocate(s, w), new_cache(d)
+    worst = 0.0
+    for pos, token in enumerate([3, 17, 5, 39, 0, 22]):
+        ref = reference_step(w, d, token, pos, cache)
+        worst = max(worst, float(np.abs(execute(s, mem, d, token, pos) - ref).max()))
+    assert worst < 1e-4
+
+
+def test_a_dropped_wait_is_rejected_as_a_race():
+    s = stream_schedule(TINY, KernelGenes(), sms=3, kv_length=8)
+    program = list(s.programs[1])
+    i = next(i for i, st in enumerate(program) if st.kind == "wait" and st.counter == "op2")
+    del program[i]
+    broken = replace(s, programs=s.programs[:1] + (tuple(program),) + s.programs[2:])
+    verdict = validate(broken)
+    assert not verdict.accepted and verdict.rules == {"race"}
+    assert all(isinstance(st, Step) for st in program)
+
+
+def test_a_join_that_waits_for_too_few_tiles_is_rejected():
+    s = stream_schedule(TINY, KernelGenes(), sms=3, kv_length=8)
+    programs = [tuple(Step(st.kind, st.task, st.counter, st.count - 1 if st.kind == "wait" and st.counter == "op3" else st.count)
+                      for st in p) for p in s.programs]
+    assert "race" in validate(replace(s, programs=tuple(programs))).rules
+
+
+def test_the_hidden_1024_schedule_is_certified_quickly():
+    s = stream_schedule(HIDDEN_1024, KernelGenes(), sms=132, kv_length=1024)
+    start = time.perf_counter()
+    verdict = validate(s)
+    assert verdict.accepted and len(s.tasks) == 2309
+    assert time.perf_counter() - start < 60   # 0.6 s on the device host; the 2-core CI machine is slower
+
+
+@pytest.mark.slow
+def test_the_llama_1b_schedule_is_certified_in_seconds():
+    s = stream_schedule(LLAMA_3_2_1B, KernelGenes(), sms=132, kv_length=1024)
+    start = time.perf_counter()
+    assert validate(s).accepted
+    assert time.perf_counter() - start < 30
+
+
+def test_task_table_points_every_task_at_its_regions():
+    s = stream_schedule(TOY, KernelGenes(chunks=4), sms=4, kv_length=16)
+    table, layout = task_table(s), arenas(s)
+    ops = [t.op for t in s.tasks]
+    o_proj = table[ops.index("combine_matvec_residual")]
+    assert o_proj[6] == layout["part"][1] and o_proj[2] == 8 * 32          # input: the partials; k = heads x head_dim
+    attn = table[ops.index("attention_partial")]
+    assert attn[5] == layout["w_rope_inv"][1] and attn[6] == layout["qkv"][1] and tuple(attn[8:12]) == (0, 0, 0, 4)
+    lm = table[ops.index("norm_matvec_argmax")]
+    assert lm[3] == layout["w_lm_head"][1] and lm[8] == layout["argmax"][1]
+    assert (table[:, 3] >= 0).all()
+
+
+def test_bytes_per_step_counts_the_tied_table_once():
+    d = ModelDims.of(LLAMA_3_2_1B, 1024)
+    params = 1_235_814_400                       # Llama-3.2-1B's parameter count (tied embeddings)
+    assert abs(bytes_per_step(d, "bfloat16", 0) - 2 * params) < 2 * 2048 * 4   # + the norms' rows, no cache
+    assert bytes_per_step(d, "bfloat16", 1024) - bytes_per_step(d, "bfloat16", 0) == 2 * 16 * 2 * 8 * 64 * 1024
+
+
+def test_a_hugging_face_checkpoint_runs_through_the_streaming_layout(tmp_path):
+    torch = pytest.importorskip("torch")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from spaces.megakernel.launcher import load_hf_llama
+
+    config = LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=40, max_position_embeddings=9000, rms_norm_eps=1e-5,
+                         tie_word_embeddings=True,
+                         rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 8192})
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).eval()
+    model.save_pretrained(tmp_path)
+    shape, d, w = load_hf_llama(tmp_path, kv_length=8)
+    assert d.tied and d.rope_scaling == (32.0, 1.0, 4.0, 8192.0)
+    s = stream_schedule(shape, KernelGenes(chunks=2), sms=2, kv_length=8)
+    w["w_rope_inv"] = rope_inv_freq(d)
+    mem = Memory.allocate(s, w)
+    tokens = [5, 11, 2, 30, 7]
+    with torch.no_grad():
+        hf = model(torch.tensor([tokens])).logits[0].numpy()
+    ours = np.stack([execute(s, mem, d, t, p) for p, t in enumerate(tokens)])
+    assert np.abs(ours - hf).max() < 1e-4
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_the_emitted_kernel_compiles_for_hopper(tmp_path):
+    from spaces.megakernel.emit_stream import emit_stream_cuda
+
+    source = emit_stream_cuda(ModelDims.of(TOY, 64), KernelGenes(warps=4, unroll=2, chunks=2), "float32")
+    (tmp_path / "k.cu").write_text(source)
+    r = subprocess.run(["nvcc", "-arch=sm_90", "-std=c++17", "-cubin", "-o", str(tmp_path / "k.cubin"),
+                        str(tmp_path / "k.cu")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "k.cubin").stat().st_size > 10_000
+
+
+def _cuda_available() -> bool:
+    try:
+        import cupy  # noqa: F401
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU with torch and cupy")
+def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers():
+    import torch
+
+    from spaces.megakernel.stream_runtime import StreamMegakernel, random_weights_gpu
+    from spaces.megakernel.torch_decode import hf_greedy, to_transformers
+
+    d = ModelDims.of(TOY, 64)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    weights = random_weights_gpu(d, "float32", seed=0)
+    for genes in (KernelGenes(), KernelGenes(warps=16, unroll=8, chunks=16, blocks_per_sm=2)):
+        mk = StreamMegakernel(stream_schedule(TOY, genes, sms=sms, kv_length=64), weights, "float32")
+        tokens, _ = mk.generate([1, 2, 3, 4], 24)
+        ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
+        assert tokens == ref
