@@ -18,11 +18,13 @@ most 1 (tanh near 0, sigmoid for x -> -inf, where the result is e^x or 2|x|-prop
 +-1 (tanh), 1 or 0 (sigmoid).
 
 erf has no exp-shaped reduction; the program gets a = |x| (clamped to 3.92, where erf rounds to 1) and two
-shifted copies a - 1.6 and a - 3.06 (exact by Sterbenz where they are used, and centred so that float32 Horner
+shifted copies a - 1.52 and a - 3.06 (exact by Sterbenz where they are used, and centred so that float32 Horner
 steps do not cancel), and has three outputs, each fitted on its own interval in absolute error (what matters
-next to a result near 1): G(a) ~ erf(a)/a - 2/sqrt(pi) on [0, 1], D1 ~ erfc(a) on [1, 2.2], D2 ~ erfc(a) on
-[2.2, 3.92]. erf |x| = a (2/sqrt(pi) + G) in binary64 rounded once for a < 1, else 1 - D (one float32 rounding,
-|D| <= 0.16 so its own rounding costs <= 0.16 ULP); the sign of x is put back. All three are computed and
+next to a result near 1): G(a) ~ erf(a)/a - 2/sqrt(pi) on [0, 0.84375], D1 ~ erfc(a) on [0.84375, 2.2],
+D2 ~ erfc(a) on [2.2, 3.92]. erf |x| = a (2/sqrt(pi) + G) in binary64 rounded once for a < 0.84375 (the split
+of glibc's erff: further up, the roundings of t = a^2 inside G and of G itself grow towards 0.55 ULP on top of
+the final 0.5), else 1 - D (one float32 rounding; |D| < 1/4, so D's own rounding costs <= 1/8 ULP), and 1 from
+3.92 on; the sign of x is put back. All three are computed and
 selected, so the loop stays branch-free.
 """
 
@@ -44,8 +46,8 @@ TANH_CLAMP = F32(9.5)
 TANH_TINY = F32(2.0 ** -12)
 SIGMOID_CLAMP = 120.0
 ERF_CLAMP = F32(3.92)
-ERF_SPLITS = (F32(1.0), F32(2.2))                          # G below the first, D1 below the second, else D2
-ERF_SHIFTS = (F32(1.6), F32(3.06))
+ERF_SPLITS = (F32(0.84375), F32(2.2))                         # G below the first, D1 below the second, else D2
+ERF_SHIFTS = (F32(1.52), F32(3.06))                       # centres of D1's and D2's intervals
 TWO_OVER_SQRT_PI = 1.1283791670955126                     # 2/sqrt(pi) in binary64
 
 
@@ -151,9 +153,9 @@ class Erf(Target):
     n_outputs: ClassVar[int] = 3
     n_inputs: ClassVar[int] = 3
     interval: ClassVar[tuple[float, float]] = (0.0, 3.92)
-    output_intervals: ClassVar[tuple[tuple[float, float], ...]] = ((0.0, 1.0), (1.0, 2.2), (2.2, 3.92))
-    # |x| 0, clamp 1, 2 shifts, A: 2 conversions + add + mul + conversion, B: 2 subs, 2 compares + 2 selects
-    harness_ops: ClassVar[int] = 14
+    output_intervals: ClassVar[tuple[tuple[float, float], ...]] = ((0.0, 0.84375), (0.84375, 2.2), (2.2, 3.92))
+    # |x| 0, clamp 1, 2 shifts, A: 2 conversions + add + mul + conversion, B: 2 subs, 3 compares + 3 selects
+    harness_ops: ClassVar[int] = 16
     reference64: ClassVar = staticmethod(erf64)
 
     def reduced_reference(self, r):
@@ -177,7 +179,8 @@ class Erf(Target):
         a, ac = state["a"], state["ac"]
         ya = (ac.astype(np.float64) * (TWO_OVER_SQRT_PI + g.astype(np.float64))).astype(F32)
         y = np.where(a < ERF_SPLITS[1], (F32(1.0) - d1).astype(F32), (F32(1.0) - d2).astype(F32))
-        y = np.where(a < ERF_SPLITS[0], ya, y).astype(F32)
+        y = np.where(a < ERF_SPLITS[0], ya, y)
+        y = np.where(a >= ERF_CLAMP, F32(1.0), y).astype(F32)   # erf rounds to 1 from 3.92 on (NaN keeps y)
         return (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
 
     def sample(self, n, rng):
@@ -186,7 +189,7 @@ class Erf(Target):
         return np.concatenate([a, b, rng.uniform(-4.0, 4.0, n - n // 2).astype(F32)])
 
     def hard_points(self):
-        pts = _around([1.0, 2.2, 3.92, 3.8, 0.5, 0.9, 2.0 ** -12, 1e-30, 1.5, 3.0], 3)
+        pts = _around([0.84375, 1.0, 2.2, 3.92, 3.8, 0.5, 0.75, 2.0 ** -12, 1e-30, 1.5, 3.0], 3)
         return np.concatenate([pts, -pts])
 
 

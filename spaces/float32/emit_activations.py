@@ -28,7 +28,7 @@ def c_erf() -> str:
             "   /* shifts exact where used */\n"
             f"    const float ya = (float)((double)ac * ({_d(A.TWO_OVER_SQRT_PI)} + (double)g));   /* a < 1 */\n"
             f"    float y = a < {_f(A.ERF_SPLITS[1])} ? 1.0f - d1 : 1.0f - d2;\n"
-            f"    y = a < {_f(A.ERF_SPLITS[0])} ? ya : y;\n"
+            f"    y = a < {_f(A.ERF_SPLITS[0])} ? ya : y;\n"            f"    y = a >= {_f(A.ERF_CLAMP)} ? 1.0f : y;                     /* erf rounds to 1; NaN keeps y */\n"
             "    return ef_float(ef_bits(y) | (ix & 0x80000000u));          /* erf is odd */\n"
             "}\n")
 
@@ -80,7 +80,8 @@ def numpy_erf() -> str:
             f"        ya = (ac.astype(np.float64) * ({A.TWO_OVER_SQRT_PI!r} + np.asarray(g, F32).astype(np.float64)))"
             ".astype(F32)\n"
             f"        y = np.where(a < {h(A.ERF_SPLITS[1])}, (F32(1.0) - d1).astype(F32), (F32(1.0) - d2).astype(F32))\n"
-            f"        y = np.where(a < {h(A.ERF_SPLITS[0])}, ya, y).astype(F32)\n"
+            f"        y = np.where(a < {h(A.ERF_SPLITS[0])}, ya, y)\n"
+            f"        y = np.where(a >= {h(A.ERF_CLAMP)}, F32(1.0), y).astype(F32)\n"
             "        return (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n")
 
 
@@ -162,5 +163,6 @@ def triton_erf_lines(body: list[str], outs: list[str]) -> list[str]:
             [f"    ya = (ac.to(tl.float64) * ({_t64(A.TWO_OVER_SQRT_PI)} + {outs[0]}.to(tl.float64))).to(tl.float32)",
              f"    y = tl.where(a < {f(A.ERF_SPLITS[1])}, 1.0 - {outs[1]}, 1.0 - {outs[2]})",
              f"    y = tl.where(a < {f(A.ERF_SPLITS[0])}, ya, y)",
+             f"    y = tl.where(a >= {f(A.ERF_CLAMP)}, 1.0, y)",
              "    sign = x.to(tl.int32, bitcast=True) & -2147483648",
              "    return (y.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)"])

@@ -203,8 +203,8 @@ def classic_forms(target: Target, max_ops: int) -> list[Program]:
     n_in = target.n_inputs
     forms: list[Program] = []
     if target.name == "erf":
-        return [f for f in (_erf_form(*d) for d in ((4, 8, 9), (5, 8, 9), (5, 9, 10), (5, 9, 11), (6, 10, 11),
-                                                    (6, 11, 12))) if len(f) <= max_ops]
+        return [f for f in (_erf_form(*d) for d in ((3, 8, 9), (4, 9, 9), (4, 9, 10), (4, 10, 10), (5, 10, 10),
+                                                    (5, 10, 11), (5, 11, 11))) if len(f) <= max_ops]
     if target.name in ("tanh", "sigmoid"):
         for d in range(1, max_ops - 1):
             prog = [("mul", (0, 0))]                                    # r^2
