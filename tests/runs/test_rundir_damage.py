@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from cli_helpers import REPO, evoforge  # noqa: E402
+from cli_helpers import REPO  # noqa: E402
 
 from runs.rundir import MAGIC, RunDirectory  # noqa: E402
 from search.protocols import UserError  # noqa: E402
@@ -99,6 +99,18 @@ def test_one_flipped_bit_fails_the_hmac(tmp_path):
         run.load_checkpoint()   # no checkpoint.prev.pkl after a single save
 
 
+def _cli(argv, capsys):
+    """The real entry point in-process (no second interpreter to start): (exit code, stderr)."""
+    from runs.cli import main
+
+    try:
+        main([str(a) for a in argv])
+        code = 0                                   # main returns normally on success
+    except SystemExit as stop:
+        code = stop.code or 0
+    return code, capsys.readouterr().err
+
+
 def _comparable(stats):
     return [{k: v for k, v in s.items() if k not in ("elapsed", "evals_per_s")} for s in stats]
 
@@ -107,11 +119,11 @@ def _stats(run):
     return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
 
 
-def test_truncated_checkpoint_after_a_kill_resumes_to_the_same_front(tmp_path):
+def test_truncated_checkpoint_after_a_kill_resumes_to_the_same_front(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC)
     reference = tmp_path / "reference"
-    assert evoforge("run", spec, "--out", reference, "--quiet").returncode == 0
+    assert _cli(["run", spec, "--out", reference, "--quiet"], capsys)[0] == 0
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "runs.cli", "run", str(spec), "--out", str(killed), "--quiet"],
@@ -129,10 +141,10 @@ def test_truncated_checkpoint_after_a_kill_resumes_to_the_same_front(tmp_path):
     data = checkpoint.read_bytes()
     checkpoint.write_bytes(data[: len(data) - 100])          # a copy cut short / a full disk
 
-    resumed = evoforge("resume", killed, "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    errors = [line for line in resumed.stderr.splitlines() if line.strip()]
-    assert len(errors) == 1 and "Traceback" not in resumed.stderr
+    code, stderr = _cli(["resume", killed, "--quiet"], capsys)
+    assert code == 0, stderr
+    errors = [line for line in stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "Traceback" not in stderr
     assert errors[0].startswith(f"error: {checkpoint} is truncated (")
     assert "resuming from checkpoint.prev.pkl (generation " in errors[0]
     front = json.loads((killed / "front.json").read_text())
@@ -141,17 +153,17 @@ def test_truncated_checkpoint_after_a_kill_resumes_to_the_same_front(tmp_path):
     assert len(_stats(killed)) == 41     # the initial generation and 40 more, none logged twice
 
 
-def test_resume_with_every_checkpoint_tampered_is_one_error_line(tmp_path):
+def test_resume_with_every_checkpoint_tampered_is_one_error_line(tmp_path, capsys):
     spec = tmp_path / "spec.toml"
     spec.write_text(SPEC.replace("generations = 40", "generations = 3"))
     run = tmp_path / "run"
-    assert evoforge("run", spec, "--out", run, "--quiet").returncode == 0
+    assert _cli(["run", spec, "--out", run, "--quiet"], capsys)[0] == 0
     for name in ("checkpoint.pkl", "checkpoint.prev.pkl"):
         data = bytearray((run / name).read_bytes())
         data[len(data) // 2] ^= 0xFF
         (run / name).write_bytes(bytes(data))
-    result = evoforge("resume", run, "--quiet")
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith(f"error: {run / 'checkpoint.pkl'} fails its HMAC check")
-    assert "no checkpoint can be trusted" in result.stderr
+    code, stderr = _cli(["resume", run, "--quiet"], capsys)
+    assert code == 2
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert stderr.startswith(f"error: {run / 'checkpoint.pkl'} fails its HMAC check")
+    assert "no checkpoint can be trusted" in stderr
