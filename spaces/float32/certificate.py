@@ -33,6 +33,9 @@ TOOLS = ()
 BOUND = 1.0                  # ULPs: the ulp objective's default constraint
 STRIDE = 4096                # sample = 2^32 / STRIDE = 2^20 bit patterns
 EXHAUSTIVE_BUDGET_S = 60.0   # seconds of checker time (all cores) allowed for the exhaustive walk
+# binary64 reference in C for each target, of the double `xd` (C99 libm; the logistic function has none)
+C_REFERENCE = {"exp": "exp(xd)", "exp2": "exp2(xd)", "log": "log(xd)", "log2": "log2(xd)", "sin": "sin(xd)",
+               "cos": "cos(xd)", "tanh": "tanh(xd)", "erf": "erf(xd)", "sigmoid": "1.0 / (1.0 + exp(-xd))"}
 
 _CHECKER = r"""
 #include <math.h>
@@ -65,7 +68,8 @@ static double worst = 0; static uint32_t at = 0; static unsigned long long half 
 
 static void check(uint32_t u) {
     float x; memcpy(&x, &u, 4);
-    double e = ulp_err(evoforge_%(name)s(x), %(name)s((double)x));
+    const double xd = (double)x;
+    double e = ulp_err(evoforge_%(name)s(x), %(reference)s);
     count++;
     if (e > 0.5) half++;
     if (e > 1.0) one++;
@@ -89,7 +93,9 @@ def _compile(artifact: Path, name: str, hard: list[int], workdir: Path) -> Path:
     if cc is None:
         raise RuntimeError("no C compiler (cc or gcc) on PATH")
     src = workdir / "checker.c"
-    src.write_text(_CHECKER % {"source": artifact.resolve(), "name": name,
+    if name not in C_REFERENCE:
+        raise ValueError(f"no C reference for {name!r}; known: {', '.join(C_REFERENCE)}")
+    src.write_text(_CHECKER % {"source": artifact.resolve(), "name": name, "reference": C_REFERENCE[name],
                                "hard": ", ".join(f"0x{b:08x}u" for b in hard) or "0", "n_hard": len(hard)})
     exe = workdir / "checker"
     build = subprocess.run([cc, "-O2", "-o", str(exe), str(src), "-lm"], capture_output=True, text=True, timeout=120)
@@ -188,7 +194,8 @@ def certify(space, genome, lang: str, source: str, artifact: Path) -> list[Check
     hard = sorted({int(b) for b in np.asarray(target.hard_points(), np.float32).view(np.uint32)})
     params = {"lang": lang, "function": name, "bound": BOUND, "mode": "strided", "stride": STRIDE,
               "offset": int(rng.integers(STRIDE)), "hard_points": hard}
-    reference = f"the system libm's binary64 {name}()" if lang == "c" else f"numpy's binary64 np.{name}"
+    reference = (f"the system libm's binary64 {C_REFERENCE.get(name, name)} (xd = x as a double)" if lang == "c"
+                 else f"evoforge's binary64 numpy reference for {name} (spaces/float32)")
     t0 = time.perf_counter()
     check = run_check("float32.max_ulp", f"max error of evoforge_{name} <= {BOUND:g} ULP",
                       f"{reference} as the reference (within 2^-27 ULP32 of exact); every {STRIDE}th float32 bit "
