@@ -47,6 +47,7 @@ class TrainingConfig:
                                       # teacher: about 2x at the smallest, see vocabulary.py)
     threads: int = 1                  # torch CPU threads; 1 is fastest on a shared CPU (see distill), 0 = torch's
     word_weight: float = 0.0          # weight of the word-level loss (0 = sentence embeddings only; see distill)
+    static_lr_scale: float = 10.0     # static students (a table and one linear map) train at this x the rate
     seed: int = 0
     checkpoint_every: int = 0         # steps between checkpoints; 0 = none
     progress: bool = False            # show a progress bar (loss, snippets/s)
@@ -264,17 +265,20 @@ class DistillationData:
 
 def prepare_data(teacher: str | Teacher, data: str | None, corpus_config: CorpusConfig, max_length: int,
                  seed: int = 0, cache_dir: Path | None = None, corpus: Corpus | None = None,
-                 words: bool = False) -> DistillationData:
+                 words: bool = False, teacher_precision: str = "float32") -> DistillationData:
     """Load the teacher and the corpus, plan the vocabulary, and compute (or read cached) teacher targets
-    (with `words`, also the teacher's word states of the training snippets, for the word-level loss)."""
+    (with `words`, also the teacher's word states of the training snippets, for the word-level loss).
+    `teacher_precision` "int8" computes the training targets with a quantised teacher (faster on a CPU); the
+    held-out targets, which fidelity is measured against, always come from the float32 teacher."""
     teacher = load_teacher(teacher) if isinstance(teacher, str) else teacher
     corpus = corpus or load_corpus(data, corpus_config, seed)
     plan = plan_vocabulary(teacher.tokenizer, corpus.train)
     cache_dir = cache_dir or default_cache_dir()
     if device_for_training() == "cuda":
         teacher.model.to("cuda")  # targets on the GPU; the teacher goes back to the CPU for latency figures
+    trainer = teacher.with_precision(teacher_precision) if device_for_training() == "cpu" else teacher
     try:
-        train_targets, train_words = cached_targets(teacher, corpus.train, max_length, cache_dir, words=words)
+        train_targets, train_words = cached_targets(trainer, corpus.train, max_length, cache_dir, words=words)
         held_out_targets = cached_embeddings(teacher, corpus.held_out, max_length, cache_dir)
     finally:
         teacher.model.to("cpu")
@@ -283,12 +287,16 @@ def prepare_data(teacher: str | Teacher, data: str | None, corpus_config: Corpus
 
 def train_student(shape: Shape, data: DistillationData, config: TrainingConfig, init: str = "teacher",
                   train: bool = True, checkpoint_dir: Path | None = None):
-    """(student, tokenizer, TrainingResult | None): a student of `shape`, initialised and distilled."""
+    """(student, tokenizer, TrainingResult | None): a student of `shape`, initialised and distilled. A static
+    shape (zero layers) starts from the teacher's per-token outputs (static.py; `init` "random" keeps the table
+    random) and trains at `static_lr_scale` x the learning rate."""
     from spaces.architecture.student import build_student, initialise_from_teacher
 
     if init not in INITS:
         raise UserError(f"init: {init!r} is not known; choose one of {', '.join(INITS)}")
     vocabulary = reduce_vocabulary(data.teacher.tokenizer, data.plan, shape.vocab)
+    if shape.static:
+        return _train_static(shape, data, config, init, train, checkpoint_dir, vocabulary)
     tokenizer = student_tokenizer(data.teacher.tokenizer, vocabulary, shape.positions)
     student = build_student(shape, data.teacher.config, data.teacher.embedding_dim, config.seed,
                             data.teacher.pooling)
@@ -300,6 +308,29 @@ def train_student(shape: Shape, data: DistillationData, config: TrainingConfig, 
         config = _fit_length(config, shape)
         result = distill(student, tokenizer, data.corpus.train, data.train_targets, config, checkpoint_dir,
                          words=data.train_words)
+    return student, tokenizer, result
+
+
+def _train_static(shape: Shape, data: DistillationData, config: TrainingConfig, init: str, train: bool,
+                  checkpoint_dir: Path | None, vocabulary):
+    from dataclasses import replace
+
+    import torch
+
+    from spaces.architecture.static import StaticStudent, build_static
+
+    tokenizer = student_tokenizer(data.teacher.tokenizer, vocabulary, config.max_length)
+    if init == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            student = StaticStudent(shape.vocab, shape.hidden, data.teacher.embedding_dim)
+    else:
+        student = build_static(shape, data.teacher, vocabulary)
+    result = None
+    if train:
+        config = replace(config, learning_rate=config.learning_rate * config.static_lr_scale, word_weight=0.0)
+        result = distill(student, tokenizer, data.corpus.train, data.train_targets, config, checkpoint_dir)
+    student.eval()
     return student, tokenizer, result
 
 

@@ -2,12 +2,14 @@
 
 MB here is always 10^6 bytes (the unit of the "3 MB" in the Compressor paper and of `--to 3MB`).
 
-A student is saved as two safetensors files (see spaces/architecture/student.py): the BERT encoder
+A transformer student is saved as two safetensors files (see spaces/architecture/student.py): the BERT encoder
 (`model.safetensors`, loadable by transformers alone) and the projection to the teacher's embedding width
 (`2_Dense/model.safetensors`, the sentence-transformers layout; absent when the widths already match). Each file is
 an 8-byte length, a JSON header, then the raw tensor bytes, so its size is header + parameters x bytes per
 parameter. The tensor table below is the single source for both the parameter count and the header bound; a test
-checks it against the state dict of a real `transformers.BertModel` and against written files.
+checks it against the state dict of a real `transformers.BertModel` and against written files. A static student
+(zero layers, spaces/architecture/static.py) is one file: the token table (int8 with a float scale per row, or the
+saved dtype), the projection to the teacher's width and its bias.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from spaces.architecture.shapes import Shape
 
 MB = 10**6
 BYTES_PER_PARAMETER = {"float32": 4, "float16": 2, "bfloat16": 2}
-_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+_SAFETENSORS_DTYPE = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "int8": "I8"}
+_ELEMENT_BYTES = {**BYTES_PER_PARAMETER, "int8": 1}
 # transformers writes {"format": "pt"} into every safetensors header it saves.
 _METADATA = {"format": "pt"}
 
@@ -53,6 +56,27 @@ def projection_tensors(shape: Shape, embedding_dim: int) -> list[tuple[str, tupl
     if shape.hidden == embedding_dim:
         return []
     return [("linear.weight", (embedding_dim, shape.hidden)), ("linear.bias", (embedding_dim,))]
+
+
+def static_tensors(shape: Shape, embedding_dim: int, dtype: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, dims, dtype) of a static student's file: the table, its per-row scales when int8, the projection."""
+    table: list[tuple[str, tuple[int, ...], str]] = [("embeddings", (shape.vocab, shape.hidden),
+                                                      "int8" if shape.int8 else dtype)]
+    if shape.int8:
+        table.append(("scales", (shape.vocab,), dtype))
+    if shape.hidden != embedding_dim:
+        table.append(("projection.weight", (embedding_dim, shape.hidden), dtype))
+    table.append(("projection.bias", (embedding_dim,), dtype))
+    return table
+
+
+def typed_file_bound(table: list[tuple[str, tuple[int, ...], str]]) -> int:
+    """Upper bound on the bytes of a safetensors file holding `table` (name, dims, dtype): data + header."""
+    payload = sum(_count([(n, d)]) * _ELEMENT_BYTES[t] for n, d, t in table)
+    header = {"__metadata__": _METADATA}
+    for name, dims, dtype in table:
+        header[name] = {"dtype": _SAFETENSORS_DTYPE[dtype], "shape": list(dims), "data_offsets": [payload, payload]}
+    return payload + 8 + len(json.dumps(header, separators=(",", ":"))) + 7
 
 
 def _count(table: list[tuple[str, tuple[int, ...]]]) -> int:
@@ -101,6 +125,11 @@ def student_size(shape: Shape, embedding_dim: int, dtype: str = "float32", type_
     """Size of the student of `shape` saved in `dtype` (encoder file + projection file)."""
     if dtype not in BYTES_PER_PARAMETER:
         raise UserError(f"dtype: {dtype!r} is not supported; choose one of {', '.join(BYTES_PER_PARAMETER)}")
+    if shape.static:
+        table = static_tensors(shape, embedding_dim, dtype)
+        tensor_bytes = sum(_count([(n, d)]) * _ELEMENT_BYTES[t] for n, d, t in table)
+        return SizeReport(parameters=_count([(n, d) for n, d, _ in table]), tensor_bytes=tensor_bytes,
+                          file_bytes_bound=typed_file_bound(table))
     encoder, projection = encoder_tensors(shape, type_vocab), projection_tensors(shape, embedding_dim)
     parameters = _count(encoder) + _count(projection)
     tensor_bytes = parameters * BYTES_PER_PARAMETER[dtype]

@@ -1,7 +1,8 @@
 """`evoforge compress`: a pre-trained encoder to a student of at most N MB, by GA shape search and distillation.
 
-Steps (Compressor, shared/papers.md, plus the re-ranking it lacks):
-  1. the corpus and the teacher's vocabulary plan give the smallest vocabulary; a limit no shape can meet stops here;
+Steps (Compressor, shared/papers.md, plus the re-ranking it lacks, plus the static end of the space):
+  1. the corpus (code and English prose by default, each with its own held-out set) and the teacher's vocabulary
+     plan give the smallest vocabulary; a limit no shape can meet stops here;
   2. the GA (search.engine) maximises GFLOPs subject to file size <= N MB and GFLOPs <= the teacher's / 4 (the
      speed the paper aims for; without it the GA fills a large budget with depth), once per vocabulary floor (the floor
      grows geometrically from the corpus's minimum: GFLOPs alone would starve the vocabulary) and per depth cap
@@ -9,7 +10,12 @@ Steps (Compressor, shared/papers.md, plus the re-ranking it lacks):
   3. each candidate gets a short fixed-budget distillation; the best held-out cosine wins (the re-ranking);
   4. the winner is distilled for the full budget (checkpoints, progress bar), saved, re-loaded from disk and
      measured against the teacher: file size, GFLOPs, parameters, CPU latency at batch 1 and 32, mean cosine and
-     top-1 retrieval agreement on held-out text.
+     top-1 retrieval agreement on held-out text, per domain;
+  5. the static students of the space (zero layers: an int8 token table per width in `static_widths`, with as
+     many of the corpus's tokens as fit) are distilled too (seconds each) and measured the same way;
+  6. the finished students form a front of fidelity against measured batch-1 latency (text to vector), with
+     model2vec's student of the same size as a named row when model2vec is installed; `--prefer` picks the one
+     written out (spaces/architecture/front.py).
 Output goes to a hidden sibling directory renamed into place at the end, so a failed run leaves nothing behind.
 """
 
@@ -24,6 +30,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from search.protocols import Context, UserError
 
@@ -45,12 +53,20 @@ class CompressSettings:
                                    # alone fills 10 MB with a 6-layer student only 1.8x faster than the teacher
     layer_caps: tuple[int, ...] = (1,)  # extra GA runs per floor with depth capped (shallow-wide candidates)
     rerank_steps: int = 200        # distillation steps per candidate when re-ranking
-    final_steps: int = 6000        # distillation steps of the chosen student
+    final_steps: int = 2000        # distillation steps of the chosen transformer student
     batch_size: int = 32
     learning_rate: float = 2e-3
     max_length: int = 96           # teacher tokens per snippet (targets); students read up to seq_length
-    train_snippets: int = 48000    # fidelity rose up to 48k snippets, not beyond (bench/README.md)
-    held_out_snippets: int = 500
+    train_snippets: int = 8000     # all domains together; the teacher's pass over them is the fixed cost
+                                   # (48k snippets: 16 of a 33-minute run; bench/README.md)
+    held_out_snippets: int = 300   # per domain
+    teacher_precision: str = "float32"  # or "int8": training targets 1.6x cheaper on a CPU but at cosine 0.973
+                                        # to float32's (spaces/architecture/teacher.py), so off by default
+    static_widths: tuple[int, ...] = (64, 128, 256)  # static students tried (int8 tables; empty = none)
+    static_steps: int = 1500       # distillation steps of each static student
+    static_batch_size: int = 64
+    latency_texts: int = 100       # single held-out texts timed for the batch-1 text-to-vector latency
+    peer: bool = True              # add model2vec's student of the same size to the front when it is installed
     threads: int = 0               # torch CPU threads for the teacher and training; 0 = all cores (on a CPU shared
                                    # with other jobs, 1 can be several times faster)
     latency_threads: int = 1       # torch CPU threads when timing teacher and student (the same for both)
@@ -209,36 +225,143 @@ def measure(student_dir: Path, data, settings: CompressSettings) -> dict[str, An
 
 def _measure(student_dir: Path, data, settings: CompressSettings) -> dict[str, Any]:
     from objectives.gflops import forward_flops
-    from spaces.architecture.fidelity import fidelity, forward_latency
+    from spaces.architecture.fidelity import encode_latency, forward_latency
+    from spaces.architecture.static import StaticEncoder, is_static, static_flops
     from spaces.architecture.student import embed, load_student, weight_files
 
-    student, tokenizer = load_student(student_dir)
     teacher = data.teacher
     texts = data.corpus.held_out
     length = settings.seq_length
-    scores = fidelity(lambda t: embed(student, tokenizer, t, length),
-                      lambda t: teacher.embed(t, settings.max_length), texts, data.held_out_targets)
-    config = student.encoder.config
+    file_bytes = sum(p.stat().st_size for p in weight_files(student_dir))
+    if is_static(student_dir):
+        encoder = StaticEncoder(student_dir)
+        shape, encode = encoder.shape, (lambda t: encoder.encode(t, length))
+        row: dict[str, Any] = {"kind": "static", "parameters": int(encoder.table.size + encoder.bias.size + (
+            0 if encoder.weight is None else encoder.weight.size)),
+            "gflops": static_flops(shape, length, teacher.embedding_dim) / 1e9}
+    else:
+        from spaces.architecture.shapes import Shape
+
+        student, tokenizer = load_student(student_dir)
+        config = student.encoder.config
+        shape = Shape(config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
+                      config.intermediate_size, config.vocab_size, config.max_position_embeddings)
+        encode = lambda t: embed(student, tokenizer, t, length)  # noqa: E731
+        row = {"kind": "transformer", "parameters": sum(p.numel() for p in student.parameters()),
+               "gflops": forward_flops(shape, length, teacher.embedding_dim) / 1e9}
+        for batch in (1, 32):  # forward pass only, tokenized inputs (the Compressor paper's measure)
+            t = forward_latency(teacher.model, teacher.tokenizer, texts, batch, length, settings.latency_repeats)
+            s = forward_latency(student, tokenizer, texts, batch, length, settings.latency_repeats)
+            row[f"teacher_latency_b{batch}_ms"] = 1e3 * t
+            row[f"student_latency_b{batch}_ms"] = 1e3 * s
+            row[f"latency_ratio_b{batch}"] = t / s
+    scores = domain_scores(encode, data)
+    row.update({"shape": asdict(shape), "name": shape.describe(), "file_mb": file_bytes / MB,
+                "mean_cosine": scores["mean_cosine"], "top1_agreement": scores["top1_agreement"],
+                "domains": {d: v for d, v in scores.items() if isinstance(v, dict)},
+                "latency_ms": 1e3 * encode_latency(encode, texts, settings.latency_texts)})
+    return row
+
+
+def domain_scores(encode, data) -> dict[str, Any]:
+    """Held-out fidelity per domain (and averaged over domains) of an `encode(texts) -> vectors` function."""
+    from spaces.architecture.fidelity import domain_fidelity
+
+    return domain_fidelity(encode, lambda t: data.teacher.embed(t, data.max_length), data.corpus.domain_held_out(),
+                           data.held_out_targets)
+
+
+def teacher_latency_ms(data, settings: CompressSettings) -> float:
+    """The teacher's batch-1 latency from text to vector (ms), measured like the students' (`latency_ms`)."""
+    import torch
+
+    from spaces.architecture.fidelity import encode_latency
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(settings.latency_threads or _all_threads())
+    try:
+        return 1e3 * encode_latency(lambda t: data.teacher.embed(t, data.max_length), data.corpus.held_out,
+                                    settings.latency_texts)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def static_shapes(limit_mb: float, plan, embedding_dim: int, settings: CompressSettings) -> list:
+    """Per width in `static_widths`, the int8 static student with the most corpus tokens (at most all the corpus
+    uses) whose file fits `limit_mb`: the zero-layer slice of the space, enumerated (a handful of points)."""
+    from objectives.model_size import student_size
     from spaces.architecture.shapes import Shape
 
-    shape = Shape(config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
-                  config.intermediate_size, config.vocab_size, config.max_position_embeddings)
-    file_bytes = sum(p.stat().st_size for p in weight_files(student_dir))
-    row: dict[str, Any] = {
-        "shape": asdict(shape),
-        "file_mb": file_bytes / MB,
-        "parameters": sum(p.numel() for p in student.parameters()),
-        "gflops": forward_flops(shape, settings.seq_length, teacher.embedding_dim) / 1e9,
-        "mean_cosine": scores.mean_cosine,
-        "top1_agreement": scores.top1_agreement,
-    }
-    for batch in (1, 32):
-        t = forward_latency(teacher.model, teacher.tokenizer, texts, batch, length, settings.latency_repeats)
-        s = forward_latency(student, tokenizer, texts, batch, length, settings.latency_repeats)
-        row[f"teacher_latency_b{batch}_ms"] = 1e3 * t
-        row[f"student_latency_b{batch}_ms"] = 1e3 * s
-        row[f"latency_ratio_b{batch}"] = t / s
-    return row
+    def fits(width: int, vocab: int) -> bool:
+        shape = Shape(0, width, 1, 0, vocab, 0, True)
+        return student_size(shape, embedding_dim, settings.dtype).file_mb_bound <= limit_mb
+
+    shapes = []
+    for width in settings.static_widths:
+        lo, hi = plan.floor, plan.floor + plan.used
+        if not fits(width, lo):
+            continue
+        while lo < hi:  # the largest vocabulary that fits
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(width, mid) else (lo, mid - 1)
+        shapes.append(Shape(0, width, 1, 0, lo, 0, True))
+    return shapes
+
+
+def train_static_students(shapes, data, settings: CompressSettings, directory: Path, log) -> list[Path]:
+    """Distil and save each static shape under `directory`; returns their folders."""
+    from objectives.distillation import TrainingConfig, train_student
+    from spaces.architecture.static import save_static
+
+    folders = []
+    for k, shape in enumerate(shapes):
+        began = time.perf_counter()
+        config = TrainingConfig(steps=settings.static_steps, batch_size=settings.static_batch_size,
+                                learning_rate=settings.learning_rate, max_length=settings.seq_length,
+                                threads=settings.threads, seed=settings.seed)
+        student, tokenizer, _ = train_student(shape, data, config)
+        folder = directory / f"static-{k}"
+        save_static(student, tokenizer, folder, shape, settings.dtype)
+        folders.append(folder)
+        log(f"static student {shape.describe()}: {time.perf_counter() - began:.0f} s")
+    return folders
+
+
+def peer_row(data, limit_mb: float, settings: CompressSettings) -> dict[str, Any] | None:
+    """model2vec's static model of the same teacher at the most PCA dimensions whose int8 file fits `limit_mb`,
+    its vectors mapped to the teacher's by least squares on 4,000 training snippets; None without model2vec."""
+    try:
+        from model2vec.distill import distill
+    except ImportError:
+        return None
+    import tempfile
+
+    from spaces.architecture.fidelity import encode_latency
+
+    vocab = sum(1 for t in data.teacher.tokenizer.get_vocab() if not t.startswith("[unused"))
+    dims = int(limit_mb * MB * 0.99 / vocab) // 8 * 8
+    if dims < 8:
+        return None
+    began = time.perf_counter()
+    model = distill(model_name=str(data.teacher.path), pca_dims=dims, quantize_to="int8")
+    build = time.perf_counter() - began
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        file_mb = sum(p.stat().st_size for p in Path(folder).glob("*.safetensors")) / MB
+    train = list(data.corpus.train[:4000])
+    x = model.encode(train)
+    mapping = np.linalg.lstsq(np.hstack([x, np.ones((len(x), 1), np.float32)]), data.train_targets[: len(train)],
+                              rcond=None)[0]
+
+    def encode(texts):
+        return model.encode(list(texts)) @ mapping[:-1] + mapping[-1]
+
+    scores = domain_scores(encode, data)
+    return {"kind": "model2vec", "name": f"model2vec {dims} dims int8", "file_mb": file_mb,
+            "build_seconds": build, "mean_cosine": scores["mean_cosine"],
+            "top1_agreement": scores["top1_agreement"],
+            "domains": {d: v for d, v in scores.items() if isinstance(v, dict)},
+            "latency_ms": 1e3 * encode_latency(encode, data.corpus.held_out, settings.latency_texts)}
 
 
 def teacher_figures(data, settings: CompressSettings) -> dict[str, Any]:
@@ -260,72 +383,119 @@ def _output_dir(out: str | None, teacher: str, limit_mb: float) -> Path:
 
 
 def compress(teacher: str, to: str, data: str | None, out: str | None, search_only: bool, workers: int,
-             settings: CompressSettings = CompressSettings(), log=print) -> Path:
-    """Run the whole compression; returns the output directory (student + report.json + report.md)."""
+             settings: CompressSettings = CompressSettings(), log=print, prefer: str = "fidelity") -> Path:
+    """Run the whole compression; returns the output directory (the preferred student + report.json, report.md
+    and front.png)."""
+    from spaces.architecture.front import check_preference, pareto_front, pick, plot_front
+
+    limit_mb = parse_target(to)
+    check_preference(prefer)
+    if workers < 1:
+        raise UserError(f"--workers: {workers} must be at least 1")
+    # torch and transformers take seconds to import: after the checks of the arguments
     from objectives.distillation import TrainingConfig, prepare_data, train_student
     from spaces.architecture.corpus import CorpusConfig, load_corpus
     from spaces.architecture.student import save_student
-    from spaces.architecture.teacher import load_teacher, resolve_teacher
+    from spaces.architecture.teacher import load_teacher, require_weights, resolve_teacher
     from spaces.architecture.vocabulary import plan_vocabulary
 
-    limit_mb = parse_target(to)
-    if workers < 1:
-        raise UserError(f"--workers: {workers} must be at least 1")
-    resolve_teacher(teacher)  # a missing teacher fails before any work
+    require_weights(resolve_teacher(teacher))  # a missing teacher or one without weights fails before any work
     target = _output_dir(out, teacher, limit_mb)
+    began = time.perf_counter()
     corpus = load_corpus(data, CorpusConfig(max_train=settings.train_snippets,
                                             max_held_out=settings.held_out_snippets), settings.seed)
-    began = time.perf_counter()
     loaded = load_teacher(teacher)
     plan = plan_vocabulary(loaded.tokenizer, corpus.train)
     smallest = smallest_size(_space(teacher, settings, plan.floor), settings.dtype)
-    if smallest > limit_mb:
+    statics = static_shapes(limit_mb, plan, loaded.embedding_dim, settings)
+    if smallest > limit_mb and not statics:
         raise UserError(f"--to: {limit_mb:g} MB is smaller than the smallest student this teacher and corpus allow "
                         f"({smallest:.3f} MB: one layer, width 16, {plan.floor} tokens); use --to {smallest:.2f}MB "
                         "or more")
     import torch
 
     torch.set_num_threads(settings.threads or _all_threads())
-    log(f"corpus: {len(corpus.train)} training and {len(corpus.held_out)} held-out snippets from {corpus.source}")
-    candidates, search_seconds = search_shapes(teacher, limit_mb, plan.floor, settings)
-    if not candidates:
-        raise UserError(f"--to: the search found no student under {limit_mb:g} MB; raise --to")
+    held = {d: len(t) for d, t in corpus.domain_held_out().items()}
+    log(f"corpus: {len(corpus.train)} training snippets, held out {held} from {corpus.source}")
+    candidates, search_seconds = (search_shapes(teacher, limit_mb, plan.floor, settings) if smallest <= limit_mb
+                                  else ([], 0.0))
     for c in candidates:
         log(f"GA (vocabulary >= {c.vocab_floor}, layers <= {c.layer_cap or 'teacher'}): {c.shape.describe()}  {c.gflops:.4f} GFLOPs  {c.size_mb:.3f} MB")
+    for shape in statics:
+        log(f"static: {shape.describe()}")
     log(f"search: {search_seconds:.1f} s")
     report: dict[str, Any] = {"teacher": str(loaded.path), "target_mb": limit_mb, "mb": "10^6 bytes",
-                              "settings": asdict(settings), "search_seconds": search_seconds,
-                              "candidates": [_candidate_row(c) for c in candidates]}
+                              "prefer": prefer, "settings": asdict(settings), "search_seconds": search_seconds,
+                              "corpus": {"source": corpus.source, "train": len(corpus.train), "held_out": held},
+                              "candidates": [_candidate_row(c) for c in candidates],
+                              "static_candidates": [s.describe() for s in statics]}
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     previous = _exit_on_sigterm()
     try:
         if not search_only:
-            data_ = prepare_data(loaded, data, CorpusConfig(), settings.max_length, settings.seed, corpus=corpus)
-            ranked = rerank(candidates, teacher, data, settings, workers, data_)
-            report["candidates"] = [_candidate_row(c) for c in ranked]
-            chosen = ranked[0]
-            log(f"chosen: {chosen.shape.describe()}" + (f" (re-rank cosine {chosen.fidelity:.4f})"
-                                                         if chosen.fidelity is not None else ""))
-            config = TrainingConfig(steps=settings.final_steps, batch_size=settings.batch_size,
-                                    learning_rate=settings.learning_rate, max_length=settings.seq_length,
-                                    threads=settings.threads, seed=settings.seed, checkpoint_every=100,
-                                    progress=True)
-            student, tokenizer, result = train_student(chosen.shape, data_, config,
-                                                       checkpoint_dir=staging / "checkpoints")
-            shutil.rmtree(staging / "checkpoints", ignore_errors=True)
-            save_student(student, tokenizer, staging, settings.dtype, settings.seq_length)
-            report["training"] = {"steps": result.steps, "seconds": result.seconds,
-                                  "snippets_per_s": result.snippets_per_s, "tokens_per_s": result.tokens_per_s,
-                                  "final_loss": result.final_loss}
+            timings: dict[str, float] = {}
+            mark = time.perf_counter()
+            data_ = prepare_data(loaded, data, CorpusConfig(), settings.max_length, settings.seed, corpus=corpus,
+                                 teacher_precision=settings.teacher_precision)
+            timings["teacher_targets"] = time.perf_counter() - mark
+            folders: list[Path] = []
+            if candidates:
+                mark = time.perf_counter()
+                ranked = rerank(candidates, teacher, data, settings, workers, data_)
+                timings["rerank"] = time.perf_counter() - mark
+                report["candidates"] = [_candidate_row(c) for c in ranked]
+                chosen = ranked[0]
+                log(f"transformer: {chosen.shape.describe()}" + (f" (re-rank cosine {chosen.fidelity:.4f})"
+                                                                 if chosen.fidelity is not None else ""))
+                config = TrainingConfig(steps=settings.final_steps, batch_size=settings.batch_size,
+                                        learning_rate=settings.learning_rate, max_length=settings.seq_length,
+                                        threads=settings.threads, seed=settings.seed, checkpoint_every=100,
+                                        progress=True)
+                student, tokenizer, result = train_student(chosen.shape, data_, config,
+                                                           checkpoint_dir=staging / "checkpoints")
+                shutil.rmtree(staging / "checkpoints", ignore_errors=True)
+                save_student(student, tokenizer, staging / "students" / "transformer", settings.dtype,
+                             settings.seq_length)
+                folders.append(staging / "students" / "transformer")
+                timings["final_training"] = result.seconds
+                report["training"] = {"steps": result.steps, "seconds": result.seconds,
+                                      "snippets_per_s": result.snippets_per_s, "tokens_per_s": result.tokens_per_s,
+                                      "final_loss": result.final_loss}
+            mark = time.perf_counter()
+            folders += train_static_students(statics, data_, settings, staging / "students", log)
+            timings["static_training"] = time.perf_counter() - mark
+            mark = time.perf_counter()
             report["teacher_figures"] = teacher_figures(data_, settings)
-            report["student"] = measure(staging, data_, settings)
-            if report["student"]["file_mb"] > limit_mb:
-                raise RuntimeError(f"student file is {report['student']['file_mb']:.4f} MB, over {limit_mb} MB")
+            report["teacher_figures"]["latency_ms"] = teacher_latency_ms(data_, settings)
+            rows = []
+            for folder in folders:
+                row = measure(folder, data_, settings)
+                if row["file_mb"] > limit_mb:
+                    raise RuntimeError(f"student file is {row['file_mb']:.4f} MB, over {limit_mb} MB")
+                rows.append((folder, row))
+            timings["measure"] = time.perf_counter() - mark
+            mark = time.perf_counter()
+            peer = peer_row(data_, limit_mb, settings) if settings.peer else None
+            timings["model2vec"] = time.perf_counter() - mark
+            chosen_row = pick([r for _, r in rows], prefer)
+            folder = next(f for f, r in rows if r is chosen_row)
+            for item in folder.iterdir():
+                item.rename(staging / item.name)
+            shutil.rmtree(staging / "students", ignore_errors=True)
+            report["student"] = chosen_row
+            report["students"] = [r for _, r in rows]
+            report["front"] = [r["name"] for r in pareto_front([r for _, r in rows])]
+            report["peer"] = peer
+            report["timings"] = timings
+            plot_front([r for _, r in rows] + ([peer] if peer else []), chosen_row, staging / "front.png",
+                       f"{Path(str(loaded.path)).name} under {limit_mb:g} MB: fidelity vs latency")
+            log(f"chosen (--prefer {prefer}): {chosen_row['name']}  cosine {chosen_row['mean_cosine']:.4f}  "
+                f"{chosen_row['latency_ms']:.3f} ms")
         else:
-            best = max(candidates, key=lambda c: c.gflops)
-            (staging / "config.json").write_text(_space(teacher, settings, plan.floor).emit(best.shape, "json"))
+            best = max(candidates, key=lambda c: c.gflops).shape if candidates else statics[-1]
+            (staging / "config.json").write_text(_space(teacher, settings, plan.floor).emit(best, "json"))
         report["total_seconds"] = time.perf_counter() - began
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
         (staging / "report.md").write_text(report_markdown(report))
@@ -365,23 +535,47 @@ def _candidate_row(c: Candidate) -> dict[str, Any]:
 
 def report_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Compressed student (target {report['target_mb']:g} MB, MB = 10^6 bytes)", "",
-             f"teacher: {report['teacher']}", f"search: {report['search_seconds']:.1f} s", "",
-             "| candidate | GFLOPs | MB | re-rank cosine |", "|---|---|---|---|"]
-    for c in report["candidates"]:
-        cos = "" if c["rerank_cosine"] is None else f"{c['rerank_cosine']:.4f}"
-        lines.append(f"| {c['shape']} | {c['gflops']:.4f} | {c['size_mb']:.3f} | {cos} |")
+             f"teacher: {report['teacher']}", f"search: {report['search_seconds']:.1f} s", ""]
+    if report["candidates"]:
+        lines += ["| GA candidate | GFLOPs | MB | re-rank cosine |", "|---|---|---|---|"]
+        for c in report["candidates"]:
+            cos = "" if c["rerank_cosine"] is None else f"{c['rerank_cosine']:.4f}"
+            lines.append(f"| {c['shape']} | {c['gflops']:.4f} | {c['size_mb']:.3f} | {cos} |")
     if "student" in report:
         s, t = report["student"], report["teacher_figures"]
-        lines += ["", "| | teacher | student | ratio |", "|---|---|---|---|",
+        domains = list(s["domains"])
+        lines += ["", f"## Front: fidelity against batch-1 latency (picked by --prefer {report['prefer']})", "",
+                  "Latency: one text to its vector, tokenizing included, median, "
+                  f"{report['settings']['latency_threads']} thread(s); teacher {t['latency_ms']:.2f} ms. "
+                  "Cosine and top-1: held-out, per domain; `all` averages the domains. Plot: front.png.", "",
+                  "| student | kind | MB | latency ms | x teacher | " + " | ".join(
+                      f"cosine {d} | top-1 {d}" for d in domains) + " | cosine all | on front |",
+                  "|---" * (6 + 2 * len(domains)) + "|"]
+        points = report["students"] + ([report["peer"]] if report.get("peer") else [])
+        for r in sorted(points, key=lambda r: r["latency_ms"]):
+            name = r["name"] + (" (chosen)" if r is s or r["name"] == s["name"] else "")
+            front = "yes" if r["name"] in report["front"] else ("peer" if r["kind"] == "model2vec" else "")
+            lines.append(f"| {name} | {r['kind']} | {r['file_mb']:.3f} | {r['latency_ms']:.3f} | "
+                         f"{t['latency_ms'] / r['latency_ms']:.1f}x | " + " | ".join(
+                             f"{r['domains'][d]['mean_cosine']:.4f} | {r['domains'][d]['top1_agreement']:.3f}"
+                             for d in domains) + f" | {r['mean_cosine']:.4f} | {front} |")
+        lines += ["", "## Chosen student against the teacher", "", "| | teacher | student | ratio |",
+                  "|---|---|---|---|",
                   f"| file MB | {t['file_mb']:.2f} | {s['file_mb']:.3f} | {t['file_mb'] / s['file_mb']:.1f}x |",
                   f"| parameters | {t['parameters']:,} | {s['parameters']:,} | "
                   f"{t['parameters'] / s['parameters']:.1f}x |",
-                  f"| GFLOPs | {t['gflops']:.3f} | {s['gflops']:.4f} | {t['gflops'] / s['gflops']:.1f}x |"]
+                  f"| GFLOPs | {t['gflops']:.3f} | {s['gflops']:.4f} | {t['gflops'] / s['gflops']:.1f}x |",
+                  f"| latency batch 1, text to vector (ms) | {t['latency_ms']:.2f} | {s['latency_ms']:.3f} | "
+                  f"{t['latency_ms'] / s['latency_ms']:.1f}x faster |"]
         for b in (1, 32):
-            lines.append(f"| CPU latency batch {b} (ms) | {s[f'teacher_latency_b{b}_ms']:.2f} | "
-                         f"{s[f'student_latency_b{b}_ms']:.2f} | {s[f'latency_ratio_b{b}']:.2f}x faster |")
-        lines += ["", f"mean cosine to teacher (held-out): {s['mean_cosine']:.4f}",
-                  f"top-1 retrieval agreement (held-out halves): {s['top1_agreement']:.4f}",
-                  f"training: {report['training']['steps']} steps in {report['training']['seconds']:.0f} s"]
+            if f"latency_ratio_b{b}" in s:
+                lines.append(f"| CPU forward batch {b} (ms) | {s[f'teacher_latency_b{b}_ms']:.2f} | "
+                             f"{s[f'student_latency_b{b}_ms']:.2f} | {s[f'latency_ratio_b{b}']:.2f}x faster |")
+        lines += ["", f"mean cosine to teacher (held-out, mean over domains): {s['mean_cosine']:.4f}",
+                  f"top-1 retrieval agreement (held-out halves): {s['top1_agreement']:.4f}"]
+        if "training" in report:
+            lines.append(f"transformer training: {report['training']['steps']} steps in "
+                         f"{report['training']['seconds']:.0f} s")
+        lines.append("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()))
     lines.append(f"total: {report['total_seconds']:.0f} s")
     return "\n".join(lines) + "\n"

@@ -93,3 +93,36 @@ def forward_latency(model: Any, tokenizer: Any, texts: Sequence[str], batch_size
             if r >= warmup:
                 times.append(time.perf_counter() - begin)
     return statistics.median(times)
+
+
+def encode_latency(encode: Callable[[Sequence[str]], Any], texts: Sequence[str], repeats: int = 100,
+                   warmup: int = 5) -> float:
+    """Median seconds for `encode([text])` over the first `repeats` texts: batch 1 from text to vector,
+    tokenizing included (what a user of a static table or an encoder waits for; `forward_latency` leaves the
+    tokenizer out, which hides most of a static table's cost)."""
+    for text in texts[:warmup]:
+        encode([text])
+    times = []
+    for text in texts[:repeats]:
+        began = time.perf_counter()
+        encode([text])
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def domain_fidelity(encode_student: Callable[[Sequence[str]], np.ndarray],
+                    encode_teacher: Callable[[Sequence[str]], np.ndarray], by_domain: dict[str, Sequence[str]],
+                    teacher_embeddings: np.ndarray) -> dict[str, Any]:
+    """{domain: {mean_cosine, top1_agreement}} plus both measures averaged over the domains.
+
+    `teacher_embeddings` are the teacher's vectors of every domain's texts, concatenated in `by_domain`'s order.
+    """
+    out: dict[str, Any] = {}
+    start = 0
+    for domain, texts in by_domain.items():
+        scores = fidelity(encode_student, encode_teacher, texts, teacher_embeddings[start:start + len(texts)])
+        start += len(texts)
+        out[domain] = {"mean_cosine": scores.mean_cosine, "top1_agreement": scores.top1_agreement}
+    for key in ("mean_cosine", "top1_agreement"):
+        out[key] = float(np.mean([out[d][key] for d in by_domain]))
+    return out

@@ -36,6 +36,7 @@ class VocabularyPlan:
 
     mandatory: tuple[int, ...]     # teacher ids that every reduced vocabulary keeps
     ranked: tuple[int, ...]        # the other teacher ids, most used on the corpus first
+    used: int = 0                  # how many of `ranked` the corpus uses at all (the rest follow in id order)
 
     @property
     def floor(self) -> int:
@@ -66,7 +67,7 @@ def plan_vocabulary(teacher_tokenizer: Any, texts: Sequence[str]) -> VocabularyP
     unused = {i for t, i in vocab.items() if t.startswith("[unused")}
     by_use = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0 and i not in chosen]
     rest = [i for i in sorted(vocab.values()) if i not in chosen and counts[i] == 0 and i not in unused]
-    return VocabularyPlan(mandatory=tuple(mandatory), ranked=tuple(by_use + rest))
+    return VocabularyPlan(mandatory=tuple(mandatory), ranked=tuple(by_use + rest), used=len(by_use))
 
 
 def reduce_vocabulary(teacher_tokenizer: Any, plan: VocabularyPlan, size: int) -> ReducedVocabulary:

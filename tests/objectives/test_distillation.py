@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from objectives.distillation import Distillation, TrainingConfig, _schedule, distill, prepare_data, train_student
-from search.protocols import Context
+from search.protocols import Context, UserError
 from spaces.architecture.corpus import CorpusConfig
 from spaces.architecture.shapes import Shape, TransformerShapeSpace
 
@@ -154,3 +154,66 @@ def test_diverged_training_restores_the_best_window():
     assert torch.equal(model.weight, snapshots[6])
     model, best, losses, snapshots = train([0.9, 0.8, 0.7, 0.5, 0.4, 0.3])  # healthy: the last window is best
     assert not best.restore_if_better(losses, model)
+
+
+STATIC = Shape(0, 32, 1, 0, 400, 0, True)
+
+
+def test_static_student_starts_from_the_teachers_token_outputs(data):
+    """Width = the teacher's: no projection, and each row + bias is exactly the teacher's output for that token."""
+    from spaces.architecture.static import build_static, token_states
+    from spaces.architecture.vocabulary import reduce_vocabulary
+
+    vocabulary = reduce_vocabulary(data.teacher.tokenizer, data.plan, 400)
+    states = token_states(data.teacher, vocabulary)
+    student = build_static(Shape(0, 384, 1, 0, 400, 0), data.teacher, vocabulary)
+    assert student.projection is None
+    rows = (student.embeddings.weight + student.bias).detach().double().numpy()
+    np.testing.assert_allclose(rows, states, atol=1e-5)
+    # 32 principal columns of 384 keep about half the spread; 32 random directions would keep about 32/384.
+    narrow = build_static(STATIC, data.teacher, vocabulary)
+    rebuilt = narrow.projection(narrow.embeddings.weight).detach().double().numpy()
+    centred = states - states.mean(0)
+    residual = np.linalg.norm(rebuilt - states) / np.linalg.norm(centred)
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(384, 32)))[0]
+    random_residual = np.linalg.norm(centred - centred @ basis @ basis.T) / np.linalg.norm(centred)
+    assert residual < 0.75 < 0.9 < random_residual
+
+
+def test_static_student_trains_saves_int8_and_loads_back(data, tmp_path):
+    from objectives.model_size import student_size
+    from spaces.architecture.fidelity import mean_cosine
+    from spaces.architecture.static import StaticEncoder, save_static
+    from spaces.architecture.student import embed
+
+    config = TrainingConfig(steps=60, batch_size=8, learning_rate=2e-3, max_length=48)
+    untrained, tokenizer, _ = train_student(STATIC, data, config, train=False)
+    student, tokenizer, result = train_student(STATIC, data, config)
+    assert np.mean(result.losses[-10:]) < np.mean(result.losses[:10]) - 0.05
+    save_static(student, tokenizer, tmp_path, STATIC, "float16")
+    size = (tmp_path / "model.safetensors").stat().st_size
+    bound = student_size(STATIC, 384, "float16").file_bytes_bound
+    assert bound - 120 <= size <= bound  # the size objective is the file's bytes, up to header digits
+    assert size < 400 * 32 + 400 * 2 + 384 * 33 * 2 + 400  # int8 table: one byte per weight
+    encoder = StaticEncoder(tmp_path)
+    texts = list(data.corpus.train)
+    saved = encoder.encode(texts, 48)
+    in_memory = embed(student, tokenizer, texts, 48)
+    assert mean_cosine(saved, in_memory) > 0.999  # int8 rows and float16 projection change almost nothing
+    before = mean_cosine(embed(untrained, tokenizer, texts, 48), data.train_targets)
+    assert mean_cosine(saved, data.train_targets) > before + 0.02
+
+
+def test_int8_teacher_targets_stay_close_and_have_their_own_cache_key(data, tmp_path):
+    from spaces.architecture.fidelity import mean_cosine
+    from spaces.architecture.teacher import cached_targets
+
+    texts = list(data.corpus.held_out)
+    quantised = data.teacher.with_precision("int8")
+    assert quantised.precision == "int8" and data.teacher.with_precision("float32") is data.teacher
+    int8, _ = cached_targets(quantised, texts, 48, tmp_path)
+    float32, _ = cached_targets(data.teacher, texts, 48, tmp_path)
+    assert len(list(tmp_path.glob("teacher-*.npy"))) == 2
+    assert 0.95 < mean_cosine(int8, float32) < 0.999  # per-channel int8: close, not equal
+    with pytest.raises(UserError, match="teacher_precision"):
+        data.teacher.with_precision("int4")

@@ -11,7 +11,8 @@ from search.protocols import UserError
 
 MICRO = CompressSettings(seq_length=32, population=16, generations=5, vocab_floors=2, rerank_steps=3,
                          final_steps=6, batch_size=4, max_length=32, train_snippets=40, held_out_snippets=12,
-                         latency_repeats=2)
+                         latency_repeats=2, static_widths=(32,), static_steps=30, static_batch_size=8,
+                         latency_texts=4, peer=False)
 
 
 @pytest.fixture(scope="module")
@@ -78,27 +79,59 @@ def test_search_only_writes_candidates_and_config(tmp_path, text_dir):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
 
 
-def test_micro_compression_writes_a_student_within_the_limit(tmp_path, text_dir):
+def test_micro_compression_writes_the_preferred_student_and_the_front(tmp_path, text_dir):
+    """Both ends of the space are trained and measured; --prefer speed writes the static table, and the report
+    holds the front (table + plot) and per-domain figures."""
+    from spaces.architecture.static import StaticEncoder
+
+    out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, MICRO, prefer="speed")
+    report = json.loads((out / "report.json").read_text())
+    students = {s["kind"]: s for s in report["students"]}
+    assert set(students) == {"transformer", "static"}
+    static, transformer = students["static"], students["transformer"]
+    assert static["latency_ms"] < transformer["latency_ms"]  # a table lookup against a transformer layer
+    assert report["student"]["name"] == static["name"] and static["name"].startswith("static W32 V")
+    assert all(s["file_mb"] <= 1.0 and set(s["domains"]) == {"data"} for s in report["students"])
+    for key in ("gflops", "parameters", "latency_ratio_b1", "latency_ratio_b32", "mean_cosine", "top1_agreement"):
+        assert transformer[key] is not None
+    assert (out / "model.safetensors").stat().st_size / 1e6 == pytest.approx(static["file_mb"])
+    assert StaticEncoder(out).encode(["def f(x): return x"]).shape == (1, 384)
+    assert (out / "front.png").stat().st_size > 5000
+    markdown = (out / "report.md").read_text()
+    assert "(chosen)" in markdown and "cosine data" in markdown
+    assert not list(tmp_path.glob(".*partial*")) and not (out / "students").exists()
+
+
+def test_micro_transformer_student_loads_with_transformers_and_sentence_transformers(tmp_path, text_dir):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
 
-    out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, MICRO)
-    report = json.loads((out / "report.json").read_text())
-    student = report["student"]
+    settings = replace(MICRO, static_widths=())
+    out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, settings)
+    student = json.loads((out / "report.json").read_text())["student"]
     weights = [out / "model.safetensors", out / "2_Dense" / "model.safetensors"]
     assert sum(p.stat().st_size for p in weights if p.exists()) / 1e6 == pytest.approx(student["file_mb"])
-    assert student["file_mb"] <= 1.0
+    assert student["kind"] == "transformer" and student["file_mb"] <= 1.0
     header = json.loads((out / "model.safetensors").read_bytes()[8:][:int.from_bytes(
         (out / "model.safetensors").read_bytes()[:8], "little")])
     assert {v["dtype"] for k, v in header.items() if k != "__metadata__"} == {"F16"}  # the default dtype
-    for key in ("gflops", "parameters", "latency_ratio_b1", "latency_ratio_b32", "mean_cosine", "top1_agreement"):
-        assert student[key] is not None
     model = AutoModel.from_pretrained(out, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
     assert model.config.vocab_size == len(tokenizer)
     embedding = SentenceTransformer(str(out), device="cpu", local_files_only=True).encode(["def f(x): return x"])
     assert embedding.shape == (1, 384)
-    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_teacher_without_weights_is_refused_before_any_work(tmp_path, text_dir):
+    from spaces.architecture.teacher import resolve_teacher
+
+    folder = tmp_path / "teacher"
+    folder.mkdir()
+    for name in ("config.json", "vocab.txt", "tokenizer.json"):
+        (folder / name).write_bytes((resolve_teacher("") / name).read_bytes())
+    with pytest.raises(UserError, match="has no weights"):
+        compress(str(folder), "3MB", str(text_dir), str(tmp_path / "out"), True, 1, MICRO)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["teacher"]
 
 
 @pytest.mark.slow
@@ -118,7 +151,8 @@ def test_rerank_on_ray_workers_matches_in_process(tmp_path, text_dir):
     assert [(c.shape, round(c.fidelity, 5)) for c in local] == [(c.shape, round(c.fidelity, 5)) for c in remote]
 
 
-@pytest.mark.parametrize("args,message", [(["--dtype", "int4"], "--dtype"), (["--steps", "0"], "--steps")])
+@pytest.mark.parametrize("args,message", [(["--dtype", "int4"], "--dtype"), (["--steps", "0"], "--steps"),
+                                          (["--prefer", "smallest"], "--prefer")])
 def test_cli_rejects_bad_dtype_and_steps(args, message):
     import subprocess
     import sys

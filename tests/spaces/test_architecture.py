@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from search.protocols import UserError
-from spaces.architecture.corpus import CorpusConfig, chunk_lines, load_corpus
+from spaces.architecture.corpus import CorpusConfig, chunk_lines, english_fraction, is_prose, load_corpus
 from spaces.architecture.fidelity import mean_cosine, retrieval_pairs, top1_agreement
 from spaces.architecture.teacher import load_teacher, resolve_teacher
 from spaces.architecture.vocabulary import SPECIALS, plan_vocabulary, reduce_vocabulary, student_tokenizer
@@ -41,9 +41,38 @@ def test_empty_or_missing_folder_is_a_user_error(tmp_path):
         load_corpus(str(tmp_path / "nope"))
 
 
-def test_default_corpus_is_the_standard_library():
-    corpus = load_corpus(None, CorpusConfig(max_train=50, max_held_out=10))
-    assert "standard library" in corpus.source and len(corpus.train) == 50 and len(corpus.held_out) == 10
+def test_default_corpus_is_code_and_english_prose(tmp_path):
+    """Two domains, each with its own held-out set; prose from a doc folder, English paragraphs only."""
+    docs = tmp_path / "doc"
+    for i in range(20):
+        package = docs / f"pkg{i}"
+        package.mkdir(parents=True)
+        (package / "README").write_text("\n".join(
+            f"This package {i} is used to read the files that are installed on the machine, line {j}, and it "
+            "can be configured from the command line." for j in range(12)))
+        (package / "table.txt").write_text("\n".join(f"{j:5d} {j * j:8d} {j ** 3:10d} | 0x{j:04x}" for j in range(50)))
+        (package / "changelog").write_text("This is the changelog of the package and it is skipped by name.\n" * 5)
+    (docs / "pkg0" / "LISEZMOI.md").write_text("Ce paquet lit les fichiers installes sur la machine. " * 8)
+    config = CorpusConfig(max_train=60, max_held_out=8, doc_root=str(docs), prose_sources=("doc",),
+                          held_out_percent=20)
+    corpus = load_corpus(None, config)
+    assert "standard library" in corpus.source and str(docs) in corpus.source
+    assert corpus.train_domains.count("code") == 30 and corpus.train_domains.count("prose") == 30
+    held = corpus.domain_held_out()
+    assert list(held) == ["code", "prose"] and len(held["code"]) == 8 and 1 <= len(held["prose"]) <= 8
+    prose = [t for t, d in zip(corpus.train, corpus.train_domains) if d == "prose"] + list(held["prose"])
+    assert all(t.startswith("This package") for t in prose)  # no tables, changelogs or French
+    assert not {t.split()[2] for t in held["prose"]} & {t.split()[2] for t in prose[:30]}  # split by file
+    assert load_corpus(None, config) == corpus
+
+
+def test_english_prose_filter():
+    assert english_fraction("The student is trained on the text of the machine.") == pytest.approx(6 / 10)
+    assert is_prose("It is used to read all of the files that are on the disk.", 0.2)
+    assert not is_prose("def f(x): return {'a': x[0], 'b': x[1:]}", 0.2)
+    assert not is_prose("Ce paquet lit les fichiers installes sur la machine.", 0.2)
+    with pytest.raises(UserError, match="domains"):
+        load_corpus(None, CorpusConfig(domains=("poetry",)))
 
 
 def test_reduced_vocabulary_spells_every_word_without_unk(teacher):
@@ -82,3 +111,19 @@ def test_teacher_resolves_offline_to_the_packaged_minilm(teacher):
     vectors = teacher.embed(["a function that adds numbers", "def add(a, b): return a + b", "the weather"], 32)
     assert vectors.shape == (3, 384)
     assert mean_cosine(vectors[:1], vectors[1:2]) > mean_cosine(vectors[:1], vectors[2:3])
+
+
+def test_front_keeps_undominated_students_and_prefer_picks_one():
+    from spaces.architecture.front import pareto_front, pick
+
+    points = [{"name": "static W64", "mean_cosine": 0.70, "latency_ms": 0.05},
+              {"name": "static W256", "mean_cosine": 0.78, "latency_ms": 0.06},
+              {"name": "slow static", "mean_cosine": 0.75, "latency_ms": 0.50},  # dominated by W256
+              {"name": "L1 H160", "mean_cosine": 0.86, "latency_ms": 3.0},
+              {"name": "L2 H128", "mean_cosine": 0.85, "latency_ms": 1.5}]
+    assert [p["name"] for p in pareto_front(points)] == ["static W64", "static W256", "L2 H128", "L1 H160"]
+    assert pick(points, "fidelity")["name"] == "L1 H160"
+    assert pick(points, "speed")["name"] == "static W64"
+    assert pick(points, "balanced")["name"] == "L2 H128"  # within 0.02 of the best, twice as fast
+    with pytest.raises(UserError, match="--prefer"):
+        pick(points, "smallest")

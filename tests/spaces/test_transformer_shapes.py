@@ -81,7 +81,7 @@ def test_same_seed_same_genomes_and_key_is_canonical(space):
     a = [space.random(np.random.default_rng(5)) for _ in range(3)]
     b = [space.random(np.random.default_rng(5)) for _ in range(3)]
     assert a == b
-    assert space.key(Shape(1, 64, 2, 128, 2500, 256)) == (1, 64, 2, 128, 2500, 256)
+    assert space.key(Shape(1, 64, 2, 128, 2500, 256)) == (1, 64, 2, 128, 2500, 256, False)
 
 
 def test_emit_json_is_a_loadable_transformers_config(space):
@@ -106,3 +106,37 @@ def test_depth_cap_bounds_every_genome():
     for _ in range(100):
         shapes.append(space.mutate(shapes[-1], rng))
     assert space.bounds.max_layers == 1 and all(s.layers == 1 for s in shapes)
+
+
+def test_static_students_join_the_space_only_when_asked():
+    """min_layers=0 adds zero-layer (static table) genomes: valid under the operators, one genome per table."""
+    from objectives.model_size import student_size
+
+    space = TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=64, min_layers=0), Context())
+    rng = np.random.default_rng(4)
+    population = space.initial(rng, 40)
+    seen_static = seen_int8 = 0
+    for _ in range(600):
+        a, b = population[rng.integers(40)], population[rng.integers(40)]
+        child = space.mutate(space.crossover(a, b, rng)[0], rng)
+        assert space.bounds.contains(child), child
+        if child.static:
+            seen_static += 1
+            seen_int8 += child.int8
+            assert (child.heads, child.intermediate, child.positions) == (1, 0, 0)
+        else:
+            assert not child.int8 and child.positions >= 64
+        population[rng.integers(40)] = child
+    assert seen_static >= 10 and 0 < seen_int8 < seen_static
+    table = Shape(0, 128, 1, 0, 9000, 0, True)
+    assert table.describe() == "static W128 V9000 int8"
+    assert not TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=64), Context()).bounds.contains(table)
+    # int8 table: 1 byte per weight plus a 2-byte scale per row; float16: 2 bytes per weight
+    int8 = student_size(table, 384, "float16").tensor_bytes
+    half = student_size(Shape(0, 128, 1, 0, 9000, 0), 384, "float16").tensor_bytes
+    projection = (384 * 128 + 384) * 2
+    assert (int8, half) == (9000 * 128 + 9000 * 2 + projection, 9000 * 128 * 2 + projection)
+    assert json.loads(space.emit(table, "json")) == {"evoforge_static": True, "vocab_size": 9000, "width": 128,
+                                                      "int8": True, "embedding_dim": 384}
+    with pytest.raises(UserError, match="min_layers"):
+        TransformerShapeSpace(TransformerShapeSpace.Config(min_layers=2), Context())

@@ -1,0 +1,158 @@
+"""Static students: a token-embedding table, mean-pooled over a text's tokens and projected to the teacher's width.
+
+The zero-layer end of the shape space (`Shape.layers == 0`), built as model2vec builds its static models: every kept
+token of the reduced vocabulary is run through the teacher alone ([CLS] token [SEP], the teacher's pooling), and
+the table is those vectors on their top `width` principal directions; the projection maps them back (the PCA basis,
+plus the mean). Unlike model2vec, the table and projection are then distilled on the corpus like any student (the
+same cosine loss on the teacher's sentence embeddings), so each token's vector and norm (its weight in the mean)
+are fitted to whole texts. Stored int8 (one scale per row) or in the saved dtype; the file's bytes are what
+objectives/model_size.py counts. Inference needs no torch: a table lookup, a mean and one small matrix product.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spaces.architecture.shapes import Shape
+from spaces.architecture.vocabulary import ReducedVocabulary
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+
+class StaticStudent(torch.nn.Module):
+    """Token table -> masked mean -> linear projection (sentence embeddings in the teacher's space)."""
+
+    def __init__(self, vocab: int, width: int, embedding_dim: int):
+        super().__init__()
+        self.embeddings = torch.nn.Embedding(vocab, width)   # named so distill() exempts it from weight decay
+        self.embedding_dim = embedding_dim
+        self.pooling = "mean"
+        self.projection = torch.nn.Linear(width, embedding_dim) if width != embedding_dim else None
+        self.bias = torch.nn.Parameter(torch.zeros(embedding_dim)) if self.projection is None else None
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1).to(self.embeddings.weight.dtype)
+        pooled = (self.embeddings(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.projection(pooled) if self.projection is not None else pooled + self.bias
+
+
+def static_flops(shape: Shape, seq_length: int, embedding_dim: int) -> int:
+    """FLOPs of one text of `seq_length` tokens: the mean (s x width adds) and the projection (2 width d)."""
+    return seq_length * shape.hidden + (2 * shape.hidden * embedding_dim if shape.hidden != embedding_dim else 0)
+
+
+def token_states(teacher, vocabulary: ReducedVocabulary, batch_size: int = 512) -> np.ndarray:
+    """(len(vocabulary), teacher width) float64: the teacher's pooled output for each kept token on its own."""
+    from spaces.architecture.teacher import pool
+
+    tok = teacher.tokenizer
+    cls, sep = tok.convert_tokens_to_ids("[CLS]"), tok.convert_tokens_to_ids("[SEP]")
+    ids = torch.as_tensor(vocabulary.teacher_ids, dtype=torch.long)
+    out = np.empty((len(ids), teacher.embedding_dim), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start:start + batch_size]
+            batch = torch.stack([torch.full_like(chunk, cls), chunk, torch.full_like(chunk, sep)], dim=1)
+            mask = torch.ones_like(batch)
+            states = teacher.model(input_ids=batch, attention_mask=mask).last_hidden_state
+            out[start:start + len(chunk)] = pool(states, mask, teacher.pooling).double().numpy()
+    return out
+
+
+def build_static(shape: Shape, teacher, vocabulary: ReducedVocabulary) -> StaticStudent:
+    """A static student initialised as model2vec does: PCA of the teacher's per-token outputs (no training)."""
+    states = token_states(teacher, vocabulary)
+    mean = states.mean(0)
+    student = StaticStudent(shape.vocab, shape.hidden, teacher.embedding_dim)
+    with torch.no_grad():
+        if student.projection is None:
+            student.embeddings.weight.copy_(torch.as_tensor(states - mean, dtype=torch.float32))
+            student.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
+            return student
+        # Right singular vectors: the table's `width` main directions (teacher width x width, orthonormal).
+        basis = np.linalg.svd(states - mean, full_matrices=len(states) < shape.hidden)[2][: shape.hidden].T
+        student.embeddings.weight.copy_(torch.as_tensor((states - mean) @ basis, dtype=torch.float32))
+        student.projection.weight.copy_(torch.as_tensor(basis, dtype=torch.float32))
+        student.projection.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
+    return student
+
+
+def quantise_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 table, per-row scale): row r is approximately q[r] * scale[r], symmetric, max |q| = 127."""
+    scale = np.abs(table).max(axis=1) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    return np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
+def save_static(student: StaticStudent, tokenizer, directory: Path, shape: Shape, dtype: str = "float16") -> None:
+    """Write weights (model.safetensors), config.json and the tokenizer; sizes match objectives/model_size.py.
+    bfloat16 is written as float16 (same bytes; numpy has no bfloat16)."""
+    from safetensors.numpy import save_file
+
+    from objectives.model_size import static_tensors
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.float16}.get(dtype)
+    if np_dtype is None:
+        raise ValueError(f"static students are saved as float32 or float16, not {dtype}")
+    table = student.embeddings.weight.detach().float().numpy()
+    tensors: dict[str, np.ndarray] = {}
+    if shape.int8:
+        q, scale = quantise_rows(table)
+        tensors["embeddings"], tensors["scales"] = q, scale.astype(np_dtype)
+    else:
+        tensors["embeddings"] = table.astype(np_dtype)
+    if student.projection is not None:
+        tensors["projection.weight"] = student.projection.weight.detach().numpy().astype(np_dtype)
+        tensors["projection.bias"] = student.projection.bias.detach().numpy().astype(np_dtype)
+    else:
+        tensors["projection.bias"] = student.bias.detach().numpy().astype(np_dtype)
+    expected = [name for name, _, _ in static_tensors(shape, student.embedding_dim, dtype)]
+    assert sorted(expected) == sorted(tensors), (expected, list(tensors))
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(directory / WEIGHTS),
+              metadata={"format": "pt"})
+    tokenizer.save_pretrained(directory)
+    (directory / CONFIG).write_text(json.dumps({
+        "evoforge_static": True, "vocab_size": shape.vocab, "width": shape.hidden, "int8": shape.int8,
+        "embedding_dim": student.embedding_dim, "dtype": dtype, "pooling": "mean"}, indent=2))
+
+
+def is_static(directory: Path) -> bool:
+    config = Path(directory) / CONFIG
+    return config.is_file() and bool(json.loads(config.read_text()).get("evoforge_static"))
+
+
+class StaticEncoder:
+    """A saved static student, loaded for inference with numpy (float32 table, dequantised once)."""
+
+    def __init__(self, directory: Path):
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        directory = Path(directory)
+        self.config = json.loads((directory / CONFIG).read_text())
+        weights = load_file(str(directory / WEIGHTS))
+        table = weights["embeddings"].astype(np.float32)
+        if "scales" in weights:
+            table *= weights["scales"].astype(np.float32)[:, None]
+        self.table = table
+        self.weight = weights["projection.weight"].astype(np.float32).T if "projection.weight" in weights else None
+        self.bias = weights["projection.bias"].astype(np.float32)
+        self.tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        self.shape = Shape(0, int(self.config["width"]), 1, 0, int(self.config["vocab_size"]), 0,
+                           bool(self.config["int8"]))
+
+    def encode(self, texts: Sequence[str], max_length: int = 512) -> np.ndarray:
+        """(len(texts), embedding_dim) float32: mean of each text's token rows (first `max_length` tokens,
+        [CLS]/[SEP] included, as in training), projected."""
+        pooled = np.empty((len(texts), self.table.shape[1]), dtype=np.float32)
+        for row, encoding in enumerate(self.tokenizer.encode_batch(list(texts))):
+            pooled[row] = self.table[encoding.ids[:max_length]].mean(0)
+        return pooled @ self.weight + self.bias if self.weight is not None else pooled + self.bias
