@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def measure(args) -> dict:
+def measure(args, out: Path) -> dict:
     import torch
 
     from objectives.decode_time import DecodeTime
@@ -40,17 +40,21 @@ def measure(args) -> dict:
     seen = {space.key(genomes[0])}
     while len(genomes) < args.candidates:
         g = space.random(rng)
+        if g.blocks_per_sm * g.warps > args.max_warps_per_sm:   # would not be resident: measured as failed anyway
+            continue
         if space.key(g) not in seen:
             seen.add(space.key(g))
             genomes.append(g)
     objective = DecodeTime(DecodeTime.Config(steps=64, repeats=3), space, Context())
     rows = []
+    result = {"device": torch.cuda.get_device_name(), "config": args.config, "dtype": dtype, "sms": sms,
+              "steps": 64, "repeats": 3, "candidates": rows}
     for i in range(0, len(genomes), 8):
         for g, ev in zip(genomes[i:i + 8], objective.evaluate_batch(genomes[i:i + 8])):
             rows.append({"genes": g.as_dict(), "us_per_token": None if ev.failed else ev.values[0], "failed": ev.failed})
         print(f"measured {len(rows)}/{len(genomes)}", flush=True)
-    return {"device": torch.cuda.get_device_name(), "config": args.config, "dtype": dtype, "sms": sms,
-            "steps": 64, "repeats": 3, "candidates": rows}
+        out.write_text(json.dumps(result, indent=1))   # a run cut short keeps what it measured
+    return result
 
 
 def calibrate_measured(measured: dict, seed: int) -> dict:
@@ -80,6 +84,7 @@ def main() -> None:
     ap.add_argument("--config", default="hidden-1024")
     ap.add_argument("--candidates", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-warps-per-sm", type=int, default=16, help="skip genomes whose blocks x warps exceed this")
     ap.add_argument("--measured", help="a measurement file: calibrate it (CPU) instead of measuring")
     ap.add_argument("--out", default=os.environ.get("OUT", str(Path(__file__).parent / "results")))
     args = ap.parse_args()
@@ -93,7 +98,7 @@ def main() -> None:
         return
     out = Path(args.out) / f"megakernel_calibration_{args.config}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(measure(args), indent=1))
+    out.write_text(json.dumps(measure(args, out), indent=1))
     print(f"wrote {out}")
 
 
