@@ -7,10 +7,12 @@ when it pays back.
    median of `--repeats`: whole-command seconds and the search seconds evoforge prints.
    Target: default whole command <= --local's, search time no worse.
 3. `--part eml`: EML jobs (fit + size, population 200, no target, a fixed number of generations) on CSVs whose row
-   count is chosen by measuring so that one evaluation takes ~50 us and ~1 ms: the default command with 2 workers
-   vs `--local` (the user's alternative, one population in-process) and vs the same islands in-process (the
-   search the default chose, minus Ray). Evaluations/s over the search; whole-command seconds.
-   Target: default >= 1.6x --local's evaluations/s.
+   count is chosen by measuring so that one evaluation takes ~50 us and ~1 ms (or as close as the space allows):
+   what the default command picks, then islands on 2 Ray workers (`backend.mode = "islands"`) vs `--local` (the
+   user's alternative, one population in-process) and vs the same islands in-process (the same search minus
+   Ray), interleaved. Evaluations/s after generation 0 (from the run's logbook: generation 0 on Ray includes
+   starting the workers and their imports), also over the whole search; whole-command seconds.
+   Target: 2 workers >= 1.6x in-process evaluations/s.
 4. `--part scaling16` (for a 16-core host; runs standalone with numpy, deap and ray): deceptive-trap bit strings
    (400 bits) whose evaluations spin the CPU for 1 ms and 0.1 ms; a population of 512 as 16 islands of 32 (what
    auto derives for 16 workers) on 16 Ray actors vs the same islands in-process, same seed (identical
@@ -21,6 +23,7 @@ when it pays back.
 Every part records `uptime`'s load before and after. Writes bench/results/cheap_evals.json (parts merge into it).
     python bench/cheap_evals.py --part costs quickstart eml [--repeats 5]
     python bench/cheap_evals.py --part scaling16 [--max-workers 16]
+    taskset -c 0,1 python bench/cheap_evals.py --part scaling16    # the same on 2 quiet cores (key scaling2)
 """
 
 from __future__ import annotations
@@ -52,6 +55,11 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (`taskset` and containers limit them below os.cpu_count())."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
 
@@ -67,7 +75,8 @@ def evoforge(*args: str, env: dict | None = None) -> dict:
     match = STOPPED.search(proc.stdout)
     backend = [line for line in proc.stderr.splitlines() if line.startswith("backend:")]
     return {"whole_seconds": round(seconds, 3), "generations": int(match[1]), "evaluations": int(match[2]),
-            "search_seconds": float(match[3]), "backend": backend[0] if backend else None}
+            "search_seconds": float(match[3]), "backend": " | ".join(backend) or None,
+            "ray_failed_to_start": any("did not start" in line for line in backend)}
 
 
 # --- 1. Ray's own costs -------------------------------------------------------------------------------------------
@@ -207,46 +216,64 @@ def rows_for(target: float, folder: Path) -> tuple[int, float]:
     return rows, cost
 
 
+def rate(run: dict) -> float:
+    """Evaluations per second after generation 0 (whose time on Ray includes starting the workers and their
+    imports), from the run's own logbook."""
+    return run["steady_evals_per_s"]
+
+
+def steady_evals_per_s(run_dir: Path) -> float:
+    from runs.rundir import RunDirectory
+
+    logbook = RunDirectory(run_dir).load_checkpoint().logbook  # per generation, or per epoch for islands
+    first, last = logbook[0], logbook[-1]
+    return (last["evaluations"] - first["evaluations"]) / (last["elapsed"] - first["elapsed"])
+
+
 def part_eml(repeats: int, generations: dict[str, int]) -> dict:
+    """Per cost level: what the default command chooses (once), then `repeats` interleaved rounds of islands on 2
+    Ray workers (backend.mode = "islands", what auto runs for such a job when it is long enough to repay Ray's
+    start-up), `--local`, and the same islands in-process."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="cheap-evals-") as tmp:
         folder = Path(tmp)
         for label, target in (("50us", 50e-6), ("1ms", 1e-3)):
             rows, cost = rows_for(target, folder)
-            spec = folder / f"eml{label}.toml"
-            spec.write_text(EML_SPEC.format(data=eml_data(rows, folder / f"eml{label}.csv"),
-                                            generations=generations[label]))
-            runs: dict[str, list] = {"default_2_workers": [], "local": [], "same_islands_in_process": []}
+            text = EML_SPEC.format(data=eml_data(rows, folder / f"eml{label}.csv"), generations=generations[label])
+            spec, forced = folder / f"eml{label}.toml", folder / f"eml{label}-islands.toml"
+            spec.write_text(text)
+            forced.write_text(text + 'mode = "islands"\n')
+            before = load()
+            default = {**evoforge("run", spec, "--quiet", "--out", folder / f"a{label}"), "load_before": before,
+                       "load_after": load()}
+            print(f"{label}: default command: {default['backend']}", flush=True)
+            runs: dict[str, list] = {"islands_2_workers": [], "local": [], "same_islands_in_process": []}
             for r in range(repeats):
-                before = load()
-                default = evoforge("run", spec, "--quiet", "--out", folder / f"d{label}{r}")
-                runs["default_2_workers"].append({**default, "load_before": before, "load_after": load()})
-                before = load()
-                local = evoforge("run", spec, "--quiet", "--local", "--out", folder / f"l{label}{r}")
-                runs["local"].append({**local, "load_before": before, "load_after": load()})
-                pinned = folder / f"d{label}{r}" / "spec.toml"  # the search the default chose, run in-process
-                if "[islands]" in pinned.read_text():
+                commands = {"islands_2_workers": (forced, []), "local": (spec, ["--local"]),
+                            "same_islands_in_process": (folder / f"i{label}0" / "spec.toml", ["--local"])}
+                for name, (path, extra) in commands.items():
                     before = load()
-                    same = evoforge("run", pinned, "--quiet", "--local", "--out", folder / f"s{label}{r}")
-                    runs["same_islands_in_process"].append({**same, "load_before": before, "load_after": load()})
-                print(f"{label} {r}: default {default['evaluations'] / default['search_seconds']:.0f} evals/s "
-                      f"({default['backend']}), local {local['evaluations'] / local['search_seconds']:.0f} evals/s",
-                      flush=True)
-            summary = {"rows": rows, "eval_seconds": cost, "generations": generations[label]}
+                    row = evoforge("run", path, "--quiet", "--out", folder / f"{name[0]}{label}{r}", *extra)
+                    runs[name].append({**row, "steady_evals_per_s": steady_evals_per_s(folder / f"{name[0]}{label}{r}"),
+                                       "whole_search_evals_per_s": row["evaluations"] / row["search_seconds"],
+                                       "load_before": before, "load_after": load()})
+                print(f"{label} {r}: islands on 2 workers {rate(runs['islands_2_workers'][-1]):.0f} evals/s, local "
+                      f"{rate(runs['local'][-1]):.0f}, same islands in-process "
+                      f"{rate(runs['same_islands_in_process'][-1]):.0f} (load {before})", flush=True)
+            summary = {"rows": rows, "eval_seconds": cost, "generations": generations[label], "default": default}
             for name, items in runs.items():
-                if items:
-                    summary[name] = {
-                        "median_evals_per_s": round(statistics.median(x["evaluations"] / x["search_seconds"]
-                                                                      for x in items), 1),
-                        "median_whole_seconds": statistics.median(x["whole_seconds"] for x in items),
-                        "median_search_seconds": statistics.median(x["search_seconds"] for x in items),
-                        "runs": items}
-            summary["speedup_vs_local"] = round(summary["default_2_workers"]["median_evals_per_s"]
-                                                / summary["local"]["median_evals_per_s"], 3)
-            if "same_islands_in_process" in summary:
-                summary["speedup_vs_same_islands_in_process"] = round(
-                    summary["default_2_workers"]["median_evals_per_s"]
-                    / summary["same_islands_in_process"]["median_evals_per_s"], 3)
+                summary[name] = {"median_evals_per_s": round(statistics.median(rate(x) for x in items), 1),
+                                 "median_whole_search_evals_per_s": round(statistics.median(
+                                     x["whole_search_evals_per_s"] for x in items), 1),
+                                 "median_whole_seconds": statistics.median(x["whole_seconds"] for x in items),
+                                 "median_search_seconds": statistics.median(x["search_seconds"] for x in items),
+                                 "runs": items}
+            summary["islands_runs_where_ray_failed_to_start"] = sum(x["ray_failed_to_start"]
+                                                                    for x in runs["islands_2_workers"])
+            islands = summary["islands_2_workers"]["median_evals_per_s"]
+            summary["speedup_vs_local"] = round(islands / summary["local"]["median_evals_per_s"], 3)
+            summary["speedup_vs_same_islands_in_process"] = round(
+                islands / summary["same_islands_in_process"]["median_evals_per_s"], 3)
             out[label] = summary
     return out
 
@@ -313,7 +340,7 @@ def auto_choice(work_seconds: float, workers: int, total: int, generations: int)
     space, objective = trap_job(work_seconds)
     settings = SearchSettings(population=total, generations=generations)
     costs, _ = measure(space, objective, settings, seed=0, timeout=None)
-    return choose(costs, settings, workers, os.cpu_count() or 1, cluster=False, islands_in_spec=False).reason
+    return choose(costs, settings, workers, usable_cores(), cluster=False, islands_in_spec=False).reason
 
 
 def part_scaling(workers: int, total: int) -> dict:
@@ -355,11 +382,15 @@ def table(results: dict) -> None:
         print(f"| quickstart search (median) | {q['default']['median_search_seconds']:.2f} s | --local "
               f"{q['local']['median_search_seconds']:.2f} s | {q['search_ratio_default_over_local']}x |")
     for label, row in results.get("eml", {}).items():
-        print(f"| EML {row['eval_seconds'] * 1e6:.0f} us evals, evals/s | {row['default_2_workers']['median_evals_per_s']}"
-              f" | --local {row['local']['median_evals_per_s']} | {row['speedup_vs_local']}x |")
-    for label, row in results.get("scaling16", {}).items():
-        print(f"| {label} evals, {row['workers']} workers, efficiency | islands {100 * row['islands_efficiency']:.1f}% | "
-              f"generational {100 * row['peer_generational']['efficiency']:.1f}% | |")
+        print(f"| EML {row['eval_seconds'] * 1e6:.0f} us evals, evals/s | islands on 2 workers "
+              f"{row['islands_2_workers']['median_evals_per_s']} | --local {row['local']['median_evals_per_s']}; "
+              f"same islands in-process {row['same_islands_in_process']['median_evals_per_s']} | "
+              f"{row['speedup_vs_local']}x; {row['speedup_vs_same_islands_in_process']}x |")
+    for key in [k for k in results if k.startswith("scaling") and not k.endswith("_machine")]:
+        for label, row in results[key].items():
+            print(f"| {label} evals, {row['workers']} workers, efficiency | islands "
+                  f"{100 * row['islands_efficiency']:.1f}% | generational {100 * row['peer_generational']['efficiency']:.1f}%"
+                  f" | |")
 
 
 def main() -> None:
@@ -368,8 +399,8 @@ def main() -> None:
                         choices=["costs", "quickstart", "eml", "scaling16"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eml-repeats", type=int, default=3)
-    parser.add_argument("--generations-50us", type=int, default=150)
-    parser.add_argument("--generations-1ms", type=int, default=40)
+    parser.add_argument("--generations-50us", type=int, default=300)
+    parser.add_argument("--generations-1ms", type=int, default=60)
     parser.add_argument("--max-workers", type=int, default=16)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -382,9 +413,10 @@ def main() -> None:
         results["eml"] = part_eml(args.eml_repeats, {"50us": args.generations_50us, "1ms": args.generations_1ms})
         results["eml_machine"] = machine()
     if "scaling16" in args.part:
-        workers = min(args.max_workers, os.cpu_count() or 1)
-        results["scaling16"] = part_scaling(workers, total=32 * workers)
-        results["scaling16_machine"] = machine()
+        workers = min(args.max_workers, usable_cores())
+        key = f"scaling{workers}"  # scaling16 on the 16-core host; scaling2 under `taskset -c 0,1` (2 quiet cores)
+        results[key] = part_scaling(workers, total=32 * workers)
+        results[f"{key}_machine"] = f"{machine()}, {usable_cores()} cores usable"
     table(results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(results, indent=2) + "\n")

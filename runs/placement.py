@@ -98,7 +98,8 @@ def place(spec: RunSpec, space: Any, objective: Any, log: Callable[[str], None] 
         return _pin(spec, mode), None
     costs, warm = measure(space, objective, spec.search, spec.seed, spec.backend.timeout or None)
     workers = _cluster_cpus(spec) if address else spec.backend.workers
-    placement = choose(costs, spec.search, workers, os.cpu_count() or 1, cluster=address is not None,
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    placement = choose(costs, spec.search, workers, cores, cluster=address is not None,
                        islands_in_spec=spec.islands is not None)
     log(placement.reason)
     if placement.mode == "islands" and spec.islands is None:

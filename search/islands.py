@@ -48,7 +48,8 @@ class IslandSettings:
 
 @dataclass
 class ArchipelagoState:
-    """All islands plus the driver's own state: what an island run checkpoints and resumes from."""
+    """All islands plus the driver's own state: what an island run checkpoints and resumes from. logbook: one line
+    per epoch (epoch, generation, evaluations, elapsed wall seconds)."""
 
     epoch: int
     islands: list[EngineState]
@@ -222,6 +223,11 @@ class _Hosts:
                 ray.kill(actor, no_restart=True)
 
 
+def _epoch_line(state: ArchipelagoState) -> dict[str, Any]:
+    return {"epoch": state.epoch, "generation": state.generation, "evaluations": state.evaluations,
+            "elapsed": round(state.elapsed, 6)}
+
+
 def _merge(state: EngineState, light: EngineState, entries: list, reports: list[GenerationReport]) -> EngineState:
     """The driver's full island state: a host's state without cache, plus the driver's cache and logbook."""
     cache = state.cache if state is not None else {}
@@ -252,6 +258,7 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
             rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(islands.islands + 1)[-1])
             state = ArchipelagoState(epoch=0, islands=states, front=front, rng_state=rng.bit_generator.state,
                                      elapsed=time.perf_counter() - start)
+            state.logbook.append(_epoch_line(state))
             if on_epoch:
                 on_epoch(state, [r for _, _, r in started])
 
@@ -283,7 +290,8 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
             now = time.perf_counter()
             state = ArchipelagoState(epoch=state.epoch + 1, islands=states, front=front,
                                      rng_state=rng.bit_generator.state, elapsed=state.elapsed + now - mark,
-                                     logbook=state.logbook)
+                                     logbook=state.logbook + [])
+            state.logbook.append(_epoch_line(state))
             mark = now
             # On Ray the next epoch starts before this one is checkpointed: the actors work while the driver writes.
             pending = launch(state, synced) if use_ray and stop_reason(state, objective, settings) is None else None

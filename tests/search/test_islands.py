@@ -87,3 +87,12 @@ def test_a_host_without_an_island_cache_refuses_a_partial_one():
         fresh.advance([(0, light, [], False)], 1)
     (state, new, reports), = fresh.advance([(0, light, entries, True)], 1)
     assert len(reports) == 1 and len(new) == reports[0].stats["new_evaluations"]
+
+
+def test_the_archipelago_logs_one_line_per_epoch():
+    space, objective = trap_problem(length=16)
+    state = evolve_islands(space, objective, SearchSettings(population=6, generations=5),
+                           IslandSettings(islands=2, migration_interval=2), seed=1)
+    assert [(line["epoch"], line["generation"]) for line in state.logbook] == [(0, 0), (1, 2), (2, 4), (3, 5)]
+    assert state.logbook[-1]["evaluations"] == state.evaluations
+    assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(state.logbook, state.logbook[1:]))
