@@ -42,11 +42,14 @@ SPECIAL = {
     "log2": ([0.0, np.inf, 1.0, 2.0 ** -149, 2.0 ** 100, 0.5], [-np.inf, np.inf, 0.0, -149.0, 100.0, -1.0]),
     "sin": ([0.0, -0.0, 1e-40, -1e-40], [0.0, -0.0, 1e-40, -1e-40]),
     "cos": ([0.0, -0.0, 1e-40], [1.0, 1.0, 1.0]),
+    "tanh": ([0.0, -0.0, np.inf, -np.inf, 1e-40, 9.6, -20.0], [0.0, -0.0, 1.0, -1.0, 1e-40, 1.0, -1.0]),
+    "sigmoid": ([0.0, np.inf, -np.inf, 20.0, -120.0], [0.5, 1.0, 0.0, 1.0 / (1.0 + np.exp(-20.0)), 0.0]),
+    "erf": ([0.0, -0.0, np.inf, -np.inf, 3.92, -5.0, 1e-40], [0.0, -0.0, 1.0, -1.0, 1.0, -1.0, 1.1283791670955126e-40]),
 }
 
 
 @pytest.mark.skipif(GCC is None, reason="needs gcc")
-@pytest.mark.parametrize("name", ["exp", "exp2", "log", "log2", "sin", "cos"])
+@pytest.mark.parametrize("name", ["exp", "exp2", "log", "log2", "sin", "cos", "tanh", "sigmoid", "erf"])
 def test_committed_function_is_within_one_ulp(name, tmp_path):
     f = _array_fn(name, tmp_path)
     target = TARGETS[name]
