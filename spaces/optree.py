@@ -134,7 +134,8 @@ class OpTreeSpace(Space):
         ta, tb = gp.cxOnePoint(self._to_deap(a), self._to_deap(b))
         ca = self._from_deap(ta, rng) if ta.height <= self.config.max_depth else a
         cb = self._from_deap(tb, rng) if tb.height <= self.config.max_depth else b
-        return ca, cb
+        # constants fitted in the parent's context rarely suit the child's: refit, as mutation does
+        return tuple(self.fit_constants(c) if c not in (a, b) else c for c in (ca, cb))
 
     def key(self, genome: tuple) -> str:
         return " ".join(f"{t:.12g}" if isinstance(t, float) else t for t in genome)
@@ -221,6 +222,10 @@ class OpTreeSpace(Space):
                     with np.errstate(all="ignore"):
                         value = float(NUMPY[tok](*(np.float64(v) for _, v in args)))
                     stack.append((_number(value), value))
+                elif tok == "pow" and args[0][1] is not None and 0.0 < args[0][1] < math.inf:
+                    # c**u = exp(ln(c)*u) for c > 0: a fitted 0.606530659713**(x**2) prints as exp(-0.5*x**2),
+                    # whose constant snapping can read
+                    stack.append((sp.exp(_number(math.log(args[0][1])) * args[1][0]), None))
                 else:
                     stack.append((SYMPY[tok](*(e for e, _ in args)), None))
         expr = stack[0][0]

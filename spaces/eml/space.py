@@ -25,7 +25,9 @@ class EmlConfig:
     init_depth: height limit of random initial trees. leaf_one: probability that a random leaf is the constant 1.
     variables: variable names when the run has no dataset. seed_small: put every tree of height <= 1 in the
     first population. seed_with_gradient: also seed it with snapped circuits of the gradient method (the combined
-    method); gradient_* are that method's settings (gradient_seconds caps its wall time, in seconds)."""
+    method); gradient_* are that method's settings. gradient_steps bounds its work; gradient_seconds (0 = none)
+    would also cap its wall time, in seconds, which makes the first population depend on the machine's load, so a
+    seed no longer fixes the run: keep it 0 except for wall-clock benchmarks."""
 
     max_depth: int = 4
     init_depth: int = 3
@@ -36,7 +38,7 @@ class EmlConfig:
     gradient_depth: int = 3
     gradient_restarts: int = 64
     gradient_steps: int = 400
-    gradient_seconds: float = 20.0
+    gradient_seconds: float = 0.0
     gradient_seeds: int = 2
 
 
@@ -140,7 +142,8 @@ class EmlSpace(Space):
         found: dict[Tree, float] = {}
         for k in range(cfg.gradient_seeds):
             settings = GradientSettings(depth=min(cfg.gradient_depth, cfg.max_depth), restarts=cfg.gradient_restarts,
-                                        steps=cfg.gradient_steps, seconds=cfg.gradient_seconds / cfg.gradient_seeds)
+                                        steps=cfg.gradient_steps,
+                                        seconds=cfg.gradient_seconds / cfg.gradient_seeds or None)
             for rmse, tree in fit_circuits(data.X, data.y, settings, seed=self.context.seed * 1000 + k):
                 found[tree] = min(rmse, found.get(tree, np.inf))
         ranked = sorted(found, key=lambda t: (found[t], len(t)))
