@@ -130,3 +130,10 @@ def test_the_cli_prints_one_error_line_for_a_broken_space(tmp_path):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: space FlakySpace:") and "Traceback" not in done.stderr
+
+
+def test_a_negative_space_time_limit_is_a_spec_error_naming_the_field():
+    from runs.spec import SpecError, load_spec
+
+    with pytest.raises(SpecError, match=r"search.space_time_limit: must be >= 0 seconds \(0 = no limit\), got -1.0"):
+        load_spec("quickstart", {"search.space_time_limit": -1.0})
