@@ -1,7 +1,8 @@
 """The static validator against ground truth on adversarial megakernel schedules.
 
 Base schedules: every real lowering of 3 tiny Llama configs x 3 tilings x 3 synchronisation styles (barrier, join,
-tile counters) x RMSNorm separate or fused into its consumers: 54 lowerings. Adversarial schedules: one-edit mutations of those (spaces/megakernel/adversarial.py), labelled
+tile counters) x RMSNorm separate or fused into its consumers: 54 lowerings; plus the streaming lowering of the
+same configs with 4 settings of its schedule-changing genes (workers, attention chunks, tiles per worker): 12. Adversarial schedules: one-edit mutations of those (spaces/megakernel/adversarial.py), labelled
 unsafe/safe by the explicit-state explorer (spaces/megakernel/explorer.py). The peer is the explorer itself: the
 validator must agree with it on every unsafe schedule (false accepts = 0) and should agree on safe ones (false
 rejects are the price of a static check). Paper (AutoMegaKernel): 7,160 schedules, 6,091 unsafe, 0 false accepts,
@@ -27,6 +28,7 @@ from spaces.megakernel.adversarial import MUTATIONS  # noqa: E402
 from spaces.megakernel.explorer import StateLimit, explore  # noqa: E402
 from spaces.megakernel.ir import structure_errors  # noqa: E402
 from spaces.megakernel.lower import SYNC_MODES, LlamaShape, Tiling, lower  # noqa: E402
+from spaces.megakernel.stream import KernelGenes, stream_schedule  # noqa: E402
 
 CONFIGS = {
     "h16-l1-gqa": LlamaShape(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -36,6 +38,9 @@ CONFIGS = {
     "h24-l1-gqa4": LlamaShape(hidden_size=24, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
                               num_key_value_heads=2, vocab_size=24, max_position_embeddings=4),
 }
+# streaming lowerings (spaces/megakernel/stream.py) with the schedule-changing genes: (SMs, genes)
+STREAM_GENES = [(2, KernelGenes(chunks=1)), (3, KernelGenes(chunks=2)), (2, KernelGenes(chunks=2, tiles=2)),
+                (2, KernelGenes(blocks_per_sm=2, chunks=4))]
 TILINGS = {
     "r8-h1-w2": Tiling(rows=8, heads=1, workers=2),
     "r8-h2-w3": Tiling(rows=8, heads=2, workers=3),
@@ -69,6 +74,8 @@ def main() -> None:
     t0 = time.perf_counter()
     bases = {(c, t, s, f): lower(cfg, til, s, f) for c, cfg in CONFIGS.items() for t, til in TILINGS.items()
              for s in SYNC_MODES for f in (False, True)}
+    bases.update({("stream", c, sms, str(g)): stream_schedule(cfg, g, sms=sms, kv_length=cfg.max_position_embeddings)
+                  for c, cfg in CONFIGS.items() for sms, g in STREAM_GENES})
     unmutated_accepted = 0
     unmutated_safe = 0
     for sched in bases.values():
