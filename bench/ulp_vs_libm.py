@@ -16,7 +16,8 @@ has the function and implementation.
 Inputs: exp U(-87, 88), exp2 U(-126, 127), log/log2 uniform over the bit patterns of positive normal floats,
 sin/cos U(-100, 100), tanh U(-10, 10), sigmoid U(-20, 20), erf U(-4, 4).
 
-Also for exp: the op count of the committed (discovered) program vs a Taylor polynomial and a minimax polynomial,
+With --ops, for every function: the published program's op count vs the smallest classic form (our minimax
+fitter, same reduction) at <= 1 ULP; and for exp: the op count of the committed (discovered) program vs a Taylor polynomial and a minimax polynomial,
 each of the smallest degree that reaches <= 1 ULP on 2^22 inputs with the same range reduction (both built here:
 Taylor = 1/k! coefficients in Horner form; minimax = Lawson-reweighted least squares on the reduced interval,
 coefficients rounded to nearest float32; "minimax+" adds our float32-aware refinement of the constants).
@@ -148,7 +149,8 @@ def compare(name: str, source: Path, repeats: int, workdir: Path, exhaustive: di
     calls["numpy"] = lambda: np_fn(x, out["numpy"])
     seconds = timed(calls, repeats)
     prog_ops = program_ops(source)
-    row: dict = {"libmvec_symbols_called": zgv, "libm_expression": libm_call(name)}
+    row: dict = {"libmvec_symbols_called": zgv, "libm_expression": libm_call(name),
+                 "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg()}
     for k in IMPLS:
         sample_max = float(np.max(ulp_error(out[k], ref)))
         ex = exhaustive.get(name, {}).get(k)
@@ -228,7 +230,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", default=list(NAMES))
     ap.add_argument("--repeats", type=int, default=11)
-    ap.add_argument("--ops", action="store_true", help="also: published ops vs the smallest classic form at 1 ULP")
+    ap.add_argument("--ops", action="store_true", help="also: published ops vs the smallest classic form at 1 ULP "
+                    "(and, for exp, vs Taylor and minimax polynomials); minutes of fitting")
     args = ap.parse_args()
     ex_path = RESULTS / "ulp_exhaustive.json"
     exhaustive = json.loads(ex_path.read_text()) if ex_path.exists() else {}
@@ -244,12 +247,21 @@ def main() -> None:
                 continue
             results["functions"][name] = compare(name, source, args.repeats, Path(tmp), exhaustive)
     results["machine"]["load_average_end"] = os.getloadavg()
-    if (RESULTS / "exp.c").exists() and "exp" in args.only:
+    if args.ops and (RESULTS / "exp.c").exists() and "exp" in args.only:
         results["exp_ops_vs_classic"] = exp_op_baselines(program_ops(RESULTS / "exp.c"))
     if args.ops:
         results["ops_vs_classic"] = {name: classic_ops_at_1ulp(name, results["functions"][name]["ours"]["program_ops"])
                                      for name in results["functions"]}
-    (RESULTS / "ulp_vs_libm.json").write_text(json.dumps(results, indent=1))
+    # rows of functions not measured in this run, and op comparisons not redone, stay from the earlier run
+    old_path = RESULTS / "ulp_vs_libm.json"
+    old = json.loads(old_path.read_text()) if old_path.exists() else {}
+    if "machine" in old and isinstance(old["machine"], dict):
+        for name, row in old.get("functions", {}).items():
+            results["functions"].setdefault(name, row)
+        for key in ("exp_ops_vs_classic", "ops_vs_classic"):
+            if key not in results and key in old:
+                results[key] = old[key]
+    old_path.write_text(json.dumps(results, indent=1))
 
     print(f"{'func':<8} {'impl':<8} {'max ULP':>9} {'scope':>8} {'ns/elem':>8} {'vs libmvec':>10} {'vs glibc':>9}")
     for name, row in results["functions"].items():
