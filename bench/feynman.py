@@ -273,7 +273,7 @@ def print_table(summary: dict, budget: float, peer: str = "pyoperon") -> None:
         secs = "-" if s["median_seconds_to_recovery"] is None else f"{s['median_seconds_to_recovery']:.1f}"
         print(f"{s['system']:<10} {s['noise']:>6g} {s['exact']:>4}/{s['equations']:<4} {secs:>18} "
               f"{s['median_test_r2']:>16.6f} {s['errors']:>7}")
-    for key, s in summary.items():
+    for s in summary.values():
         other = summary.get(f"{peer}@{s['noise']:g}")
         if s["system"] != peer and other and other["exact"]:
             print(f"{s['system']} / {peer} exact recoveries at noise {s['noise']:g}: {s['exact'] / other['exact']:.2f}x")
