@@ -44,6 +44,7 @@ CERTIFIERS: dict[str, str] = {
     "optree": "spaces.expression_certificate",
     "float32": "spaces.float32.certificate",
     "megakernel": "spaces.megakernel.certificate",
+    "megakernel_stream": "spaces.megakernel.stream_certificate",
     "transformer_shapes": "spaces.architecture.certificate",   # also `certify_student`, called by compress
 }
 
@@ -57,6 +58,9 @@ CHECKS: dict[str, str] = {
     "megakernel.executor": "spaces.megakernel.certificate:executor",
     "megakernel.explorer": "spaces.megakernel.certificate:explorer",
     "megakernel.cuda_source": "spaces.megakernel.certificate:cuda_source",
+    "megakernel_stream.validator": "spaces.megakernel.stream_certificate:validator",
+    "megakernel_stream.small_config": "spaces.megakernel.stream_certificate:small_config",
+    "megakernel_stream.source": "spaces.megakernel.stream_certificate:source",
     "student.files": "spaces.architecture.certificate:files",
     "student.size": "spaces.architecture.certificate:size",
     "student.report": "spaces.architecture.certificate:report_figures",

@@ -157,3 +157,27 @@ def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers()
         tokens, _ = mk.generate([1, 2, 3, 4], 24)
         ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
         assert tokens == ref
+
+
+def test_an_emitted_kernel_carries_a_certificate_that_verify_rechecks(tmp_path):
+    from runs.certificate import certify_artifact
+    from runs.verify import verify
+    from search.protocols import Context
+    from spaces.megakernel.stream_space import StreamKernelSpace
+
+    space = StreamKernelSpace(StreamKernelSpace.Config(model_config="toy", kv_length=64, sms=4, dtype="float32"),
+                              Context(seed=0))
+    genes = KernelGenes(chunks=2, warps=4)
+    lines: list[str] = []
+    for lang in ("cuda", "python"):
+        artifact = tmp_path / f"kernel.{'cu' if lang == 'cuda' else 'py'}"
+        source = space.emit(genes, lang)
+        artifact.write_text(source)
+        certify_artifact(space, genes, lang, source, artifact)
+        assert verify(artifact, lines.append) == 0
+    tampered = tmp_path / "kernel.cu"
+    tampered.write_text(tampered.read_text().replace("#define UNROLL 4", "#define UNROLL 8"))
+    lines.clear()
+    assert verify(tampered, lines.append) == 1
+    failed = {line.split(":")[0] for line in lines if "FAIL" in line or "fail" in line.lower()}
+    assert "megakernel_stream.source" in " ".join(sorted(failed)) and "sha256" in " ".join(sorted(failed))
