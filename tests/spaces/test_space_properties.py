@@ -7,7 +7,7 @@ expression spaces also start from adversarial genomes (constants 1e308, 5e-324, 
 nested pow and exp) and get them back into the pool.
 
 Genomes per space (each one keyed and described; emitted in every language every EMIT_EVERY-th), default suite:
-bitstring 2000, eml 300, optree 150 (+17 adversarial), float32 100, transformer_shapes 2000, megakernel 300, about
+bitstring 2000, eml 300, optree 150 (+17 adversarial), float32 100, transformer_shapes 2000, megakernel 300,
 roughly 14 CPU seconds in all; the `slow` variant runs 10x each (20000, 3000, 1500, 1000, 20000, 3000), another seed.
 Bounds are CPU seconds per call (BOUND), so a machine shared with other jobs does not fail the test.
 """
