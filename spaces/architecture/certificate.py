@@ -17,8 +17,9 @@ from runs.certificate import FOLDER_CERTIFICATE, Outcome, run_check, tool_versio
 
 MB = 1e6
 DTYPE_BYTES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
-FIGURES = ("mean_cosine", "top1_agreement", "student_latency_b1_ms", "student_latency_b32_ms",
-           "teacher_latency_b1_ms", "teacher_latency_b32_ms", "latency_ratio_b1", "latency_ratio_b32", "gflops")
+FIGURES = ("mean_cosine", "top1_agreement", "latency_ms", "student_latency_b1_ms", "student_latency_b32_ms",
+           "teacher_latency_b1_ms", "teacher_latency_b32_ms", "latency_ratio_b1", "latency_ratio_b32", "gflops",
+           "file_mb", "parameters")
 
 
 def _manifest(folder: Path) -> dict[str, str]:
@@ -78,10 +79,13 @@ def report_figures(artifact: Path, params: dict[str, Any]) -> Outcome:
     student = report.get("student", {})
     differ = sorted(k for k, v in params["figures"].items() if student.get(k) != v)
     f = params["figures"]
+    shown = [text.format(f[key]) for key, text in (("mean_cosine", "held-out mean cosine {:.4f}"),
+                                                   ("top1_agreement", "top-1 agreement {:.3f}"),
+                                                   ("latency_ms", "{:.3f} ms per text"),
+                                                   ("latency_ratio_b1", "{:.1f}x faster than the teacher at batch 1"))
+             if isinstance(f.get(key), (int, float))]
     return Outcome(not differ, {"differ": differ},
-                   f"held-out mean cosine {f.get('mean_cosine', float('nan')):.4f}, top-1 agreement "
-                   f"{f.get('top1_agreement', float('nan')):.3f}, {f.get('latency_ratio_b1', float('nan')):.1f}x "
-                   "faster than the teacher at batch 1 (measured at compress time)"
+                   ", ".join(shown) + " (measured at compress time)"
                    if not differ else f"report.json differs from the certificate in {', '.join(differ)}")
 
 

@@ -186,7 +186,7 @@ def test_cli_exit_codes_and_lines(eml_run, tmp_path, capsys):
     assert bad.returncode == 1 and "expression.agreement: FAIL (max error" in bad.stdout
     lone = tmp_path / "lone.c"
     lone.write_text("double f(double x) { return x; }\n")
-    from runs.cli import main                      # in-process: the same entry point, without another import
+    from runs.cli import main  # in-process: the same entry point, without another import
 
     with pytest.raises(SystemExit) as stop:
         main(["verify", str(lone)])
@@ -210,7 +210,8 @@ def test_compressed_student_verifies_and_a_flipped_weight_fails(tmp_path, monkey
         (texts / f"m{i}.py").write_text(inspect.getsource(module)[:5000])
     micro = CompressSettings(seq_length=32, population=16, generations=5, vocab_floors=2, rerank_steps=3,
                              final_steps=6, batch_size=4, max_length=32, train_snippets=40, held_out_snippets=12,
-                             latency_repeats=2)
+                             latency_repeats=2, static_widths=(32,), static_steps=30, static_batch_size=8,
+                             latency_texts=4, peer=False)
     out = compress("", "1MB", str(texts), str(tmp_path / "student"), False, 1, micro)
     cert = json.loads((out / "student.cert.json").read_text())
     assert cert["holds"] and [c["name"] for c in cert["checks"]] == ["student.files", "student.size", "student.report"]
