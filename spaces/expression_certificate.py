@@ -267,7 +267,7 @@ def expression_checks(evolved: sp.Expr, form: sp.Expr | None, reference: dict[st
         lang, f"run in a Python subprocess ({lang})")
     ref = "mpmath at 30 digits" if reference["kind"] == "sympy" else "the EML tree's exact complex128 evaluation"
     checks.append(run_check("expression.agreement",
-                            f"the artifact computes the certified function outside the training range",
+                            "the artifact computes the certified function outside the training range",
                             f"{POINTS} fresh points outside each variable's training range; artifact {how}; "
                             f"reference: {ref}; error |got - ref| / max(|ref|, 1)", params, artifact))
     return checks
