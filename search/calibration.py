@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
-from scipy.stats import spearmanr
 
 # Fewer measurements than this and a run does not report a calibration (a refit of several costs on a handful of
 # points says nothing).
@@ -50,6 +48,8 @@ class Calibration:
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (ties get average ranks); 0 when either side is constant."""
+    from scipy.stats import spearmanr   # imported on use: scipy.stats costs seconds at every CLI start
+
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
@@ -59,6 +59,8 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
 def refit(features: np.ndarray, measured: np.ndarray) -> np.ndarray:
     """Non-negative per-feature costs minimising the squared error of features @ costs against `measured`.
     Columns are scaled to unit norm first so features counted in FLOPs and in layers are fitted alike."""
+    from scipy.optimize import nnls
+
     scale = np.linalg.norm(features, axis=0)
     scale[scale == 0] = 1.0
     costs, _ = nnls(features / scale, measured)

@@ -15,7 +15,6 @@ import sympy as sp
 from search.protocols import Context, Space, UserError
 from spaces.eml import emit as emit_code
 from spaces.eml.compile import from_eml
-from spaces.eml.gradient import GradientSettings, fit_circuits
 from spaces.eml.tree import EML, ONE, VAR0, Tree, depth, depths, evaluate, random_tree, subtree_end, to_string
 
 
@@ -138,6 +137,8 @@ class EmlSpace(Space):
         data = self.context.dataset
         if data is None:
             return []
+        from spaces.eml.gradient import GradientSettings, fit_circuits   # torch: loaded only when gradients are asked for
+
         cfg = self.config
         found: dict[Tree, float] = {}
         for k in range(cfg.gradient_seeds):
