@@ -35,8 +35,6 @@ from typing import ClassVar
 
 import numpy as np
 
-from scipy.special import erf as erf64
-
 from spaces.float32.reduction import F32, MAGIC64, TARGETS, Target, _around, _bit_uniform
 
 LOG2E_D = 1.4426950408889634
@@ -68,6 +66,12 @@ def exp_reduce(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def pow2_f64(k: np.ndarray) -> np.ndarray:
     """2^k as binary64 from the exponent bits (k in [-1022, 1023]; garbage k for NaN inputs stays harmless)."""
     return ((np.asarray(k, np.int64) + 1023).astype(np.uint64) << np.uint64(52)).view(np.float64)
+
+
+def erf64(x: np.ndarray) -> np.ndarray:
+    """erf in binary64 (scipy, imported here so that the emitters and the GPU script need only numpy)."""
+    from scipy.special import erf
+    return erf(x)
 
 
 def _expm1_ref(r: np.ndarray) -> np.ndarray:
