@@ -7,7 +7,8 @@ when it pays back.
    median of `--repeats`: whole-command seconds and the search seconds evoforge prints.
    Target: default whole command <= --local's, search time no worse.
 3. `--part eml`: EML jobs (fit + size, population 200, no target, a fixed number of generations) on CSVs whose row
-   count is chosen by measuring so that one evaluation takes ~50 us and ~1 ms (or as close as the space allows):
+   count is fixed so that one evaluation takes ~50 us (16 rows, the cheapest the space allows) and ~1 ms (4,000
+   rows) on a quiet 2-core machine; the cost is measured and recorded with each job:
    what the default command picks, then islands on 2 Ray workers (`backend.mode = "islands"`) vs `--local` (the
    user's alternative, one population in-process) and vs the same islands in-process (the same search minus
    Ray), interleaved. Evaluations/s after generation 0 (from the run's logbook: generation 0 on Ray includes
@@ -185,7 +186,7 @@ def eml_data(rows: int, path: Path) -> Path:
 
 
 def eml_eval_seconds(rows: int, folder: Path) -> float:
-    """Seconds per evaluation of this job in-process, as backend.mode = "auto" measures it."""
+    """Seconds per evaluation of this job in-process (best of 3 passes over 380 genomes)."""
     from runs.job import build_job
     from runs.spec import load_spec
     from search.evaluation import evaluate_chunk
@@ -203,19 +204,6 @@ def eml_eval_seconds(rows: int, folder: Path) -> float:
     return best
 
 
-def rows_for(target: float, folder: Path) -> tuple[int, float]:
-    """The row count whose evaluation cost is closest to `target` seconds (cost grows about linearly with rows)."""
-    rows, cost = 16, eml_eval_seconds(16, folder)
-    for _ in range(4):
-        if cost >= target or abs(cost - target) < 0.15 * target:
-            break
-        base = eml_eval_seconds(16, folder)
-        per_row = (eml_eval_seconds(4096, folder) - base) / (4096 - 16)
-        rows = max(16, int(round(16 + (target - base) / max(per_row, 1e-12))))
-        cost = eml_eval_seconds(rows, folder)
-    return rows, cost
-
-
 def rate(run: dict) -> float:
     """Evaluations per second after generation 0 (whose time on Ray includes starting the workers and their
     imports), from the run's own logbook."""
@@ -230,16 +218,17 @@ def steady_evals_per_s(run_dir: Path) -> float:
     return (last["evaluations"] - first["evaluations"]) / (last["elapsed"] - first["elapsed"])
 
 
-def part_eml(repeats: int, generations: dict[str, int]) -> dict:
+def part_eml(repeats: int, generations: dict[str, int], rows: dict[str, int]) -> dict:
     """Per cost level: what the default command chooses (once), then `repeats` interleaved rounds of islands on 2
     Ray workers (backend.mode = "islands", what auto runs for such a job when it is long enough to repay Ray's
     start-up), `--local`, and the same islands in-process."""
     out = {}
     with tempfile.TemporaryDirectory(prefix="cheap-evals-") as tmp:
         folder = Path(tmp)
-        for label, target in (("50us", 50e-6), ("1ms", 1e-3)):
-            rows, cost = rows_for(target, folder)
-            text = EML_SPEC.format(data=eml_data(rows, folder / f"eml{label}.csv"), generations=generations[label])
+        for label in ("50us", "1ms"):
+            cost = eml_eval_seconds(rows[label], folder)  # measured now: a loaded machine makes it larger
+            text = EML_SPEC.format(data=eml_data(rows[label], folder / f"eml{label}.csv"),
+                                   generations=generations[label])
             spec, forced = folder / f"eml{label}.toml", folder / f"eml{label}-islands.toml"
             spec.write_text(text)
             forced.write_text(text + 'mode = "islands"\n')
@@ -260,7 +249,7 @@ def part_eml(repeats: int, generations: dict[str, int]) -> dict:
                 print(f"{label} {r}: islands on 2 workers {rate(runs['islands_2_workers'][-1]):.0f} evals/s, local "
                       f"{rate(runs['local'][-1]):.0f}, same islands in-process "
                       f"{rate(runs['same_islands_in_process'][-1]):.0f} (load {before})", flush=True)
-            summary = {"rows": rows, "eval_seconds": cost, "generations": generations[label], "default": default}
+            summary = {"rows": rows[label], "eval_seconds": cost, "generations": generations[label], "default": default}
             for name, items in runs.items():
                 summary[name] = {"median_evals_per_s": round(statistics.median(rate(x) for x in items), 1),
                                  "median_whole_search_evals_per_s": round(statistics.median(
@@ -401,6 +390,8 @@ def main() -> None:
     parser.add_argument("--eml-repeats", type=int, default=3)
     parser.add_argument("--generations-50us", type=int, default=300)
     parser.add_argument("--generations-1ms", type=int, default=60)
+    parser.add_argument("--rows-50us", type=int, default=16, help="CSV rows of the cheap EML job (its cheapest)")
+    parser.add_argument("--rows-1ms", type=int, default=4000, help="CSV rows of the ~1 ms EML job (2-core, quiet)")
     parser.add_argument("--max-workers", type=int, default=16)
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -410,7 +401,8 @@ def main() -> None:
     if "quickstart" in args.part:
         results["quickstart"] = {**part_quickstart(args.repeats), "machine": machine()}
     if "eml" in args.part:
-        results["eml"] = part_eml(args.eml_repeats, {"50us": args.generations_50us, "1ms": args.generations_1ms})
+        results["eml"] = part_eml(args.eml_repeats, {"50us": args.generations_50us, "1ms": args.generations_1ms},
+                                  {"50us": args.rows_50us, "1ms": args.rows_1ms})
         results["eml_machine"] = machine()
     if "scaling16" in args.part:
         workers = min(args.max_workers, usable_cores())
