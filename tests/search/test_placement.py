@@ -19,7 +19,7 @@ def test_trivially_cheap_objective_runs_in_process():
     space, objective = onemax()
     settings = SearchSettings(population=40, generations=30)
     costs, warm = measure(space, objective, settings, seed=3, timeout=None)
-    assert costs.eval_seconds < 1e-3 and costs.evaluations_per_generation == 40
+    assert costs.eval_seconds < 0.01 and costs.evaluations_per_generation == 40  # ~10 us quiet; margin for load
     assert warm is not None  # generation 0 was cheap enough to run in-process during the measurement
     placement = choose(costs, settings, workers=2, cores=2, cluster=False, islands_in_spec=False)
     assert placement.mode == "local"
@@ -74,7 +74,7 @@ def test_cheap_evaluations_on_many_workers_pick_islands_and_a_cluster_never_runs
                   reference_seconds=0.002)  # Ray's start-up 6 s, a round trip 2 ms
     settings = SearchSettings(population=200, generations=2000)
     predicted = predict(costs, 2000, 16, costs.ray_start_seconds)
-    assert round(predicted["local"], 3) == 40.0 and round(predicted["islands"], 3) == 8.875
+    assert round(predicted["local"], 3) == 40.0 and round(predicted["islands"], 3) == 9.0
     assert predicted["islands"] < predicted["generational"] < predicted["local"]
     assert choose(costs, settings, workers=16, cores=16, cluster=False, islands_in_spec=False).mode == "islands"
     # The same job on a 2-core machine with 16 workers asked for: only 2 cores are usable.
@@ -97,7 +97,7 @@ def test_ray_costs_scale_with_the_machine_s_current_speed():
 
 
 def test_expected_generations_follow_the_stopping_rules():
-    costs = Costs(eval_seconds=1e-3, generation_seconds=0.1, evaluations_per_generation=100)
+    costs = Costs(eval_seconds=1e-3, generation_seconds=0.1, evaluations_per_generation=100, reference_seconds=0.01)
     assert expected_generations(costs, SearchSettings(generations=50)) == 50
     assert expected_generations(costs, SearchSettings(generations=50, max_evaluations=1000)) == 10
     assert expected_generations(costs, SearchSettings(generations=50, wall_time=2.0)) == 20
