@@ -33,8 +33,19 @@ class SrSpace(OpTreeSpace):
     Config = SrConfig
 
     def initial(self, rng: np.random.Generator, size: int) -> list[tuple]:
+        """The seeds, then random trees; only the seeds when the best reproduces the data to rounding (1e-12
+        relative): random trees, each with its constant fit, would cost most of a short budget for nothing."""
         seeds = self.closed_form_seeds()[: size // 2]
+        if seeds and self.relative_error(seeds[0]) <= 1e-12:
+            return seeds
         return seeds + [self.random(rng) for _ in range(size - len(seeds))]
+
+    def relative_error(self, genome: tuple) -> float:
+        """RMSE over the RMS of the target, on the run's data."""
+        data = self.context.dataset
+        with np.errstate(all="ignore"):
+            value = float(np.sqrt(np.mean((self.predict(genome, data.X) - data.y) ** 2) / np.mean(data.y ** 2)))
+        return value if np.isfinite(value) else np.inf
 
     def closed_form_seeds(self) -> list[tuple]:
         """Genomes of the closed-form fits on the run's data, lowest RMSE on y first (none without data)."""
