@@ -8,7 +8,7 @@ For each target size (10, 3, 1 MB by default; MB = 10^6 bytes), in one run:
                   winner's vocabulary, distilled the same way (what the search buys over a plain guess).
 Each is saved, loaded back from disk and measured against the teacher (the named peer): file size, GFLOPs, CPU
 latency ratios at batch 1 and 32 (medians of `latency_repeats` forward passes, one torch thread each), mean cosine
-and top-1 retrieval agreement on held-out standard-library text.
+and top-1 retrieval agreement on held-out text (the default corpus: code and English prose, issue 15).
 
     python bench/compress.py --parallel 3         # on a GPU host: one process per target, about 8 minutes
     python bench/compress.py --targets 3 --final-steps 300   # a quicker look on a CPU
@@ -96,7 +96,7 @@ def main() -> None:
             print(f"  {name:15s} {row['shape']:28s} " + "  ".join(f"{k}={row[k]:.4g}" for k in FIELDS), flush=True)
         results["seconds"] = time.perf_counter() - began
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2))  # after every target: partial runs keep results
+        write_results(Path(args.out), results)  # after every target: partial runs keep results
     print_table(results)
 
 
@@ -117,8 +117,16 @@ def run_parallel(args) -> None:
     results = {**parts[0], "targets": {k: v for part in parts for k, v in part["targets"].items()},
                "seconds": time.perf_counter() - began, "parallel": True}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    write_results(Path(args.out), results)
     print_table(results)
+
+
+def write_results(path: Path, results: dict) -> None:
+    """Write `results`, keeping the model2vec comparison (bench/compress_vs_model2vec.py) already in the file."""
+    kept = {}
+    if path.is_file():
+        kept = {k: v for k, v in json.loads(path.read_text()).items() if k == "vs_model2vec"}
+    path.write_text(json.dumps({**results, **kept}, indent=2))
 
 
 def print_table(results: dict) -> None:
