@@ -82,9 +82,20 @@ def publish(name: str, points: int, bound: float, max_ops: int) -> dict:
     info = {"function": name, "published": True, "origin": best["origin"], "program_ops": best["ops"],
             "harness_ops": target.harness_ops, "max_ulp_sample": best["max_ulp_sample"], "sample_size": int(x.size),
             "program": render(prog, consts, target.n_inputs), "genome": repr(prog),
-            "constants": [float(c).hex() for c in consts]}
+            "constants": [float(c).hex() for c in consts], **search_provenance(best["origin"])}
     (RESULTS / f"{name}.json").write_text(json.dumps(info, indent=1))
     return info
+
+
+def search_provenance(origin: str) -> dict:
+    """For a program found by bench/ulp_search.py: that run's file, its wall time and when it first got under 1 ULP."""
+    if not origin.startswith("search:"):
+        return {}
+    path = RESULTS / f"{origin.split(':', 1)[1]}.json"
+    run = json.loads(path.read_text())
+    first = run.get("first_feasible") or {}
+    return {"search_result_file": f"bench/results/{path.name}", "search_wall_seconds": run.get("wall_seconds"),
+            "search_seconds_to_first_under_bound": first.get("seconds"), "search_seeded": run.get("seeded")}
 
 
 def reemit(name: str) -> None:
@@ -97,6 +108,7 @@ def reemit(name: str) -> None:
     (RESULTS / f"{name}.c").write_text(emitters.emit(prog, consts, target, "c", note))
     (RESULTS / f"{name}_numpy.py").write_text(emitters.emit(prog, consts, target, "numpy", note))
     info["harness_ops"] = target.harness_ops
+    info.update(search_provenance(info["origin"]))
     (RESULTS / f"{name}.json").write_text(json.dumps(info, indent=1))
     print(f"{name}: re-emitted from {name}.json")
 
