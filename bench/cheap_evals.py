@@ -370,7 +370,7 @@ def table(results: dict) -> None:
               f"{q['local']['median_whole_seconds']:.2f} s | {q['whole_ratio_default_over_local']}x |")
         print(f"| quickstart search (median) | {q['default']['median_search_seconds']:.2f} s | --local "
               f"{q['local']['median_search_seconds']:.2f} s | {q['search_ratio_default_over_local']}x |")
-    for label, row in results.get("eml", {}).items():
+    for row in results.get("eml", {}).values():
         print(f"| EML {row['eval_seconds'] * 1e6:.0f} us evals, evals/s | islands on 2 workers "
               f"{row['islands_2_workers']['median_evals_per_s']} | --local {row['local']['median_evals_per_s']}; "
               f"same islands in-process {row['same_islands_in_process']['median_evals_per_s']} | "

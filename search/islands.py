@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from itertools import islice
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Any
 
 import numpy as np
