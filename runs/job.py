@@ -13,7 +13,6 @@ from pathlib import Path
 from runs.data import load_csv
 from runs.emit import emit_member
 from runs.placement import pinned_mode, place, say_in_process_instead
-from runs.placement import pinned_mode, place
 from runs.progress import RunProgress
 from runs.rundir import RunDirectory
 from runs.spec import RunSpec, parse_spec, read_table
