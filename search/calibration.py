@@ -48,7 +48,8 @@ class Calibration:
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (ties get average ranks); 0 when either side is constant."""
-    from scipy.stats import spearmanr   # imported on use: scipy.stats costs seconds at every CLI start
+    # imported on use: scipy.stats costs seconds at every CLI start
+    from scipy.stats import spearmanr
 
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if np.ptp(a) == 0 or np.ptp(b) == 0:

@@ -137,7 +137,8 @@ class EmlSpace(Space):
         data = self.context.dataset
         if data is None:
             return []
-        from spaces.eml.gradient import GradientSettings, fit_circuits   # torch: loaded only when gradients are asked for
+        # torch is loaded only when gradients are asked for
+        from spaces.eml.gradient import GradientSettings, fit_circuits
 
         cfg = self.config
         found: dict[Tree, float] = {}
