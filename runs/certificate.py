@@ -42,6 +42,7 @@ FOLDER_CERTIFICATE = "student.cert.json"   # a folder artifact (a compressed stu
 CERTIFIERS: dict[str, str] = {
     "eml": "spaces.eml.certificate",
     "optree": "spaces.expression_certificate",
+    "sr": "spaces.expression_certificate",          # operator trees too (spaces/sr.py extends optree)
     "float32": "spaces.float32.certificate",
     "megakernel": "spaces.megakernel.certificate",
     "megakernel_stream": "spaces.megakernel.stream_certificate",
