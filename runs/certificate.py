@@ -42,7 +42,8 @@ FOLDER_CERTIFICATE = "student.cert.json"   # a folder artifact (a compressed stu
 CERTIFIERS: dict[str, str] = {
     "eml": "spaces.eml.certificate",
     "optree": "spaces.expression_certificate",
-    "sr": "spaces.expression_certificate",          # operator trees too (spaces/sr.py extends optree)
+    "sr": "spaces.expression_certificate",
+    "bitstring": "spaces.bitstring_certificate",          # operator trees too (spaces/sr.py extends optree)
     "float32": "spaces.float32.certificate",
     "megakernel": "spaces.megakernel.certificate",
     "megakernel_stream": "spaces.megakernel.stream_certificate",
@@ -62,6 +63,7 @@ CHECKS: dict[str, str] = {
     "megakernel_stream.validator": "spaces.megakernel.stream_certificate:validator",
     "megakernel_stream.small_config": "spaces.megakernel.stream_certificate:small_config",
     "megakernel_stream.source": "spaces.megakernel.stream_certificate:source",
+    "bitstring.bits": "spaces.bitstring_certificate:bits",
     "student.files": "spaces.architecture.certificate:files",
     "student.size": "spaces.architecture.certificate:size",
     "student.report": "spaces.architecture.certificate:report_figures",

@@ -272,3 +272,22 @@ def test_float32_exhaustive_certificate_walks_every_input(tmp_path, monkeypatch)
     assert check["params"]["mode"] == "exhaustive" and check["result"]["count"] == 2 ** 32 + hard
     assert check["passed"] and check["result"]["max_ulp"] <= 1.0
     print(f"exhaustive max ULP {check['result']['max_ulp']:.4f} at {check['result']['worst_input']!r}")
+
+
+def test_bitstring_artifact_verifies_and_a_flipped_bit_fails(tmp_path):
+    from runs.certificate import certify_artifact
+    from runs.verify import verify
+    from search.protocols import Context
+    from spaces.bitstring import BitStringSpace
+
+    space = BitStringSpace(BitStringSpace.Config(length=12), Context())
+    genome = (1, 0, 1, 1, 0, 0, 1, 1, 1, 0, 1, 0)
+    for lang, name in (("python", "bits.py"), ("c", "bits.c")):
+        path = tmp_path / name
+        path.write_text(space.emit(genome, lang))
+        certify_artifact(space, genome, lang, path.read_text(), path)
+        assert verify(path, lambda line: None) == 0
+    path = tmp_path / "bits.c"
+    path.write_text(path.read_text().replace("{1, 0, 1", "{0, 0, 1"))
+    lines: list[str] = []
+    assert verify(path, lines.append) == 1 and any(line.startswith("bitstring.bits: FAIL") for line in lines)
