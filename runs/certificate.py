@@ -41,6 +41,7 @@ FOLDER_CERTIFICATE = "student.cert.json"   # a folder artifact (a compressed stu
 
 CERTIFIERS: dict[str, str] = {
     "eml": "spaces.eml.certificate",
+    "eml_constants": "spaces.eml.constants_certificate",
     "optree": "spaces.expression_certificate",
     "sr": "spaces.expression_certificate",
     "bitstring": "spaces.bitstring_certificate",          # operator trees too (spaces/sr.py extends optree)

@@ -291,3 +291,17 @@ def test_bitstring_artifact_verifies_and_a_flipped_bit_fails(tmp_path):
     path.write_text(path.read_text().replace("{1, 0, 1", "{0, 0, 1"))
     lines: list[str] = []
     assert verify(path, lines.append) == 1 and any(line.startswith("bitstring.bits: FAIL") for line in lines)
+
+
+def test_eml_constants_artifact_verifies_and_a_changed_constant_fails(tmp_path):
+    data = Path(__file__).resolve().parents[2] / "runs" / "presets" / "data" / "nernst.csv"
+    spec = f'seed = 0\n[space]\nname = "eml_constants"\nmax_depth = 3\n[[objectives]]\nname = "fit"\n' \
+           f'[data]\npath = "{data}"\ntarget = "E"\n'
+    job, run, state = _run(tmp_path, "run", spec, population=20, generations=2)
+    path = _emit(job, run, state, "python")
+    assert _verify(path)[0] == 0
+    body = path.read_text()
+    assert body.count("return ") == 1
+    path.write_text(body.replace("return ", "return 1e-3 + ", 1))      # the function shifted by a constant
+    code, lines = _verify(path)
+    assert code == 1 and "expression.agreement" in _failed(lines)
