@@ -18,8 +18,6 @@ from typing import Any
 
 from search.protocols import Evaluation, Objective, UserError
 
-_VERDICTS: dict[Any, str | None] = {}
-
 
 class DecodeTime(Objective):
     @dataclass(frozen=True)
@@ -40,6 +38,7 @@ class DecodeTime(Objective):
         if config.steps < 1 or config.repeats < 1:
             raise UserError("objectives.decode_time.steps/repeats: must be positive integers")
         self._weights = None
+        self._verdicts: dict[Any, str | None] = {}   # schedule key -> the validator's first rejection, or None
 
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_weights"}
@@ -58,18 +57,18 @@ class DecodeTime(Objective):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        todo = {self._key(g): g for g in genomes if self._key(g) not in _VERDICTS}
+        todo = {self._key(g): g for g in genomes if self._key(g) not in self._verdicts}
         if len(todo) > 1:
             args = [(self.space.model, g, self.space.config.sms, self.space.config.kv_length) for g in todo.values()]
             with ProcessPoolExecutor(min(len(args), 16), mp_context=multiprocessing.get_context("spawn")) as pool:
                 for key, verdict in zip(todo, pool.map(_verdict, args)):
-                    _VERDICTS[key] = verdict
+                    self._verdicts[key] = verdict
 
     def _certified(self, genome) -> str | None:
         key = self._key(genome)
-        if key not in _VERDICTS:
-            _VERDICTS[key] = _verdict((self.space.model, genome, self.space.config.sms, self.space.config.kv_length))
-        return _VERDICTS[key]
+        if key not in self._verdicts:
+            self._verdicts[key] = _verdict((self.space.model, genome, self.space.config.sms, self.space.config.kv_length))
+        return self._verdicts[key]
 
     def evaluate(self, genome) -> Evaluation:
         return self.evaluate_batch([genome])[0]

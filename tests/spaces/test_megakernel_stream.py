@@ -181,3 +181,18 @@ def test_an_emitted_kernel_carries_a_certificate_that_verify_rechecks(tmp_path):
     assert verify(tampered, lines.append) == 1
     failed = {line.split(":")[0] for line in lines if "FAIL" in line or "fail" in line.lower()}
     assert "megakernel_stream.source" in " ".join(sorted(failed)) and "sha256" in " ".join(sorted(failed))
+
+
+def test_decode_time_certifies_each_schedule_once_and_offers_the_cost_model_as_proxy():
+    from objectives.decode_time import DecodeTime
+    from search.protocols import Context
+    from spaces.megakernel.stream_space import StreamKernelSpace
+
+    space = StreamKernelSpace(StreamKernelSpace.Config(model_config="toy", kv_length=16, sms=4, dtype="float32"),
+                              Context())
+    objective = DecodeTime(DecodeTime.Config(steps=8), space, Context())
+    a, b = KernelGenes(warps=4), KernelGenes(warps=16, unroll=8)   # same schedule, different compiled code
+    assert objective._certified(a) is None and objective._certified(b) is None
+    assert len(objective._verdicts) == 1
+    assert 0 < objective.proxy(a) == objective.proxy(b) < 1e4
+    assert objective.resources == {"num_gpus": 1}
