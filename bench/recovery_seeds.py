@@ -5,7 +5,8 @@ Runs, seed after seed, in-process (the CLI's `--local`), exactly what a user run
     evoforge run optree --data /work/shared/repro/optree-seed3/gaussian.csv --target y --seed S --local
     evoforge run quickstart --seed S --local
 
-and counts a seed as recovered when the best-RMSE member of the final front, with its fitted constants snapped to
+and counts a seed as recovered when the member of the final front that the run reports as its best (the simplest
+one within the rmse target, `search.engine.preferred_rank`; the lowest rmse when none is), with constants snapped to
 exact numbers (`spaces/snapping.py`, the same snapping `describe` and `emit` use), is proved equal to the true law
 by sympy (`spaces.eml.recovery.check_recovery`, method "sympy"). The optree law is Feynman I.6.2a,
 exp(-theta^2/2)/sqrt(2*pi); the quickstart law is E = E0 - ln Q. Each run keeps its preset's budget (population,
@@ -37,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from runs.job import build_job, make_evaluator  # noqa: E402
 from runs.spec import load_spec  # noqa: E402
-from search.engine import evolve  # noqa: E402
+from search.engine import evolve, preferred_rank  # noqa: E402
 from search.guard import SpaceCallFailed, call_space  # noqa: E402
 from spaces.eml.compile import raw_sympy  # noqa: E402
 from spaces.eml.recovery import check_recovery  # noqa: E402
@@ -80,7 +81,7 @@ def run_seed(law: dict, seed: int, wall: float, overrides: dict) -> dict:
     with make_evaluator(spec, job.objective) as evaluator:
         state = evolve(job.space, job.objective, settings, seed=seed, evaluator=evaluator)
     seconds = time.perf_counter() - start
-    best = min(state.front, key=lambda ind: tuple(ind.evaluation.values))
+    best = state.front[preferred_rank(state.front, job.objective, settings.targets)]   # what `run` reports as best
     try:
         candidate = call_space("exact", exact_candidate, job.space, best.genome, law["symbols"], seconds=60.0)
     except SpaceCallFailed as exc:

@@ -37,11 +37,13 @@ class RunResult:
     elapsed: float
     front: list[dict[str, Any]]
     code: Path | None
+    best_rank: int = 0
 
     @property
     def best(self) -> dict[str, Any] | None:
-        """The front's rank-0 row, or None when no feasible program was found."""
-        return self.front[0] if self.front else None
+        """The preferred front row (`search.engine.preferred_rank`: the simplest member meeting the run's targets,
+        else rank 0), or None when no feasible program was found."""
+        return self.front[self.best_rank] if self.front else None
 
 
 @dataclass(frozen=True)
@@ -178,10 +180,11 @@ def compress(teacher: str, to: str, *, data: str | Path | None = None, out: str 
 
 def _result(job, run_dir, state, emit_code: bool) -> RunResult:
     from runs.job import emit_best
-    from search.engine import front_table
+    from search.engine import front_table, preferred_rank
 
-    code = emit_best(job, run_dir, state) if emit_code and state.front else None
-    return RunResult(path=run_dir.path, name=job.spec.name, objectives=tuple(job.objective.names),
+    rank = preferred_rank(state.front, job.objective, job.spec.search.targets)
+    code = emit_best(job, run_dir, state, rank=rank) if emit_code and state.front else None
+    return RunResult(path=run_dir.path, name=job.spec.name, objectives=tuple(job.objective.names), best_rank=rank,
                      stop_reason=state.stop_reason, generations=state.generation, evaluations=state.evaluations,
                      elapsed=state.elapsed, front=front_table(state.front, job.objective, job.space.describe),
                      code=code)

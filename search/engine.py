@@ -39,6 +39,9 @@ class SearchSettings:
     rest of the children are copies. hall_of_fame: best kept for one objective (several: the whole Pareto front).
     space_time_limit: seconds one space call (key, describe, mutate, crossover, random) may run before it counts
     as failed (search/guard.py); 0 = no limit. Spaces bound their work by size first; this is the backstop.
+    novelty_tries: when a varied child is a program already evaluated (or already made this generation), mutate it
+    again, up to this many times, so a converged population keeps exploring instead of re-making its own members
+    (0 = off: duplicates are free cache hits, but on the optree preset three children in four were duplicates).
     """
 
     population: int = 64
@@ -52,6 +55,7 @@ class SearchSettings:
     mutation_prob: float = 0.5
     hall_of_fame: int = 10
     space_time_limit: float = 10.0
+    novelty_tries: int = 0
 
     @property
     def n_offspring(self) -> int:
@@ -162,20 +166,43 @@ def initialise(space: Space, objective: Objective, settings: SearchSettings, see
 
 
 def _make_children(parents: list[Individual], n: int, space: GuardedSpace, settings: SearchSettings,
-                   rng: np.random.Generator, faults: GenerationFaults) -> list[Any]:
+                   rng: np.random.Generator, faults: GenerationFaults,
+                   cache: dict[Hashable, Evaluation] | None = None) -> list[Any]:
     """DEAP's varOr: each child comes from crossover, or mutation, or is a copy, never from two of them.
-    An operator that raises is retried on other parents (`GuardedSpace.child`), counted in `faults`."""
+    An operator that raises is retried on other parents (`GuardedSpace.child`), counted in `faults`.
+    With `settings.novelty_tries`, a varied child already in `cache` is mutated again (`_novel`)."""
     ops = rng.random(n)
     pairs = [(parents[2 * i].genome, parents[2 * i + 1].genome) for i in range(n)]
     children = []
+    made: set[Hashable] = set()
     for i in range(n):
         if ops[i] < settings.crossover_prob:
-            children.append(space.child(pairs, i, "crossover", rng, faults))
+            child = space.child(pairs, i, "crossover", rng, faults)
         elif ops[i] < settings.crossover_prob + settings.mutation_prob:
-            children.append(space.child(pairs, i, "mutate", rng, faults))
+            child = space.child(pairs, i, "mutate", rng, faults)
         else:
             children.append(pairs[i][0])
+            continue
+        if settings.novelty_tries and cache is not None:
+            child = _novel(child, space, cache, made, settings.novelty_tries, rng, faults)
+        children.append(child)
     return children
+
+
+def _novel(child: Any, space: GuardedSpace, cache: dict[Hashable, Evaluation], made: set[Hashable], tries: int,
+           rng: np.random.Generator, faults: GenerationFaults) -> Any:
+    """`child`, or a mutant of it whose key is new to the run and to this generation (after at most `tries`
+    mutations; the last one is kept either way). Keys computed here are not counted as space calls."""
+    for _ in range(tries):
+        key, reason = space.key(child, GenerationFaults())
+        if reason is not None or (key not in cache and key not in made):
+            break
+        child = space.child([(child, child)], 0, "mutate", rng, faults)
+    else:
+        key, reason = space.key(child, GenerationFaults())
+    if reason is None:
+        made.add(key)
+    return child
 
 
 def step(state: EngineState, space: Space, objective: Objective, settings: SearchSettings,
@@ -191,7 +218,7 @@ def step(state: EngineState, space: Space, objective: Objective, settings: Searc
     order = rank_order(state.population, objective.directions)
     parents = tournament(state.population, order, 2 * n, settings.tournament, rng)
     guarded, faults = GuardedSpace(space, settings.space_time_limit or None), GenerationFaults()
-    children = _make_children(parents, n, guarded, settings, rng, faults)
+    children = _make_children(parents, n, guarded, settings, rng, faults, state.cache)
     offspring, new_evals, failures = _evaluate(children, guarded, evaluator, state.cache, objective, faults)
     faults.check(space, state.generation + 1)
     population = select_survivors(state.population + offspring, settings.population, objective.directions)
@@ -205,20 +232,37 @@ def step(state: EngineState, space: Space, objective: Objective, settings: Searc
     return new_state, GenerationReport(stats, failures)
 
 
-def target_reached(front: Sequence[Individual], objective: Objective, targets: dict[str, float]) -> bool:
-    """True when one front member meets every target (<= for minimised objectives, >= for maximised)."""
+def meets_targets(ind: Individual, objective: Objective, targets: dict[str, float]) -> bool:
+    """Does `ind` meet every target (<= for minimised objectives, >= for maximised)? False without targets."""
     if not targets:
         return False
     index = {name: j for j, name in enumerate(objective.names)}
-    for ind in front:
-        ok = True
-        for name, threshold in targets.items():
-            value = ind.evaluation.values[index[name]]
-            direction = objective.directions[index[name]]
-            ok &= value <= threshold if direction == "min" else value >= threshold
-        if ok:
-            return True
-    return False
+    for name, threshold in targets.items():
+        value = ind.evaluation.values[index[name]]
+        if not (value <= threshold if objective.directions[index[name]] == "min" else value >= threshold):
+            return False
+    return True
+
+
+def target_reached(front: Sequence[Individual], objective: Objective, targets: dict[str, float]) -> bool:
+    """True when one front member meets every target."""
+    return any(meets_targets(ind, objective, targets) for ind in front)
+
+
+def preferred_rank(front: Sequence[Individual], objective: Objective, targets: dict[str, float]) -> int:
+    """The front member a user takes as the result: among those meeting every target, the best on the objectives
+    that have none, in order (the smallest formula within the rmse target, not a bloated one that fits 1e-14
+    closer by rounding luck); rank 0 when no member meets the targets or there are none."""
+    fits = [i for i, ind in enumerate(front) if meets_targets(ind, objective, targets)]
+    free = [j for j, name in enumerate(objective.names) if name not in targets]
+    if not fits or not free:
+        return 0
+
+    def order(i: int) -> tuple[float, ...]:
+        values = front[i].evaluation.values
+        return tuple(values[j] if objective.directions[j] == "min" else -values[j] for j in free) + (i,)
+
+    return min(fits, key=order)
 
 
 def stop_reason(state: EngineState, objective: Objective, settings: SearchSettings) -> str | None:
