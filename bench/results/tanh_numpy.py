@@ -1,4 +1,4 @@
-"""evoforge float32 tanh, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.9443 on 2097522 sampled inputs."""
+"""evoforge float32 tanh, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.7598 on 2097522 sampled inputs."""
 
 import numpy as np
 
@@ -27,27 +27,39 @@ def bits(x):
 
 def core(r):
     v1 = np.asarray((r * r), F32)
-    v2 = np.asarray(fma(r, F32(float.fromhex('0x1.6c683e0000000p-10')), F32(float.fromhex('0x1.120b4a0000000p-7'))), F32)
-    v3 = np.asarray(fma(v2, r, F32(float.fromhex('0x1.5555b80000000p-5'))), F32)
-    v4 = np.asarray(fma(v3, r, F32(float.fromhex('0x1.5554de0000000p-3'))), F32)
-    v5 = np.asarray(fma(v4, r, F32(float.fromhex('0x1.fffffe0000000p-2'))), F32)
-    v6 = np.asarray((v1 * v5), F32)
-    return v6
+    v2 = np.asarray(fma(r, F32(float.fromhex('0x1.a071360000000p-13')), F32(float.fromhex('0x1.6d43020000000p-10'))), F32)
+    v3 = np.asarray(fma(v2, r, F32(float.fromhex('0x1.11114c0000000p-7'))), F32)
+    v4 = np.asarray(fma(v3, r, F32(float.fromhex('0x1.5554f20000000p-5'))), F32)
+    v5 = np.asarray(fma(v4, r, F32(float.fromhex('0x1.5555560000000p-3'))), F32)
+    v6 = np.asarray(fma(v5, r, F32(float.fromhex('0x1.0000000000000p-1'))), F32)
+    v7 = np.asarray((v1 * v6), F32)
+    return v7
 
 
 def evoforge_tanh(x):
     x = np.asarray(x, F32)
     with np.errstate(all='ignore'):
         a = np.abs(x)
-        t = 2.0 * np.where(a > F32(9.5), F32(9.5), a).astype(F32).astype(np.float64)
-        sh = t * 1.4426950408889634 + 6755399441055744.0
-        k = (sh.view(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        k = np.where(k >= 2 ** 31, k - 2 ** 32, k)
-        kd = sh - 6755399441055744.0
-        rd = (t - kd * float.fromhex('0x1.62e42fef00000p-1')) - kd * float.fromhex('0x1.473de6af278edp-34')
-        q = np.asarray(core(rd.astype(F32)), F32).astype(np.float64)
-        p2 = ((k + 1023).astype(np.uint64) << np.uint64(52)).view(np.float64)
-        e = p2 * (rd + q) + (p2 - 1.0)
-        y = (e / (e + 2.0)).astype(F32)
+        t = (F32(2.0) * np.where(a > F32(float.fromhex('0x1.3000000000000p+3')), F32(float.fromhex('0x1.3000000000000p+3')), a).astype(F32)).astype(F32)
+        sh = fma(t, F32(float.fromhex('0x1.7154760000000p+0')), F32(12582912.0))
+        kf = (sh - F32(12582912.0)).astype(F32)
+        pk = f32(((bits(sh) - 0x4B400000 + 127) << 23) & 0xFFFFFFFF)
+        r = fma(-kf, F32(float.fromhex('0x1.62e4400000000p-1')), t)
+        kd = (kf * F32(float.fromhex('0x1.0105c60000000p-21'))).astype(F32)
+        q0 = np.asarray(core(r), F32)
+        q = fma(kd, ((F32(1.0) + r).astype(F32) + q0).astype(F32), q0)
+        b = (pk * r).astype(F32)
+        am = (pk - F32(1.0)).astype(F32)
+        e1 = (am + b).astype(F32)
+        w = fma(pk, q, (b - (e1 - am).astype(F32)).astype(F32))
+        eh = (e1 + w).astype(F32)
+        el = (w - (eh - e1).astype(F32)).astype(F32)
+        hi = np.where(eh > F32(2.0), eh, F32(2.0)).astype(F32)
+        lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)
+        dh = (hi + lo).astype(F32)
+        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)
+        y0 = (eh / dh).astype(F32)
+        rho = fma(-y0, dh, eh)
+        y = (y0 + (fma(-y0, dl, (rho + el).astype(F32)) / dh).astype(F32)).astype(F32)
         y = (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)
         return np.where(a < F32(2.0 ** -12), x, y).astype(F32)

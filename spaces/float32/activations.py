@@ -2,20 +2,26 @@
 
 Both reduce to the same small-term core, like sin's S = sin r - r: the program maps a float32 r in
 [-ln2/2, ln2/2] to q(r) ~ e^r - 1 - r (|q| <= 0.068, so its own float32 rounding costs at most 2^-28 relative
-to e^r). Everything around it is binary64 and branch-free (vectorisable), mirrored exactly by the C, NumPy and
-Triton emitters:
+to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by the C, NumPy and Triton emitters:
 
-- reduction: t (binary64, exact) -> k = rint(t log2 e) with the 0x1.8p52 trick, rd = (t - k LN2_HI) - k LN2_LO
+- sigmoid's reduction (binary64): t (exact) -> k = rint(t log2 e) with the 0x1.8p52 trick, rd = (t - k LN2_HI) - k LN2_LO
   (LN2_HI has 32 bits, so k LN2_HI is exact for |k| < 2^21), r = (float)rd for the program;
 - e^t = 2^k (1 + rd + q(r)) in binary64 (using rd, not r, in the linear term: the program only sees the small term);
-- tanh: t = 2|x| with |x| clamped to 9.5 (tanh rounds to 1 from 9.01 on), E = e^t - 1 = 2^k (rd + q) + (2^k - 1)
-  (no cancellation for small t: k = 0 gives rd + q), tanh |x| = E / (E + 2), one rounding to float32, sign of x
-  put back; |x| < 2^-12 returns x (error < 2^-25 relative);
+- tanh is all float32 (8 lanes per AVX2 vector, no binary64): t = 2|x| with |x| clamped to 9.5 (tanh rounds to 1
+  from 9.01 on), k = rint(t log2 e) <= 27, r = t - k C1 exactly (C1 = ln 2 to 19 bits, so k C1 is exact and the
+  subtraction is exact by Sterbenz), and the program's q(r) ~ e^r - 1 - r corrected for C1 != ln 2 by
+  q' = q + k (C1 - ln 2) (1 + r + q) (the factor e^{k (C1 - ln 2)}, |k (C1 - ln 2)| < 2^-16, to first order).
+  E = e^t - 1 = 2^k (1 + r + q') - 1 as a double-float (Eh, El): (2^k - 1) + 2^k r is exact by Fast2Sum (k <= 24
+  where it matters), 2^k q' goes into the tail, and a second Fast2Sum renormalises. D = E + 2 likewise (Fast2Sum of
+  max(Eh, 2) and min(Eh, 2)). tanh |x| = Eh/Dh corrected by the exact division remainder:
+  y0 = Eh/Dh, rho = fma(-y0, Dh, Eh) (exact), y = y0 + (rho + El - y0 Dl)/Dh, one final rounding that matters;
+  sign of x put back; |x| < 2^-12 returns x (error < 2^-25 relative);
 - sigmoid: t = -x clamped to [-120, 120] (1 and 0 are the float32 results beyond), 1 / (1 + e^t), one rounding.
 
-So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error, scaled down by at
-most 1 (tanh near 0, sigmoid for x -> -inf, where the result is e^x or 2|x|-proportional). NaN -> NaN, +-inf ->
-+-1 (tanh), 1 or 0 (sigmoid).
+So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error, scaled by at most 1
+(tanh: by up to ~3 at k = 1, where E = 2P - 1 cancels, so its core needs one more degree than the binary64 harness
+did; the double-float steps add about 2^-24 ULP; tanh near 0, sigmoid for x -> -inf, where the result is e^x or
+2|x|-proportional). NaN -> NaN, +-inf -> +-1 (tanh), 1 or 0 (sigmoid).
 
 erf has no exp-shaped reduction; the program gets a = |x| (clamped to 3.92, where erf rounds to 1) and two
 shifted copies a - 1.52 and a - 3.06 (exact by Sterbenz where they are used, and centred so that float32 Horner
@@ -35,13 +41,16 @@ from typing import ClassVar
 
 import numpy as np
 
-from spaces.float32.reduction import F32, MAGIC64, TARGETS, Target, _around, _bit_uniform
+from spaces.float32.program import fma_f32
+from spaces.float32.reduction import F32, LOG2E, MAGIC32, MAGIC64, TARGETS, Target, _around, _bit_uniform
 
 LOG2E_D = 1.4426950408889634
 LN2_D_HI = float.fromhex("0x1.62e42fefp-1")                 # 32 significant bits
 LN2_D_LO = float.fromhex("0x1.473de6af278edp-34")          # ln 2 - LN2_HI rounded to binary64 (mpmath)
 TANH_CLAMP = F32(9.5)
 TANH_TINY = F32(2.0 ** -12)
+TANH_LN2_C1 = F32(float.fromhex("0x1.62e44p-1"))        # ln 2 to 19 bits: k C1 exact for k <= 31
+TANH_LN2_C2 = F32(float.fromhex("0x1.0105c6p-21"))       # C1 - ln 2, rounded to float32 (mpmath)
 SIGMOID_CLAMP = 120.0
 ERF_CLAMP = F32(3.92)
 ERF_SPLITS = (F32(0.84375), F32(2.2))                         # G below the first, D1 below the second, else D2
@@ -82,25 +91,41 @@ def _expm1_ref(r: np.ndarray) -> np.ndarray:
 class Tanh(Target):
     name: ClassVar[str] = "tanh"
     interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
-    # |x| 0, clamp 1, 2|x| 1, k: mul add sub 3, rd 4, 2 conversions, E: add mul sub add 4, E+2 and div 2,
-    # conversion 1, tiny test + select 2
-    harness_ops: ClassVar[int] = 20
+    # |x| 0, clamp 1, 2|x| 1, k: fma sub 2, r 1, k(C1 - ln2) 1, q' 3, E: 2^k r, 2^k - 1, 2 Fast2Sums 8, D: compare,
+    # 2 selects, Fast2Sum 6, division and its correction 6, tiny test + select 2 (sign and 2^k: integer)
+    harness_ops: ClassVar[int] = 35
     reference64: ClassVar = staticmethod(np.tanh)
 
     def reduced_reference(self, r):
         return [_expm1_ref(r)]
 
     def reduce(self, x):
-        a = np.abs(x)
+        a = np.abs(np.asarray(x, F32))
         ac = np.where(a > TANH_CLAMP, TANH_CLAMP, a).astype(F32)
-        r, rd, k = exp_reduce(2.0 * ac.astype(np.float64))
-        return r, {"rd": rd, "k": k}
+        t = (F32(2.0) * ac).astype(F32)
+        sh = fma_f32(t, LOG2E, MAGIC32)
+        kf = (sh - MAGIC32).astype(F32)
+        pk = ((sh.view(np.uint32).astype(np.uint64) - 0x4B400000 + 127) << np.uint64(23)) & np.uint64(0xFFFFFFFF)
+        r = fma_f32(-kf, TANH_LN2_C1, t)                     # exact
+        return r, {"kd": (kf * TANH_LN2_C2).astype(F32), "pk": pk.astype(np.uint32).view(F32), "r": r}
 
     def reconstruct(self, outputs, state, x):
-        q = outputs[0].astype(np.float64)
-        p2 = pow2_f64(state["k"])
-        e = p2 * (state["rd"] + q) + (p2 - 1.0)
-        y = (e / (e + 2.0)).astype(F32)
+        q0, r, kd, pk = outputs[0], state["r"], state["kd"], state["pk"]
+        q = fma_f32(kd, ((F32(1.0) + r).astype(F32) + q0).astype(F32), q0)
+        b = (pk * r).astype(F32)                              # exact
+        am = (pk - F32(1.0)).astype(F32)
+        e1 = (am + b).astype(F32)                             # Fast2Sum: |am| >= |b| or am = 0
+        w = fma_f32(pk, q, (b - (e1 - am).astype(F32)).astype(F32))
+        eh = (e1 + w).astype(F32)
+        el = (w - (eh - e1).astype(F32)).astype(F32)
+        hi = np.where(eh > F32(2.0), eh, F32(2.0)).astype(F32)
+        lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)
+        dh = (hi + lo).astype(F32)                            # Fast2Sum: D = E + 2
+        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)
+        y0 = (eh / dh).astype(F32)
+        rho = fma_f32(-y0, dh, eh)                            # exact remainder
+        c = fma_f32(-y0, dl, (rho + el).astype(F32))
+        y = (y0 + (c / dh).astype(F32)).astype(F32)
         y = (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
         return np.where(np.abs(x) < TANH_TINY, x, y).astype(F32)
 

@@ -437,7 +437,9 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
         outs = [register_name(n_in + len(program) - 3 + j, n_in) for j in range(3)]
         lines += EA.triton_erf_lines(body, outs)
         return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"
-    if name in ("tanh", "sigmoid"):
+    if name == "tanh":
+        return "\n".join(lines + EA.triton_tanh_lines(body, out)) + "\n"
+    if name == "sigmoid":
         lines += EA.triton_lines(target, name, body, out)
         return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"
     if name in ("exp", "exp2"):

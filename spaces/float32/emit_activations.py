@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from spaces.float32 import activations as A
-from spaces.float32.reduction import Target
+from spaces.float32.reduction import LOG2E, Target
 
 
 def _d(v: float) -> str:
@@ -33,10 +33,41 @@ def c_erf() -> str:
             "}\n")
 
 
+def c_tanh() -> str:
+    """float32 only: 8 lanes per AVX2 vector (activations.py: the double-float steps and why each is exact)."""
+    return ("EF_INLINE float evoforge_tanh_inline(float x) {\n"
+            "    const uint32_t ix = ef_bits(x);\n"
+            "    const float a = ef_float(ix & 0x7fffffffu);\n"
+            f"    const float t = 2.0f * (a > {_f(A.TANH_CLAMP)} ? {_f(A.TANH_CLAMP)} : a);"
+            "   /* tanh rounds to 1 beyond; NaN passes */\n"
+            f"    const float sh = ef_fma(t, {_f(LOG2E)}, 0x1.8p23f);\n"
+            "    const float kf = sh - 0x1.8p23f;\n"
+            "    const float pk = ef_float((ef_bits(sh) - 0x4B400000u + 127u) << 23);      /* 2^k */\n"
+            f"    const float r = ef_fma(-kf, {_f(A.TANH_LN2_C1)}, t);                 /* exact */\n"
+            f"    const float kd = kf * {_f(A.TANH_LN2_C2)};\n"
+            "    const float q0 = ef_core(r);                                /* ~ e^r - 1 - r */\n"
+            "    const float q = ef_fma(kd, (1.0f + r) + q0, q0);             /* times e^{k (C1 - ln 2)} */\n"
+            "    const float b = pk * r, am = pk - 1.0f;\n"
+            "    const float e1 = am + b;                                     /* Fast2Sum */\n"
+            "    const float w = ef_fma(pk, q, b - (e1 - am));\n"
+            "    const float eh = e1 + w, el = w - (eh - e1);                 /* E = e^t - 1 = eh + el */\n"
+            "    const float hi = eh > 2.0f ? eh : 2.0f, lo = eh > 2.0f ? 2.0f : eh;\n"
+            "    const float dh = hi + lo, dl = (lo - (dh - hi)) + el;        /* D = E + 2 */\n"
+            "    const float y0 = eh / dh;\n"
+            "    const float rho = ef_fma(-y0, dh, eh);                       /* exact remainder */\n"
+            "    const float y = y0 + ef_fma(-y0, dl, rho + el) / dh;\n"
+            "    const uint32_t tiny = -(uint32_t)((ix & 0x7fffffffu) < 0x39800000u);   /* |x| < 2^-12 */\n"
+            "    const uint32_t yb = ef_bits(y) | (ix & 0x80000000u);\n"
+            "    return ef_float((ix & tiny) | (yb & ~tiny));\n"
+            "}\n")
+
+
 def c_body(target: Target, name: str) -> str:
     """`evoforge_NAME_inline(float)`: branch-free (clamps and selects only), so the array loop vectorises."""
     if name == "erf":
         return c_erf()
+    if name == "tanh":
+        return c_tanh()
     common = ("    const double sh = t * " + _d(A.LOG2E_D) + " + 0x1.8p52;\n"
               "    uint64_t shb; memcpy(&shb, &sh, sizeof shb);\n"
               "    const int32_t k = (int32_t)(uint32_t)shb;\n"
@@ -45,20 +76,6 @@ def c_body(target: Target, name: str) -> str:
               "    const double q = (double)ef_core((float)rd);          /* ~ e^rd - 1 - rd */\n"
               "    const uint64_t pb = (uint64_t)(int64_t)(k + 1023) << 52;\n"
               "    double p2; memcpy(&p2, &pb, sizeof p2);               /* 2^k */\n")
-    if name == "tanh":
-        return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
-                "    const uint32_t ix = ef_bits(x);\n"
-                "    const float a = ef_float(ix & 0x7fffffffu);\n"
-                f"    const float ac = a > {float(A.TANH_CLAMP).hex()}f ? {float(A.TANH_CLAMP).hex()}f : a;"
-                "   /* tanh rounds to 1 beyond; NaN passes */\n"
-                "    const double t = 2.0 * (double)ac;\n"
-                + common +
-                "    const double e = p2 * (rd + q) + (p2 - 1.0);           /* e^t - 1, no cancellation at k = 0 */\n"
-                "    const float y = (float)(e / (e + 2.0));\n"
-                "    const uint32_t tiny = -(uint32_t)((ix & 0x7fffffffu) < 0x39800000u);   /* |x| < 2^-12 */\n"
-                "    const uint32_t yb = ef_bits(y) | (ix & 0x80000000u);\n"
-                "    return ef_float((ix & tiny) | (yb & ~tiny));\n"
-                "}\n")
     return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
             "    double t = -(double)x;\n"
             f"    t = t > {_d(A.SIGMOID_CLAMP)} ? {_d(A.SIGMOID_CLAMP)} : t;          /* NaN passes */\n"
@@ -85,9 +102,42 @@ def numpy_erf() -> str:
             "        return (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n")
 
 
+def numpy_tanh() -> str:
+    h = lambda v: f"F32(float.fromhex({float(np.float32(v)).hex()!r}))"  # noqa: E731
+    return ("def evoforge_tanh(x):\n"
+            "    x = np.asarray(x, F32)\n"
+            "    with np.errstate(all='ignore'):\n"
+            "        a = np.abs(x)\n"
+            f"        t = (F32(2.0) * np.where(a > {h(A.TANH_CLAMP)}, {h(A.TANH_CLAMP)}, a).astype(F32)).astype(F32)\n"
+            f"        sh = fma(t, {h(LOG2E)}, F32(12582912.0))\n"
+            "        kf = (sh - F32(12582912.0)).astype(F32)\n"
+            "        pk = f32(((bits(sh) - 0x4B400000 + 127) << 23) & 0xFFFFFFFF)\n"
+            f"        r = fma(-kf, {h(A.TANH_LN2_C1)}, t)\n"
+            f"        kd = (kf * {h(A.TANH_LN2_C2)}).astype(F32)\n"
+            "        q0 = np.asarray(core(r), F32)\n"
+            "        q = fma(kd, ((F32(1.0) + r).astype(F32) + q0).astype(F32), q0)\n"
+            "        b = (pk * r).astype(F32)\n"
+            "        am = (pk - F32(1.0)).astype(F32)\n"
+            "        e1 = (am + b).astype(F32)\n"
+            "        w = fma(pk, q, (b - (e1 - am).astype(F32)).astype(F32))\n"
+            "        eh = (e1 + w).astype(F32)\n"
+            "        el = (w - (eh - e1).astype(F32)).astype(F32)\n"
+            "        hi = np.where(eh > F32(2.0), eh, F32(2.0)).astype(F32)\n"
+            "        lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)\n"
+            "        dh = (hi + lo).astype(F32)\n"
+            "        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)\n"
+            "        y0 = (eh / dh).astype(F32)\n"
+            "        rho = fma(-y0, dh, eh)\n"
+            "        y = (y0 + (fma(-y0, dl, (rho + el).astype(F32)) / dh).astype(F32)).astype(F32)\n"
+            "        y = (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n"
+            "        return np.where(a < F32(2.0 ** -12), x, y).astype(F32)\n")
+
+
 def numpy_body(target: Target, name: str) -> str:
     if name == "erf":
         return numpy_erf()
+    if name == "tanh":
+        return numpy_tanh()
     common = (f"        sh = t * {A.LOG2E_D!r} + 6755399441055744.0\n"
               "        k = (sh.view(np.uint64) & np.uint64(0xFFFFFFFF)).astype(np.int64)\n"
               "        k = np.where(k >= 2 ** 31, k - 2 ** 32, k)\n"
@@ -98,16 +148,6 @@ def numpy_body(target: Target, name: str) -> str:
     head = (f"def evoforge_{name}(x):\n"
             "    x = np.asarray(x, F32)\n"
             "    with np.errstate(all='ignore'):\n")
-    if name == "tanh":
-        return (head +
-                "        a = np.abs(x)\n"
-                f"        t = 2.0 * np.where(a > F32({float(A.TANH_CLAMP)!r}), F32({float(A.TANH_CLAMP)!r}), a)"
-                ".astype(F32).astype(np.float64)\n"
-                + common +
-                "        e = p2 * (rd + q) + (p2 - 1.0)\n"
-                "        y = (e / (e + 2.0)).astype(F32)\n"
-                "        y = (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n"
-                "        return np.where(a < F32(2.0 ** -12), x, y).astype(F32)\n")
     return (head +
             "        t = -x.astype(np.float64)\n"
             f"        t = np.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)\n"
@@ -128,15 +168,29 @@ def triton_helpers() -> list[str]:
             "    return tl.full((1,), bits, tl.int64).to(tl.float64, bitcast=True)", "", ""]
 
 
+def triton_tanh_lines(body: list[str], out: str) -> list[str]:
+    """tanh's float32 harness in Triton (tl.div_rn: the IEEE division the C and the simulation use)."""
+    f = lambda v: repr(float(np.float32(v)))  # noqa: E731
+    return (["    ix = x.to(tl.int32, bitcast=True)", "    a = tl.abs(x)",
+             f"    t = 2.0 * tl.where(a > {f(A.TANH_CLAMP)}, {f(A.TANH_CLAMP)}, a)",
+             f"    sh = tl.fma(t, {f(LOG2E)}, 12582912.0)", "    kf = sh - 12582912.0",
+             "    pk = ((sh.to(tl.int32, bitcast=True) - 0x4B400000 + 127) << 23).to(tl.float32, bitcast=True)",
+             f"    r = tl.fma(-kf, {f(A.TANH_LN2_C1)}, t)", f"    kd = kf * {f(A.TANH_LN2_C2)}"]
+            + body +
+            [f"    q0 = {out}", "    q = tl.fma(kd, (1.0 + r) + q0, q0)",
+             "    b = pk * r", "    am = pk - 1.0", "    e1 = am + b", "    w = tl.fma(pk, q, b - (e1 - am))",
+             "    eh = e1 + w", "    el = w - (eh - e1)",
+             "    hi = tl.where(eh > 2.0, eh, 2.0)", "    lo = tl.where(eh > 2.0, 2.0, eh)",
+             "    dh = hi + lo", "    dl = (lo - (dh - hi)) + el", "    y0 = tl.div_rn(eh, dh)",
+             "    rho = tl.fma(-y0, dh, eh)", "    y = y0 + tl.div_rn(tl.fma(-y0, dl, rho + el), dh)",
+             "    y = (y.to(tl.int32, bitcast=True) | (ix & -2147483648)).to(tl.float32, bitcast=True)",
+             "    return tl.where(a < 0.000244140625, x, y)"])
+
+
 def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[str]:
-    """Lines of the @triton.jit function after `x = x.to(tl.float32)`; `body` computes `out` from `r`."""
-    lines = []
-    if name == "tanh":
-        lines += ["    a = tl.abs(x)", f"    ac = tl.where(a > {float(A.TANH_CLAMP)!r}, {float(A.TANH_CLAMP)!r}, a)",
-                  "    t = 2.0 * ac.to(tl.float64)"]
-    else:
-        lines += ["    t = -(x.to(tl.float64))", f"    t = tl.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)",
-                  f"    t = tl.where(t < -{A.SIGMOID_CLAMP!r}, -{A.SIGMOID_CLAMP!r}, t)"]
+    """sigmoid: lines of the @triton.jit function after `x = x.to(tl.float32)`; `body` computes `out` from `r`."""
+    lines = ["    t = -(x.to(tl.float64))", f"    t = tl.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)",
+             f"    t = tl.where(t < -{A.SIGMOID_CLAMP!r}, -{A.SIGMOID_CLAMP!r}, t)"]
     lines += [f"    sh = t * {_t64(A.LOG2E_D)} + 6755399441055744.0",
               "    k = (sh.to(tl.int64, bitcast=True) & 0xFFFFFFFF).to(tl.int32)",
               "    kd = sh - 6755399441055744.0",
@@ -145,13 +199,7 @@ def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[s
     lines += body
     lines += [f"    q = {out}.to(tl.float64)",
               "    p2 = ((k.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)"]
-    if name == "tanh":
-        lines += ["    e = p2 * (rd + q) + (p2 - 1.0)",
-                  "    y = (e / (e + 2.0)).to(tl.float32)",
-                  "    y = tl.where(x < 0.0, -y, y)",
-                  "    return tl.where(a < 0.000244140625, x, y)"]
-    else:
-        lines += ["    e = p2 * ((rd + q) + 1.0)", "    return (1.0 / (1.0 + e)).to(tl.float32)"]
+    lines += ["    e = p2 * ((rd + q) + 1.0)", "    return (1.0 / (1.0 + e)).to(tl.float32)"]
     return lines
 
 

@@ -98,14 +98,36 @@ def test_erf_three_outputs_fit_each_on_its_own_interval():
     assert len(g) == 22 and float(np.max(ulp_error(target.evaluate(g, consts, x), ref))) > 1.5
 
 
-@pytest.mark.parametrize("name", ["tanh", "sigmoid"])
-def test_triton_source_is_valid_and_builds_binary64_constants_from_bits(name):
-    sp, g, _ = fitted(name)
+def test_triton_source_is_valid_and_builds_binary64_constants_from_bits():
+    sp, g, _ = fitted("sigmoid")
     src = sp.emit(g, "triton")
     tree = ast.parse(src)
     names = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
-    assert names == ["_f64", f"evoforge_{name}"]
+    assert names == ["_f64", "evoforge_sigmoid"]
     assert "_f64(0x3ff71547652b82fe)" in src            # log2(e) as binary64 bits, not an fp32 literal
+
+
+def test_tanh_harness_is_float32_only_in_every_language():
+    """No binary64 anywhere in tanh (8 lanes per AVX2 vector instead of 4); the divisions are IEEE (div_rn)."""
+    sp, g, _ = fitted("tanh")
+    c, tri = sp.emit(g, "c"), sp.emit(g, "triton")
+    body = c[c.index("evoforge_tanh_inline"):]
+    assert "double" not in body and body.count(" / dh") == 2
+    ast.parse(tri)
+    assert "float64" not in tri and "_f64" not in tri and tri.count("tl.div_rn(") == 2
+
+
+def test_tanh_double_float_steps_hold_where_float32_alone_fails():
+    """Near |x| = 0.2 (k = 1, E = 2P - 1 cancels) and near |x| = 8.14 (D ~ 2^23.5, where 2^k + 1 is no longer
+    exact) the corrected division stays under 1 ULP; the plain float32 quotient E/(E + 2) does not."""
+    target = TARGETS["tanh"]
+    sp, g, consts = fitted("tanh")
+    x = np.concatenate([np.linspace(0.17, 0.23, 20001), np.linspace(8.0, 8.3, 20001)]).astype(np.float32)
+    ref = target.reference(x)
+    assert float(np.max(ulp_error(target.evaluate(g, consts, x), ref))) <= 1.0
+    e = np.expm1(2.0 * x.astype(np.float64)).astype(np.float32)
+    naive = (e / (e + np.float32(2.0))).astype(np.float32)
+    assert float(np.max(ulp_error(naive, ref))) > 1.0
 
 
 @pytest.mark.slow
