@@ -188,6 +188,13 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
         print(f"[{name}] {label}: {row}", flush=True)
     if "found" in candidates and result["megakernels"]["found"].get("us_per_token"):
         result["tokens_found"] = tokens_check(space, candidates["found"], weights, dtype)
+    timed = {k: r["us_per_token"] for k, r in result["megakernels"].items() if r.get("us_per_token")}
+    if timed:
+        result["best_label"] = min(timed, key=timed.get)
+        if result["best_label"].startswith("hand_tuned"):   # every kernel a figure is claimed for decodes right
+            result["tokens_best"] = tokens_check(space, candidates[result["best_label"]], weights, dtype)
+            print(f"[{name}] tokens of {result['best_label']}: "
+                  f"{ {k: v for k, v in result['tokens_best'].items() if 'match' in k or 'diff' in k} }", flush=True)
     peers = time_peers(weights, d, kv - steps, steps, args.repeats, compile_too=not args.no_compile)
     result["peers"] = peers
     best = min((r["us_per_token"] for r in result["megakernels"].values() if r.get("us_per_token")), default=None)

@@ -6,7 +6,8 @@ Hardware facts it relies on:
 - weights are streamed with 16-byte `ld.global.nc` loads, `unroll` of them in flight per lane and row, so each SM
   keeps tens of KB in flight (Little's law: HBM3 at ~25 GB/s per SM and ~1 us latency under load);
 - activations written by other blocks during the launch are read with `ld.global.cg` (L2), never a stale L1 line;
-- a signal is `__syncthreads`, `__threadfence`, then one atomic add (release); a wait spins on `ld.acquire.gpu`;
+- a signal is `__syncthreads`, then one `red.release.gpu` add by thread 0 (no full fence); a wait spins on
+  `ld.acquire.gpu`;
   counters only grow across launches (a launch waits for count x epoch), so nothing is reset between steps;
 - while a block waits, `cp.async.bulk.prefetch.L2` (sm_90) pulls the first `prefetch_kb` of its next task's weights
   into L2, so the wait's latency is spent moving bytes;
@@ -27,8 +28,10 @@ WATCHDOG_NS = 2_000_000_000
 SUB_POSITIONS = 64   # KV positions staged in shared memory at a time by an attention task
 
 
-def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16") -> str:
-    """Kernel source for model `d`, kernel `genes`, weights and KV cache in `dtype` (bfloat16 or float32)."""
+def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", trace: bool = False) -> str:
+    """Kernel source for model `d`, kernel `genes`, weights and KV cache in `dtype` (bfloat16 or float32).
+    trace: record %globaltimer at each run step's start, wait completion and end into the device array the
+    global `g_trace` points at (3 u64 per step, indexed by the step's row in the step table); for profiling."""
     if dtype not in ("bfloat16", "float32"):
         raise ValueError(f"dtype {dtype!r}: use bfloat16 or float32")
     bf16 = dtype == "bfloat16"
@@ -57,6 +60,7 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16") 
 #define EPS {d.eps!r}f
 #define WATCHDOG_NS {WATCHDOG_NS}ULL
 #define BF16 {1 if bf16 else 0}
+#define TRACE {1 if trace else 0}
 """
     return header + _BODY
 
@@ -102,6 +106,10 @@ __device__ __forceinline__ int ld_acquire(const int* p) {
   int v;
   asm volatile("ld.acquire.gpu.global.s32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
+}
+// signal: the block's writes (ordered before thread 0 by the __syncthreads before it) released with the add
+__device__ __forceinline__ void red_release(int* p, int n) {
+  asm volatile("red.release.gpu.global.add.s32 [%0], %1;" :: "l"(p), "r"(n) : "memory");
 }
 __device__ __forceinline__ unsigned long long now_ns() {
   unsigned long long t;
@@ -257,18 +265,26 @@ __device__ void combined_input(const float* part, float* xs, Pro wait, const flo
 // Each warp walks its rows as one stream of 16-byte loads, UNROLL per lane in flight per matrix and row: a slot's
 // next load is issued as soon as the slot is consumed, across row boundaries. The first batch is issued before
 // `prologue` (the wait on the producers and the input load), so the weights are already in flight during the sync.
+// A tile with fewer row groups than warps (16 rows of the 8192-wide down projection per block) splits k into `seg`
+// segments, one warp each, so every warp keeps loads in flight; the partial sums meet in shared memory and are
+// added in a fixed order (deterministic).
 template <int M, int RR, typename Pro, typename Out>
 __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const float* xs, Pro prologue, Out out) {
+  __shared__ float psum[M * WARPS * RR];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int kv = k / VEC;
-  const int nb = (kv + 32 * UNROLL - 1) / (32 * UNROLL);
-  const int first = warp * RR;
-  const int groups = first < n ? (n - 1 - first) / (WARPS * RR) + 1 : 0;
+  const int kvall = k / VEC, rgroups = (n + RR - 1) / RR;
+  int seg = 1;
+  while (2 * seg <= WARPS && rgroups * 2 * seg <= WARPS) seg *= 2;
+  const int sid = warp % seg, wrow = warp / seg, wstride = WARPS / seg;
+  const int k0 = (int)((long long)kvall * sid / seg), kv = (int)((long long)kvall * (sid + 1) / seg);
+  const int nb = (kv - k0 + 32 * UNROLL - 1) / (32 * UNROLL);
+  const int first = wrow * RR;
+  const int groups = first < n ? (n - 1 - first) / (wstride * RR) + 1 : 0;
   const int iters = groups * nb;
   uint4 v[M * RR][UNROLL];
   auto issue = [&](int it) {
     const int g = it / nb, b = it - g * nb;
-    const int r = first + g * WARPS * RR, base = b * 32 * UNROLL;
+    const int r = first + g * wstride * RR, base = k0 + b * 32 * UNROLL;
 #pragma unroll
     for (int j = 0; j < RR; ++j) {
 #pragma unroll
@@ -291,9 +307,9 @@ __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const fl
     for (int m = 0; m < M; ++m) acc[j][m] = 0.f;
   for (int it = 0; it < iters; ++it) {
     const int g = it / nb, b = it - g * nb;
-    const int r = first + g * WARPS * RR, base = b * 32 * UNROLL;
+    const int r = first + g * wstride * RR, base = k0 + b * 32 * UNROLL;
     const int nit = it + 1, ng = nit / nb, nbb = nit - ng * nb;
-    const int nr = first + ng * WARPS * RR, nbase = nbb * 32 * UNROLL;
+    const int nr = first + ng * wstride * RR, nbase = k0 + nbb * 32 * UNROLL;
 #pragma unroll
     for (int j = 0; j < RR; ++j) {
 #pragma unroll
@@ -314,8 +330,27 @@ __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const fl
         float sum[M];
 #pragma unroll
         for (int m = 0; m < M; ++m) { sum[m] = warp_sum(acc[j][m]); acc[j][m] = 0.f; }
-        if (lane == 0 && r + j < n) out(r + j, sum);
+        if (lane == 0 && r + j < n) {
+          if (seg == 1) {
+            out(r + j, sum);
+          } else {
+#pragma unroll
+            for (int m = 0; m < M; ++m) psum[((r + j) * M + m) * seg + sid] = sum[m];
+          }
+        }
       }
+    }
+  }
+  if (seg > 1) {
+    __syncthreads();
+    for (int r = threadIdx.x; r < n; r += NT) {
+      float sum[M];
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        sum[m] = 0.f;
+        for (int q = 0; q < seg; ++q) sum[m] += psum[(r * M + m) * seg + q];
+      }
+      out(r, sum);
     }
   }
 }
@@ -340,8 +375,12 @@ __device__ __forceinline__ void block_wait(const int* counter, int target, int* 
 struct Store { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0]); } };
 struct Residual { float* y; const float* rs; __device__ void operator()(int r, const float* s) const { __stcg(y + r, rs[r] + s[0]); } };
 struct SiluGate { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0] / (1.f + __expf(-s[0])) * s[1]); } };
-struct Wait { const int* c; int target; int* status; int* abort;
-  __device__ void operator()() const { block_wait(c, target, status, abort); } };
+__device__ unsigned long long* g_trace;   // TRACE builds: 3 timestamps per step (start, wait done, end)
+struct Wait { const int* c; int target; int* status; int* abort; unsigned long long* tr;
+  __device__ void operator()() const {
+    block_wait(c, target, status, abort);
+    if (TRACE && tr && threadIdx.x == 0) tr[1] = now_ns();
+  } };
 
 // logits rows plus this tile's argmax (lowest index on ties), left in A for the next step's embedding
 template <typename Pro>
@@ -415,19 +454,35 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   const int kvh = (int)t.aux0, chunk = (int)t.aux1, p0 = (int)t.aux2, p1 = min((int)t.aux3, pos + 1);
   c_t* K = C + t.w;   // this task's chunk of the cache: positions [p0, aux3)
   c_t* V = C + t.w2;
-  if (tid == 0 && p1 > p0) {   // the cached keys and values do not depend on this step: pull them while waiting
-    const long long bytes = ((long long)(p1 - p0) * HD * (long long)sizeof(c_t) + 15) / 16 * 16;
-    prefetch_l2(K, bytes);
-    prefetch_l2(V, bytes);
-  }
-  wait();
-  const float* qkv = A + t.in;
-  const float* inv = A + t.g;
   float* qs = sm;
   unsigned* kst = (unsigned*)(qs + GROUP * HD);
   unsigned* vst = kst + SUB * (WPR + 1);
   float* sc = (float*)(vst + SUB * WPR);
   float* stat = sc + GROUP * SUB;   // m[GROUP], l[GROUP], corr[GROUP]
+  // the cached keys and values do not depend on this step: the first SUB positions go to shared memory and the
+  // rest to L2 while the block waits for the QKV projection (the new position is patched in after the wait)
+  auto stage_kv = [&](int s0, int cnt) {
+    const uint4* kg = (const uint4*)(K + (long long)(s0 - p0) * HD);
+    const uint4* vg = (const uint4*)(V + (long long)(s0 - p0) * HD);
+    for (int i = tid; i < cnt * WPR / 4; i += NT) {
+      const uint4 a = __ldcg(kg + i), b = __ldcg(vg + i);
+      const int j = (i * 4) / WPR, w = (i * 4) % WPR;
+      unsigned* kd = kst + j * (WPR + 1) + w;   // padded rows: a thread per position reads without bank conflicts
+      kd[0] = a.x; kd[1] = a.y; kd[2] = a.z; kd[3] = a.w;
+      ((uint4*)vst)[i] = b;
+    }
+  };
+  if (p1 > p0) {
+    if (tid == 0 && p1 - p0 > SUB) {
+      const long long bytes = ((long long)(p1 - p0 - SUB) * HD * (long long)sizeof(c_t) + 15) / 16 * 16;
+      prefetch_l2(K + (long long)SUB * HD, bytes);
+      prefetch_l2(V + (long long)SUB * HD, bytes);
+    }
+    stage_kv(p0, min(SUB, p1 - p0));
+  }
+  wait();
+  const float* qkv = A + t.in;
+  const float* inv = A + t.g;
   for (int i = tid; i < GROUP * HD; i += NT) {
     const int h = kvh * GROUP + i / HD, d = i % HD, p = d % PAIRS;
     float sn, cs;
@@ -444,8 +499,13 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
       float sn, cs;
       sincosf((float)pos * inv[p], &sn, &cs);
       const float rot = d < PAIRS ? -ldcg(kn + d + PAIRS) : ldcg(kn + d - PAIRS);
-      K[(long long)(pos - p0) * HD + d] = f2c(ldcg(kn + d) * cs + rot * sn);
-      V[(long long)(pos - p0) * HD + d] = f2c(ldcg(vn + d));
+      const c_t kc = f2c(ldcg(kn + d) * cs + rot * sn), vc = f2c(ldcg(vn + d));
+      K[(long long)(pos - p0) * HD + d] = kc;
+      V[(long long)(pos - p0) * HD + d] = vc;
+      if (pos - p0 < SUB) {   // the staged copy of the first SUB positions holds the old value there
+        ((c_t*)(kst + (pos - p0) * (WPR + 1)))[d] = kc;
+        ((c_t*)(vst + (pos - p0) * WPR))[d] = vc;
+      }
     }
   }
   if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }
@@ -456,16 +516,10 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   const float scale = rsqrtf((float)HD);
   for (int s0 = p0; s0 < p1; s0 += SUB) {
     const int cnt = min(SUB, p1 - s0);
-    const uint4* kg = (const uint4*)(K + (long long)(s0 - p0) * HD);
-    const uint4* vg = (const uint4*)(V + (long long)(s0 - p0) * HD);
-    for (int i = tid; i < cnt * WPR / 4; i += NT) {
-      const uint4 a = __ldcg(kg + i), b = __ldcg(vg + i);
-      const int j = (i * 4) / WPR, w = (i * 4) % WPR;
-      unsigned* kd = kst + j * (WPR + 1) + w;   // padded rows: a thread per position reads without bank conflicts
-      kd[0] = a.x; kd[1] = a.y; kd[2] = a.z; kd[3] = a.w;
-      ((uint4*)vst)[i] = b;
+    if (s0 > p0) {
+      stage_kv(s0, cnt);
+      __syncthreads();
     }
-    __syncthreads();
     for (int idx = tid; idx < GROUP * cnt; idx += NT) {
       const int g = idx / cnt, j = idx - g * cnt;
       const unsigned* kr = kst + j * (WPR + 1);
@@ -575,13 +629,16 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
   const int b = blockIdx.x, end = prog[b + 1];
   for (int i = prog[b]; i < end; ++i) {
     int kind = steps[3 * i], a = steps[3 * i + 1], n = steps[3 * i + 2];
-    Wait wait{nullptr, 0, status, &abort_flag};
+    unsigned long long* tr = TRACE ? g_trace + 3LL * i : nullptr;
+    if (TRACE && threadIdx.x == 0) tr[0] = now_ns();
+    Wait wait{nullptr, 0, status, &abort_flag, nullptr};
     if (kind == 2) {  // a wait followed by a run: the run issues its first loads, then waits (acquire)
-      wait = Wait{counters + a, n * epoch, status, &abort_flag};
+      wait = Wait{counters + a, n * epoch, status, &abort_flag, nullptr};
       if (i + 1 < end && steps[3 * (i + 1)] == 0) {
         ++i;
         kind = 0;
         a = steps[3 * i + 1];
+        if (TRACE) { wait.tr = tr; tr[2] = 0ULL; }
       } else {
         wait();
         if (abort_flag) return;
@@ -593,10 +650,11 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
       if (threadIdx.x == 0 && wait.c) prefetch_task(t, W);
       run_task(t, W, A, C, token, pos, epoch, xs, red, rs, wait);
       __syncthreads();
+      if (TRACE && threadIdx.x == 0) tr[2] = now_ns();
       if (abort_flag) return;
     } else if (kind == 1) {  // signal: release
       __syncthreads();
-      if (threadIdx.x == 0) { __threadfence(); atomicAdd(counters + a, n); }
+      if (threadIdx.x == 0) red_release(counters + a, n);
     } else {  // grid barriers are not part of the streaming lowering
       if (threadIdx.x == 0) atomicExch(status, 2);
       return;

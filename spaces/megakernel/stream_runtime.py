@@ -109,6 +109,11 @@ def step_table(s: Schedule) -> tuple[np.ndarray, np.ndarray]:
 def compile_kernel(source: str, cache_dir: str | None = None) -> Any:
     """A cupy RawKernel for `source`: nvcc to a cubin when nvcc is on PATH (cached by source hash, safe to run in
     parallel processes), else NVRTC."""
+    return compile_module(source, cache_dir).get_function("megakernel")
+
+
+def compile_module(source: str, cache_dir: str | None = None) -> Any:
+    """The cupy RawModule of `source` (see `compile_kernel`); its globals are reachable with `get_global`."""
     import cupy as cp
 
     nvcc = shutil.which("nvcc")
@@ -127,8 +132,8 @@ def compile_kernel(source: str, cache_dir: str | None = None) -> Any:
                 raise KernelFailure(f"nvcc failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
             os.replace(tmp, cubin)
             cu.unlink(missing_ok=True)
-        return cp.RawModule(path=str(cubin)).get_function("megakernel")
-    return cp.RawModule(code=source, options=("--std=c++17", "-arch=sm_90")).get_function("megakernel")
+        return cp.RawModule(path=str(cubin))
+    return cp.RawModule(code=source, options=("--std=c++17", "-arch=sm_90"))
 
 
 def random_weights_gpu(d: ModelDims, dtype: str, seed: int = 0) -> dict[str, Any]:

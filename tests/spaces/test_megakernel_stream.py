@@ -120,10 +120,13 @@ def test_a_hugging_face_checkpoint_runs_through_the_streaming_layout(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
-def test_the_emitted_kernel_compiles_for_hopper(tmp_path):
+@pytest.mark.parametrize("genes,dtype,trace", [(KernelGenes(warps=4, unroll=2, chunks=2), "float32", False),
+                                               (KernelGenes(warps=16, rows=2, chunks=16), "bfloat16", True)])
+def test_the_emitted_kernel_compiles_for_hopper(tmp_path, genes, dtype, trace):
     from spaces.megakernel.emit_stream import emit_stream_cuda
 
-    source = emit_stream_cuda(ModelDims.of(TOY, 64), KernelGenes(warps=4, unroll=2, chunks=2), "float32")
+    source = emit_stream_cuda(ModelDims.of(TOY, 64), genes, dtype, trace=trace)
+    assert ("g_trace" in source) and ("#define TRACE 1" in source) == trace
     (tmp_path / "k.cu").write_text(source)
     r = subprocess.run(["nvcc", "-arch=sm_90", "-std=c++17", "-cubin", "-o", str(tmp_path / "k.cubin"),
                         str(tmp_path / "k.cu")], capture_output=True, text=True)
