@@ -228,8 +228,11 @@ def _check_search(settings: SearchSettings, objective_names: list[str]) -> None:
             raise SpecError(f"search.{name}: must be >= 0 (0 = default), got {value}")
     if settings.wall_time is not None and settings.wall_time < 0:
         raise SpecError(f"search.wall_time: must be >= 0 seconds, got {settings.wall_time}")
-    if settings.novelty_tries < 0:
-        raise SpecError(f"search.novelty_tries: must be >= 0 (0 = off), got {settings.novelty_tries}")
+    for name in ("novelty_tries", "restart_after"):
+        if getattr(settings, name) < 0:
+            raise SpecError(f"search.{name}: must be >= 0 (0 = off), got {getattr(settings, name)}")
+    if not 0.0 <= settings.restart_gain < 1.0:
+        raise SpecError(f"search.restart_gain: must be within [0, 1), got {settings.restart_gain}")
     if settings.space_time_limit < 0:
         raise SpecError(f"search.space_time_limit: must be >= 0 seconds (0 = no limit), got {settings.space_time_limit}")
     for name in ("crossover_prob", "mutation_prob"):

@@ -42,6 +42,9 @@ class SearchSettings:
     novelty_tries: when a varied child is a program already evaluated (or already made this generation), mutate it
     again, up to this many times, so a converged population keeps exploring instead of re-making its own members
     (0 = off: duplicates are free cache hits, but on the optree preset three children in four were duplicates).
+    restart_after: when the best value of the first objective has not improved by more than `restart_gain`
+    (relative) for this many generations, the population is replaced by a fresh initial one; the front (the archive)
+    is kept, so a restart loses nothing and turns one stuck run into several independent tries (0 = off).
     """
 
     population: int = 64
@@ -56,6 +59,8 @@ class SearchSettings:
     hall_of_fame: int = 10
     space_time_limit: float = 10.0
     novelty_tries: int = 0
+    restart_after: int = 0
+    restart_gain: float = 0.01
 
     @property
     def n_offspring(self) -> int:
@@ -205,9 +210,24 @@ def _novel(child: Any, space: GuardedSpace, cache: dict[Hashable, Evaluation], m
     return child
 
 
+def stagnant(logbook: Sequence[dict[str, Any]], objective: Objective, window: int, gain: float) -> bool:
+    """Has the population's best first-objective value gained no more than `gain` (relative) over the last `window`
+    generations since the last restart? Read from the logbook, so a resumed run decides exactly as before."""
+    if window <= 0:
+        return False
+    since = max((i for i, stats in enumerate(logbook) if stats.get("restarted")), default=0)
+    name, sign = f"best_{objective.names[0]}", 1.0 if objective.directions[0] == "min" else -1.0
+    values = [sign * stats[name] for stats in logbook[since:] if name in stats]
+    if len(logbook) - since <= window or len(values) <= window:
+        return False
+    before, now = min(values[:-window]), min(values)
+    return not now < before - gain * abs(before)
+
+
 def step(state: EngineState, space: Space, objective: Objective, settings: SearchSettings,
          evaluator: Evaluator) -> tuple[EngineState, GenerationReport]:
     """One generation: select parents, vary, evaluate the new, keep the best `population` of parents + children.
+    When the run is `stagnant` (settings.restart_after), the generation is a fresh initial population instead.
 
     The cache inside `state` is updated in place (it only grows); everything else comes back as a new state.
     """
@@ -215,19 +235,26 @@ def step(state: EngineState, space: Space, objective: Objective, settings: Searc
     rng = np.random.default_rng()
     rng.bit_generator.state = state.rng_state
     n = settings.n_offspring
-    order = rank_order(state.population, objective.directions)
-    parents = tournament(state.population, order, 2 * n, settings.tournament, rng)
     guarded, faults = GuardedSpace(space, settings.space_time_limit or None), GenerationFaults()
-    children = _make_children(parents, n, guarded, settings, rng, faults, state.cache)
+    restart = stagnant(state.logbook, objective, settings.restart_after, settings.restart_gain)
+    if restart:
+        children = guarded.initial(rng, settings.population, faults)
+    else:
+        order = rank_order(state.population, objective.directions)
+        parents = tournament(state.population, order, 2 * n, settings.tournament, rng)
+        children = _make_children(parents, n, guarded, settings, rng, faults, state.cache)
     offspring, new_evals, failures = _evaluate(children, guarded, evaluator, state.cache, objective, faults)
     faults.check(space, state.generation + 1)
-    population = select_survivors(state.population + offspring, settings.population, objective.directions)
+    survivors = offspring if restart else state.population + offspring
+    population = select_survivors(survivors, settings.population, objective.directions)
     front = update_front(state.front, offspring, objective.directions, settings.hall_of_fame)
     seconds = time.perf_counter() - start
     new_state = replace(state, generation=state.generation + 1, population=population, front=front,
                         rng_state=rng.bit_generator.state, evaluations=state.evaluations + new_evals,
                         elapsed=state.elapsed + seconds, logbook=list(state.logbook))
     stats = _statistics(new_state, objective, new_evals, seconds, len(failures), faults)
+    if restart:
+        stats["restarted"] = True
     new_state.logbook.append(stats)
     return new_state, GenerationReport(stats, failures)
 

@@ -147,9 +147,47 @@ def readable(expr: sp.Expr, max_ops: int = 80) -> sp.Expr:
     return simpler if sp.count_ops(simpler) <= sp.count_ops(expr) else expr
 
 
+#: a subterm whose every value on the data is below this in magnitude is taken as the zero it rounds to
+VANISHING = 1e-200
+
+
+def drop_vanishing(expr: sp.Expr, symbols: Sequence[sp.Symbol], X: np.ndarray, y: np.ndarray) -> sp.Expr:
+    """`expr` with each subterm that holds a fitted constant and is zero to float64 on every data row replaced by
+    0, when the fit stays as good: x**(-154534.4) over x in [1, 3] underflows to 0, so x**(x**(-154534.4) + 2)
+    fits exactly as x**2 does, but no snapping of the constant itself can show that it is x**2."""
+    X = np.asarray(X, dtype=np.float64)
+    columns = [X[:, i] for i in range(X.shape[1])]
+
+    def values(e: sp.Expr):
+        try:
+            with np.errstate(all="ignore"):
+                return np.broadcast_to(np.asarray(sp.lambdify(symbols, e, "numpy")(*columns)), y.shape)
+        except Exception:  # noqa: BLE001 - a subterm numpy cannot evaluate is left alone
+            return None
+
+    if sp.count_ops(expr) > 200:   # bounded work: describe() runs this on every front member
+        return expr
+    base = values(expr)
+    if base is None:
+        return expr
+    base_rmse = _rmse(base, y)
+    for sub in sp.preorder_traversal(expr):
+        if sub.is_Atom or not sub.atoms(sp.Float) or not sub.free_symbols:
+            continue
+        v = values(sub)
+        if v is None or np.iscomplexobj(v) or not np.all(np.abs(v) < VANISHING):
+            continue
+        trial = expr.xreplace({sub: sp.Integer(0)})
+        if _rmse(values(trial) if trial.free_symbols else float(trial), y) <= base_rmse * (1 + 1e-9) + 1e-300:
+            return drop_vanishing(trial, symbols, X, y)
+    return expr
+
+
 def exact_formula(expr: sp.Expr, symbols: Sequence[sp.Symbol], X: np.ndarray, y: np.ndarray,
                   max_ops: int = 80, **tolerances: float) -> sp.Expr:
-    """Snap, simplify, and snap again the constants that simplification merged (`2.0*(0.25*x)` -> `0.5*x`)."""
+    """Drop subterms that vanish on the data, snap, simplify, and snap again the constants that simplification
+    merged (`2.0*(0.25*x)` -> `0.5*x`)."""
+    expr = drop_vanishing(expr, symbols, X, y)
     snapped = readable(snap_expression(expr, symbols, X, y, **tolerances), max_ops)
     if snapped.atoms(sp.Float):
         snapped = readable(snap_expression(snapped, symbols, X, y, **tolerances), max_ops)

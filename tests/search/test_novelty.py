@@ -2,7 +2,7 @@
 
 from objectives.bit_problems import OneMax, Trap
 from search.combined import CombinedObjective
-from search.engine import SearchSettings, evolve, preferred_rank
+from search.engine import SearchSettings, evolve, preferred_rank, stagnant
 from search.protocols import Context, Evaluation
 from search.selection import Individual
 from spaces.bitstring import BitStringSpace
@@ -40,3 +40,27 @@ def test_preferred_rank_is_the_simplest_member_within_the_targets():
     assert preferred_rank(front, objective, {"ones": 7}) == 1           # within the target, best trap
     assert preferred_rank(front, objective, {"ones": 6}) == 2
     assert preferred_rank(front, objective, {"ones": 9}) == 0           # none meets it: rank 0
+
+
+def test_stagnant_reads_the_logbook_since_the_last_restart():
+    space, objective = onemax()     # maximised: best_ones
+    log = [{"best_ones": v} for v in (3, 5, 6, 6, 6, 6)]
+    assert stagnant(log, objective, window=3, gain=0.01)          # no gain in the last 3 generations
+    assert not stagnant(log, objective, window=4, gain=0.01)      # 5 -> 6 within the last 4
+    assert not stagnant(log, objective, window=0, gain=0.01)      # off
+    log[4]["restarted"] = True
+    assert not stagnant(log, objective, window=3, gain=0.01)      # too few generations since the restart
+
+
+def test_restarts_keep_the_front_and_the_seed_fixes_them():
+    space = BitStringSpace(BitStringSpace.Config(length=20), Context())
+    trap = Trap(Trap.Config(), space, Context())     # deceptive: populations settle on the wrong optimum
+    settings = SearchSettings(population=12, generations=30, restart_after=3)
+    a = evolve(space, trap, settings, seed=5)
+    b = evolve(space, trap, settings, seed=5)
+    restarts = [s["generation"] for s in a.logbook if s.get("restarted")]
+    assert restarts and restarts == [s["generation"] for s in b.logbook if s.get("restarted")]
+    assert [f.key for f in a.front] == [f.key for f in b.front]
+    best = [s["best_trap"] for s in a.logbook]
+    # the archive keeps the best seen: the front is never worse than any generation's population best
+    assert a.front[0].evaluation.values[0] >= max(best)

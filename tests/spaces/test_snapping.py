@@ -97,3 +97,22 @@ def test_a_genome_that_fails_on_the_data_is_described_without_snapping():
 def test_a_formula_that_does_not_explain_the_data_keeps_its_floats():
     got = snap_expression(0.5000001 * x + 2.0000001, [x, z], X, data_for(x ** 2))
     assert got.atoms(sp.Float) == {sp.Float(0.5000001), sp.Float(2.0000001)}
+
+
+def test_a_subterm_that_underflows_to_zero_on_the_data_is_dropped():
+    """Seed 6 of the optree recovery bench: theta**(theta**-154534.4 + 2) fits exactly as theta**2 on theta in
+    [1.01, 3] (the inner power underflows), so the formula is the Gaussian, and snapping must say so."""
+    import numpy as np
+    import sympy as sp
+
+    from spaces.snapping import drop_vanishing, exact_formula
+
+    theta = sp.Symbol("theta", positive=True)
+    X = np.linspace(1.01, 3.0, 200)[:, None]
+    truth = sp.exp(-theta ** 2 / 2) / sp.sqrt(2 * sp.pi)
+    y = np.exp(-X[:, 0] ** 2 / 2) / np.sqrt(2 * np.pi)
+    bloated = sp.Float(0.398942280401) * sp.exp(-theta ** (theta ** sp.Float(-154534.4) + 2) / 2)
+    assert sp.simplify(exact_formula(bloated, [theta], X, y) - truth) == 0
+    # a small but real term is kept: x**-3 is not zero on the data
+    kept = theta ** 2 + sp.Float(1e-3) * theta ** sp.Float(-3.0)
+    assert drop_vanishing(kept, [theta], X, y) == kept
