@@ -129,15 +129,19 @@ def read_front(path: str | Path) -> Front:
     return Front(path=run_dir.path, stop_reason=reason, rows=rows)
 
 
-def emit(path: str | Path, lang: str | None = None, rank: int = 0) -> EmittedCode:
-    """Write front member `rank` of a run directory (0 = best by the first objective) in `lang` (default: the
-    space's first language) into its code/ folder; works on a run that is still going (its last checkpoint)."""
+def emit(path: str | Path, lang: str | None = None, rank: int | None = None) -> EmittedCode:
+    """Write front member `rank` of a run directory (0 = best by the first objective; None = the run's best, as
+    `evoforge run` printed it: the simplest member within the targets) in `lang` (default: the space's first
+    language) into its code/ folder; works on a run that is still going (its last checkpoint)."""
     from runs.job import emit_best, load_run
+    from search.engine import preferred_rank
 
     job, run_dir = load_run(Path(path))
     state = run_dir.load_checkpoint()
     if state is None:
         raise UserError(f"RUNDIR: {path} has no checkpoint yet; let the run finish a generation first")
+    if rank is None:
+        rank = preferred_rank(state.front, job.objective, job.spec.search.targets)
     lang = lang or job.space.emit_languages[0]
     written = emit_best(job, run_dir, state, lang, rank)
     return EmittedCode(path=written, lang=lang, rank=rank, source=written.read_text())

@@ -82,7 +82,8 @@ def report(rundir: Path = typer.Argument(..., help="a run directory")):
 @app.command()
 def emit(rundir: Path = typer.Argument(..., help="a run directory"),
          lang: str | None = typer.Option(None, help="c, numpy, python, sympy, latex, triton, cuda (per space)"),
-         rank: int = typer.Option(0, help="front member, 0 = best by the first objective")):
+         rank: int | None = typer.Option(None, help="front member, 0 = best by the first objective "
+                                                      "(default: the run's best, the simplest within its targets)")):
     """Write the code of one front member into RUNDIR/code and print its path."""
     from runs import api
 
@@ -121,7 +122,12 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
              prefer: str = typer.Option("fidelity", help="which student of the fidelity/latency front to write: "
                                                           "fidelity, speed or balanced")):
     """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation."""
+    import os
     from dataclasses import replace
+
+    # OpenMP threads that spin while they wait burn the cores other jobs need: on the shared 2-core machine a
+    # training step took 3x the CPU time with two spinning threads (bench/README.md). Read when torch loads.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from objectives.model_size import BYTES_PER_PARAMETER
     from runs.compress import CompressSettings
