@@ -1,5 +1,6 @@
 """Operator trees with fitted constants: the same seed gives the same run in separate processes, also after
-SIGKILL + resume (scipy's least squares gave different constants per process; see spaces/levenberg_marquardt.py)."""
+SIGKILL + resume (scipy's least squares gave different constants per process; see spaces/levenberg_marquardt.py),
+with novelty retries and stagnation restarts on, as the optree preset runs."""
 
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ target = "E"
 [search]
 population = 40
 generations = 12
+novelty_tries = 2       # the preset's diversity mechanisms are covered too
+restart_after = 3
 [backend]
 kind = "local"
 """
