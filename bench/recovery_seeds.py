@@ -13,8 +13,8 @@ exp(-theta^2/2)/sqrt(2*pi); the quickstart law is E = E0 - ln Q. Each run keeps 
 generations, per-evaluation timeout); `--wall` caps one run's seconds as a safety net (a capped run is reported).
 
 The peer is a named variant of the optree preset run in the same invocation (`--peer`, on `--peer-seeds`), by
-default the preset with `pin_constants = false` (no pinning of redundant constants after an exact fit, as before
-issue 18); the table gives recovered counts and the ratio of median seconds per run.
+default the preset without novelty retries and restarts (as before issue 18); the table gives recovered counts and
+the ratio of median seconds per run.
 
     python bench/recovery_seeds.py                                  # optree seeds 0-19, quickstart 0-9
     python bench/recovery_seeds.py --presets optree --seeds 0-4     # a quick look
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import sys
@@ -119,14 +120,14 @@ def main() -> None:
     ap.add_argument("--seeds", default="0-19", help="optree seeds, e.g. 0-19")
     ap.add_argument("--quickstart-seeds", default="0-9")
     ap.add_argument("--wall", type=float, default=900.0, help="safety cap on one run, seconds")
-    ap.add_argument("--peer", default="no-pinning:space.pin_constants=false",
+    ap.add_argument("--peer", default="plain:search.novelty_tries=0,search.restart_after=0",
                     help="also run this optree variant: NAME:KEY=VALUE[,KEY=VALUE] ('' = none)")
     ap.add_argument("--peer-seeds", default="0-9")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     laws = _laws()
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
-    out["machine"] = f"{platform.node()}: 2 cores shared with ~8 other agents, runs niced and sequential"
+    out["machine"] = f"{platform.node()}: {os.cpu_count()} cores, shared; runs niced and sequential"
     jobs = [("optree", s, "optree", {}) for s in _seeds(args.seeds)] if "optree" in args.presets else []
     if "quickstart" in args.presets:
         jobs += [("quickstart", s, "quickstart", {}) for s in _seeds(args.quickstart_seeds)]
