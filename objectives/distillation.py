@@ -48,6 +48,7 @@ class TrainingConfig:
     threads: int = 1                  # torch CPU threads; 1 is fastest on a shared CPU (see distill), 0 = torch's
     word_weight: float = 0.0          # weight of the word-level loss (0 = sentence embeddings only; see distill)
     static_lr_scale: float = 10.0     # static students (a table and one linear map) train at this x the rate
+    length_window: int = 32           # batches drawn together and sorted by length (less padding); 1 = random
     seed: int = 0
     checkpoint_every: int = 0         # steps between checkpoints; 0 = none
     progress: bool = False            # show a progress bar (loss, snippets/s)
@@ -124,9 +125,8 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
         if use_words:
             word_ids[row, : len(e)] = [-1 if w is None else w for w in batch_encoding.word_ids(row)]
     target = torch.nn.functional.normalize(torch.as_tensor(targets, dtype=torch.float32), dim=1).to(device)
-    rng = np.random.default_rng(config.seed)
-    epochs = math.ceil(config.steps * config.batch_size / len(texts)) + 1
-    order = np.concatenate([rng.permutation(len(texts)) for _ in range(epochs)])
+    batches = length_batches(lengths, config.batch_size, config.steps, config.length_window,
+                             np.random.default_rng(config.seed))
     decay = [p for n, p in student.named_parameters() if p.ndim >= 2 and "embeddings" not in n]
     no_decay = [p for n, p in student.named_parameters() if not (p.ndim >= 2 and "embeddings" not in n)]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
@@ -149,7 +149,7 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
     with progress:
         end = config.steps if stop_at is None else min(stop_at, config.steps)
         for step in range(start, end):
-            batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+            batch = batches[step]
             width = int(lengths[batch].max())
             input_ids = torch.as_tensor(ids[batch, :width], device=device)
             mask = (torch.arange(width, device=device)[None, :]
@@ -189,6 +189,26 @@ def distill(student, tokenizer, texts: Sequence[str], targets: np.ndarray, confi
     return TrainingResult(steps=end, seconds=seconds, snippets_per_s=seen / max(seconds, 1e-9),
                           tokens_per_s=tokens / max(seconds, 1e-9), final_loss=float(np.mean(losses[-20:])),
                           losses=losses, restored_step=best.step if restored else None)
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, steps: int, window: int,
+                   rng: np.random.Generator) -> list[np.ndarray]:
+    """`steps` batches of row indices: each epoch a fresh permutation, cut into windows of `window` batches,
+    each window sorted by length and cut into batches, the epoch's batches then shuffled. Rows of a batch have
+    similar lengths, so less of each step is padding (random batches of the default corpus were 38% padding);
+    `window` 1 is plain random batches. A function of the seed, so a resumed run sees the same batches."""
+    batches: list[np.ndarray] = []
+    while len(batches) < steps:
+        order = rng.permutation(len(lengths))
+        epoch = []
+        span = max(1, window) * batch_size
+        for start in range(0, len(order), span):
+            chunk = order[start:start + span]
+            if window > 1:
+                chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            epoch += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches += [epoch[i] for i in (rng.permutation(len(epoch)) if window > 1 else range(len(epoch)))]
+    return batches[:steps]
 
 
 class _BestWindow:
@@ -246,8 +266,10 @@ def _word_pairs(student, states, word_ids: np.ndarray, words: WordTargets, batch
     return predicted, wanted
 
 
-# How a student starts: embeddings from the teacher's (default), also its layers (weight selection), or noise.
-INITS = ("teacher", "teacher_layers", "random")
+# How a student starts: embeddings from the teacher's input embeddings (default), also its layers (weight
+# selection), from the teacher's output for each token alone (static.token_states: a static student's start), or
+# noise.
+INITS = ("teacher", "teacher_layers", "token_states", "random")
 
 
 @dataclass
@@ -261,6 +283,15 @@ class DistillationData:
     held_out_targets: np.ndarray
     max_length: int  # teacher tokens per snippet
     train_words: WordTargets | None = None  # the teacher's word states of the training snippets, when asked for
+    _embedded: dict = field(default_factory=dict, repr=False)
+
+    def teacher_embed(self, texts: Sequence[str]) -> np.ndarray:
+        """The teacher's embeddings of `texts`, computed once per list of texts: every student of a run is scored
+        on the same held-out halves (fidelity.top1_agreement), and the teacher's pass is the costly part."""
+        key = tuple(texts)
+        if key not in self._embedded:
+            self._embedded[key] = self.teacher.embed(key, self.max_length)
+        return self._embedded[key]
 
 
 def prepare_data(teacher: str | Teacher, data: str | None, corpus_config: CorpusConfig, max_length: int,
@@ -301,8 +332,11 @@ def train_student(shape: Shape, data: DistillationData, config: TrainingConfig, 
     student = build_student(shape, data.teacher.config, data.teacher.embedding_dim, config.seed,
                             data.teacher.pooling)
     if init != "random":
+        from spaces.architecture.static import token_states
+
+        states = token_states(data.teacher, vocabulary) if init == "token_states" else None
         initialise_from_teacher(student, data.teacher.model, vocabulary, data.train_targets.mean(0),
-                                layers=init == "teacher_layers")
+                                layers=init == "teacher_layers", token_states=states)
     result = None
     if train:
         config = _fit_length(config, shape)
@@ -360,7 +394,7 @@ class Distillation(Objective):
         student_max_length: int = 128  # student tokens per snippet
         train_snippets: int = 4000     # training snippets drawn from the corpus
         held_out_snippets: int = 300   # held-out snippets scored
-        init: str = "teacher"          # "teacher" (embeddings from the teacher) or "random"
+        init: str = "teacher"          # one of INITS: "teacher" (embeddings from the teacher), "random", ...
         threads: int = 1               # torch CPU threads per evaluation; 0 = torch's default
         cache_dir: str = ""            # where teacher targets are cached; "" = ~/.cache/evoforge
 
@@ -373,7 +407,7 @@ class Distillation(Objective):
             raise UserError("steps, batch_size, train_snippets, held_out_snippets: must be positive "
                             "(held_out_snippets >= 2)")
         if config.init not in INITS:
-            raise UserError(f"init: {config.init!r} is not known; choose teacher or random")
+            raise UserError(f"init: {config.init!r} is not known; choose one of {', '.join(INITS)}")
         self._data: DistillationData | None = None
 
     def __getstate__(self) -> dict[str, Any]:

@@ -52,10 +52,13 @@ class CompressSettings:
     min_speedup: float = 4.0       # the GA keeps GFLOPs <= teacher's / this (0 = no limit): maximising GFLOPs
                                    # alone fills 10 MB with a 6-layer student only 1.8x faster than the teacher
     layer_caps: tuple[int, ...] = (1,)  # extra GA runs per floor with depth capped (shallow-wide candidates)
-    rerank_steps: int = 200        # distillation steps per candidate when re-ranking
+    rerank_steps: int = 100        # distillation steps per candidate when re-ranking
     final_steps: int = 2000        # distillation steps of the chosen transformer student
     batch_size: int = 32
     learning_rate: float = 2e-3
+    init: str = "token_states"     # how transformer students start (objectives.distillation.INITS): from the
+                                   # teacher's output per token, +0.010 code / +0.019 prose held-out cosine over
+                                   # its input embeddings after 1,000 steps (bench/README.md)
     max_length: int = 96           # teacher tokens per snippet (targets); students read up to seq_length
     train_snippets: int = 8000     # all domains together; the teacher's pass over them is the fixed cost
                                    # (48k snippets: 16 of a 33-minute run; bench/README.md)
@@ -63,7 +66,7 @@ class CompressSettings:
     teacher_precision: str = "float32"  # or "int8": training targets 1.6x cheaper on a CPU but at cosine 0.973
                                         # to float32's (spaces/architecture/teacher.py), so off by default
     static_widths: tuple[int, ...] = (64, 128, 256)  # static students tried (int8 tables; empty = none)
-    static_steps: int = 1500       # distillation steps of each static student
+    static_steps: int = 800        # distillation steps of each static student
     static_batch_size: int = 64
     latency_texts: int = 100       # single held-out texts timed for the batch-1 text-to-vector latency
     peer: bool = True              # add model2vec's student of the same size to the front when it is installed
@@ -194,7 +197,7 @@ def rerank(candidates: list[Candidate], teacher: str, data_dir: str | None, sett
         data=data_dir or "", steps=settings.rerank_steps, batch_size=settings.batch_size,
         learning_rate=settings.learning_rate, max_length=settings.max_length,
         student_max_length=settings.seq_length, train_snippets=settings.train_snippets, held_out_snippets=settings.held_out_snippets,
-        threads=settings.threads), space, Context(seed=settings.seed))
+        init=settings.init, threads=settings.threads), space, Context(seed=settings.seed))
     if workers > 1:
         from search.ray_backend import RayEvaluator
 
@@ -267,8 +270,7 @@ def domain_scores(encode, data) -> dict[str, Any]:
     """Held-out fidelity per domain (and averaged over domains) of an `encode(texts) -> vectors` function."""
     from spaces.architecture.fidelity import domain_fidelity
 
-    return domain_fidelity(encode, lambda t: data.teacher.embed(t, data.max_length), data.corpus.domain_held_out(),
-                           data.held_out_targets)
+    return domain_fidelity(encode, data.teacher_embed, data.corpus.domain_held_out(), data.held_out_targets)
 
 
 def teacher_latency_ms(data, settings: CompressSettings) -> float:
@@ -453,7 +455,7 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
                                         learning_rate=settings.learning_rate, max_length=settings.seq_length,
                                         threads=settings.threads, seed=settings.seed, checkpoint_every=100,
                                         progress=True)
-                student, tokenizer, result = train_student(chosen.shape, data_, config,
+                student, tokenizer, result = train_student(chosen.shape, data_, config, init=settings.init,
                                                            checkpoint_dir=staging / "checkpoints")
                 shutil.rmtree(staging / "checkpoints", ignore_errors=True)
                 save_student(student, tokenizer, staging / "students" / "transformer", settings.dtype,

@@ -15,6 +15,7 @@ own held-out set, so the report can give fidelity per domain.
 from __future__ import annotations
 
 import ast
+import collections
 import functools
 import gzip
 import hashlib
@@ -144,7 +145,7 @@ def english_fraction(text: str) -> float:
 
 def is_prose(text: str, min_english: float) -> bool:
     """English prose: mostly letters and spaces, with enough common English words."""
-    letters = sum(c.isalpha() or c.isspace() for c in text)
+    letters = sum(map(str.isalpha, text)) + sum(map(str.isspace, text))  # disjoint; map is 4x a generator
     return letters >= 0.85 * len(text) and english_fraction(text) >= min_english
 
 
@@ -165,9 +166,23 @@ def _docstrings(source: str) -> str:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return ""
-    nodes = [tree] + [n for n in ast.walk(tree)
+    nodes = [tree] + [n for n in _statements(tree)
                       if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
     return "\n\n".join(d for d in (ast.get_docstring(n) for n in nodes) if d)
+
+
+def _statements(tree: ast.AST):
+    """The statements of `tree` in `ast.walk`'s breadth-first order, without entering expressions (where no
+    function or class can be defined): a tenth of the nodes, the same definitions in the same order."""
+    queue = collections.deque([tree])
+    while queue:
+        node = queue.popleft()
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                queue.extend(v for v in value if isinstance(v, (ast.stmt, ast.excepthandler, ast.match_case)))
+        if node is not tree:
+            yield node
 
 
 def _code_documents(config: CorpusConfig) -> list[tuple[str, str]]:

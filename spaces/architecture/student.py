@@ -67,19 +67,43 @@ def build_student(shape: Shape, teacher_config: dict, embedding_dim: int, seed: 
 
 
 def initialise_from_teacher(student, teacher_model, vocabulary: ReducedVocabulary,
-                            target_mean: np.ndarray | None = None, layers: bool = False) -> None:
+                            target_mean: np.ndarray | None = None, layers: bool = False,
+                            token_states: np.ndarray | None = None) -> None:
     """Embeddings from the teacher's, projected on the top principal directions of its kept token embeddings;
-    with `layers`, the encoder layers too (see `inherit_layers`)."""
+    with `layers`, the encoder layers too (see `inherit_layers`).
+
+    With `token_states` (the teacher's sentence embedding of each kept token alone, static.token_states), the rows
+    are those instead, on their own principal directions, and the projection maps back to them: at step 0 the
+    student is close to a static (model2vec-style) student, already in the teacher's output space, where the
+    input-embedding start is not (bench/README.md). Position and segment embeddings then start at zero."""
     with torch.no_grad():
         t_emb = teacher_model.embeddings
-        words = t_emb.word_embeddings.weight[torch.as_tensor(vocabulary.teacher_ids)].double()
+        from_states = token_states is not None
+        if from_states:
+            words = torch.as_tensor(token_states, dtype=torch.float64)
+        else:
+            words = t_emb.word_embeddings.weight[torch.as_tensor(vocabulary.teacher_ids)].double()
         mean = words.mean(0, keepdim=True)
         width = student.encoder.config.hidden_size
         # Right singular vectors: an orthonormal basis (teacher width x student width) of the main directions.
         # (Full matrices when fewer kept tokens than student features: the complement fills the rest.)
         basis = torch.linalg.svd(words - mean, full_matrices=len(words) < width).Vh[:width].T
         s_emb = student.encoder.embeddings
-        s_emb.word_embeddings.weight.copy_(((words - mean) @ basis).float())
+        rows = (words - mean) @ basis
+        s_emb.word_embeddings.weight.copy_(rows.float())
+        if from_states:
+            s_emb.position_embeddings.weight.zero_()
+            s_emb.token_type_embeddings.weight.zero_()
+            # LayerNorms scale each token's row to norm ~sqrt(width); the projection scales it back so the pooled
+            # vector keeps its size relative to the mean (the bias), as in the static student.
+            if student.projection is not None:
+                scale = float(rows.norm(dim=1).mean()) / width**0.5
+                student.projection.weight.copy_((basis * scale).float())
+                student.projection.bias.copy_(mean[0].float() if target_mean is None else
+                                              torch.as_tensor(target_mean, dtype=torch.float32))
+            if layers:
+                inherit_layers(student.encoder, teacher_model, basis.float())
+            return
         positions = t_emb.position_embeddings.weight[: s_emb.position_embeddings.weight.shape[0]].double()
         s_emb.position_embeddings.weight.copy_(((positions - positions.mean(0)) @ basis).float())
         segments = t_emb.token_type_embeddings.weight.double()

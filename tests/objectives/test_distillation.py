@@ -217,3 +217,53 @@ def test_int8_teacher_targets_stay_close_and_have_their_own_cache_key(data, tmp_
     assert 0.95 < mean_cosine(int8, float32) < 0.999  # per-channel int8: close, not equal
     with pytest.raises(UserError, match="teacher_precision"):
         data.teacher.with_precision("int4")
+
+
+def test_length_batches_cut_padding_and_cover_every_row_each_epoch():
+    from objectives.distillation import length_batches
+
+    lengths = np.random.default_rng(1).integers(10, 130, size=640)
+    sorted_ = length_batches(lengths, 32, 40, 8, np.random.default_rng(0))
+    plain = length_batches(lengths, 32, 40, 1, np.random.default_rng(0))
+    assert len(sorted_) == len(plain) == 40 and all(len(b) == 32 for b in sorted_)
+    assert sorted(np.concatenate(sorted_[:20]).tolist()) == list(range(640))  # an epoch is a permutation
+
+    def padding(batches):
+        return 1 - sum(lengths[b].sum() for b in batches) / sum(lengths[b].max() * len(b) for b in batches)
+
+    assert padding(plain) > 0.4 and padding(sorted_) < 0.15
+    again = length_batches(lengths, 32, 40, 8, np.random.default_rng(0))
+    assert all((a == b).all() for a, b in zip(sorted_, again))  # a function of the seed: resume is exact
+
+
+def test_teacher_embeddings_of_the_same_texts_are_computed_once(data):
+    from dataclasses import replace
+
+    calls = []
+
+    class CountingTeacher:
+        def embed(self, texts, max_length):
+            calls.append(len(texts))
+            return np.ones((len(texts), 3), np.float32)
+
+    counted = replace(data, teacher=CountingTeacher(), _embedded={})
+    first = counted.teacher_embed(["a b", "c d"])
+    second = counted.teacher_embed(("a b", "c d"))
+    assert calls == [2] and second is first
+    counted.teacher_embed(["e f"])
+    assert calls == [2, 1]
+
+
+@pytest.mark.parametrize("width", [32, 384])
+def test_token_state_init_starts_from_the_teachers_output_per_token(data, width):
+    shape = Shape(1, width, 2, 64, 400, 64)
+    student, _, _ = train_student(shape, data, TrainingConfig(max_length=48), init="token_states", train=False)
+    embeddings = student.encoder.embeddings
+    assert float(embeddings.position_embeddings.weight.detach().abs().max()) == 0.0
+    if width == 384:  # the teacher's width: no projection, the rows are the centred token outputs themselves
+        assert student.projection is None
+    else:
+        np.testing.assert_allclose(student.projection.bias.detach().numpy(), data.train_targets.mean(0), atol=1e-6)
+        basis = student.projection.weight.detach().double()
+        gram = basis.T @ basis
+        assert torch.allclose(gram / gram[0, 0], torch.eye(width, dtype=torch.float64), atol=1e-5)
