@@ -1,4 +1,4 @@
-"""evoforge float32 cos, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.7555 on 2099812 sampled inputs."""
+"""evoforge float32 cos, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.8385 on 2099812 sampled inputs."""
 
 import numpy as np
 
@@ -28,16 +28,14 @@ def bits(x):
 def core(r):
     v1 = np.asarray((r * r), F32)
     v2 = np.asarray((v1 * v1), F32)
-    v3 = np.asarray(fma(v1, F32(float.fromhex('0x1.390a620000000p-20')), F32(float.fromhex('0x1.895d320000000p-16'))), F32)
-    v4 = np.asarray(fma(v3, v1, F32(float.fromhex('-0x1.6c01060000000p-10'))), F32)
-    v5 = np.asarray(fma(v4, v1, F32(float.fromhex('0x1.55554a0000000p-5'))), F32)
-    v6 = np.asarray(fma(v1, F32(float.fromhex('0x1.6dbb9e0000000p-19')), F32(float.fromhex('-0x1.a0139e0000000p-13'))), F32)
-    v7 = np.asarray(fma(v6, v1, F32(float.fromhex('0x1.1111140000000p-7'))), F32)
-    v8 = np.asarray(fma(v7, v1, F32(float.fromhex('-0x1.5555560000000p-3'))), F32)
-    v9 = np.asarray((r * v1), F32)
-    v10 = np.asarray((v9 * v8), F32)
-    v11 = np.asarray((v2 * v5), F32)
-    return v10, v11
+    v3 = np.asarray(fma(v1, F32(float.fromhex('0x1.980c540000000p-16')), F32(float.fromhex('-0x1.6c09ae0000000p-10'))), F32)
+    v4 = np.asarray(fma(v3, v1, F32(float.fromhex('0x1.5555520000000p-5'))), F32)
+    v5 = np.asarray(fma(v1, F32(float.fromhex('-0x1.9ac6d20000000p-13')), F32(float.fromhex('0x1.110c260000000p-7'))), F32)
+    v6 = np.asarray(fma(v5, v1, F32(float.fromhex('-0x1.5555520000000p-3'))), F32)
+    v7 = np.asarray((r * v1), F32)
+    v8 = np.asarray((v7 * v6), F32)
+    v9 = np.asarray((v2 * v4), F32)
+    return v8, v9
 
 
 INV_PIO4 = np.array([0x000000a2, 0x0000a2f9, 0x00a2f983, 0xa2f9836e, 0xf9836e4e, 0x836e4e44, 0x6e4e4415, 0x4e441529, 0x441529fc, 0x1529fc27, 0x29fc2757, 0xfc2757d1, 0x2757d1f5, 0x57d1f534, 0xd1f534dd, 0xf534ddc0, 0x34ddc0db, 0xddc0db62, 0xc0db6295, 0xdb629599, 0x6295993c, 0x95993c43, 0x993c4390, 0x3c439041], np.uint64)
@@ -58,35 +56,25 @@ def reduce_large(ax):
 def evoforge_cos(x):
     x = np.asarray(x, F32)
     with np.errstate(all='ignore'):
-        sh = ((x * F32(float.fromhex('0x1.45f3060000000p-1'))).astype(F32) + F32(12582912.0)).astype(F32)
+        ax = np.abs(x)
+        sh = fma(ax, F32(float.fromhex('0x1.45f3060000000p-1')), F32(12582912.0))
         kf = (sh - F32(12582912.0)).astype(F32)
         n = bits(sh) - 0x4B400000
-        r1 = fma(-kf, F32(float.fromhex('0x1.921fb60000000p+0')), x)
-        th = (kf * F32(float.fromhex('-0x1.777a5c0000000p-25'))).astype(F32)
-        tl = fma(kf, F32(float.fromhex('-0x1.777a5c0000000p-25')), -th)
-        s = (r1 - th).astype(F32)
-        bb = (s - r1).astype(F32)
-        err = ((r1 - (s - bb).astype(F32)).astype(F32) + ((-th) - bb).astype(F32)).astype(F32)
-        lo = fma(-kf, F32(float.fromhex('-0x1.ee59da0000000p-50')), (err - tl).astype(F32))
-        rh = (s + lo).astype(F32)
-        rl = (lo - (rh - s).astype(F32)).astype(F32)
-        ax = np.abs(x)
+        r1 = fma(-kf, F32(float.fromhex('0x1.921f000000000p+0')), ax)
+        rh = fma(-kf, F32(float.fromhex('0x1.6a89000000000p-17')), r1)
+        rl = fma(-kf, F32(float.fromhex('-0x1.e973dc0000000p-35')), fma(-kf, F32(float.fromhex('0x1.6a89000000000p-17')), (r1 - rh).astype(F32)))
         large = ~(ax < F32(120.0))
         rb, nb = reduce_large(np.where(large & np.isfinite(x), ax, F32(1000.0)))
-        rb = np.where(x < 0, -rb, rb)
-        n = np.where(large, np.where(x < 0, -nb, nb), n)
+        n = np.where(large, nb, n)
         rbh = rb.astype(F32)
         rh = np.where(large, rbh, rh).astype(F32)
         rl = np.where(large, (rb - rbh.astype(np.float64)).astype(F32), rl).astype(F32)
         sp, cp = core(rh)
         hr = (F32(0.5) * rh).astype(F32)
-        hz = (rh * hr).astype(F32)
-        e_hz = fma(rh, hr, -hz)
-        w = (F32(1.0) - hz).astype(F32)
-        corr = ((-hz) - (w - F32(1.0)).astype(F32)).astype(F32)
-        s = (rh + (sp + fma(rl, (cp - hz).astype(F32), rl)).astype(F32)).astype(F32)
-        c = (w + ((corr - e_hz).astype(F32) + fma(-rh, rl, cp)).astype(F32)).astype(F32)
+        c = (F32(1.0) - fma(rh, hr, fma(rh, rl, -cp))).astype(F32)
+        s = (rh + fma(rl, c, sp)).astype(F32)
         q = (n + 1) & 3
         y = np.where(q & 1 == 0, s, c)
-        y = np.where(q & 2 == 0, y, -y).astype(F32)
+        flip = (q & 2) != 0
+        y = np.where(flip, -y, y).astype(F32)
         return np.where(np.isfinite(x), y, F32(np.nan)).astype(F32)

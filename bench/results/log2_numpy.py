@@ -1,4 +1,4 @@
-"""evoforge float32 log2, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.8810 on 2097242 sampled inputs."""
+"""evoforge float32 log2, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.9743 on 2097242 sampled inputs."""
 
 import numpy as np
 
@@ -26,17 +26,16 @@ def bits(x):
 
 
 def core(r):
-    v1 = np.asarray(fma(r, F32(float.fromhex('0x1.953f600000000p-4')), F32(float.fromhex('-0x1.5703280000000p-3'))), F32)
-    v2 = np.asarray(fma(v1, r, F32(float.fromhex('0x1.5cab600000000p-3'))), F32)
-    v3 = np.asarray(fma(v2, r, F32(float.fromhex('-0x1.6eb6620000000p-3'))), F32)
-    v4 = np.asarray(fma(v3, r, F32(float.fromhex('0x1.a4858c0000000p-3'))), F32)
-    v5 = np.asarray(fma(v4, r, F32(float.fromhex('-0x1.ec7b520000000p-3'))), F32)
-    v6 = np.asarray(fma(v5, r, F32(float.fromhex('0x1.277c460000000p-2'))), F32)
-    v7 = np.asarray(fma(v6, r, F32(float.fromhex('-0x1.7154780000000p-2'))), F32)
-    v8 = np.asarray(fma(v7, r, F32(float.fromhex('0x1.ec70920000000p-2'))), F32)
-    v9 = np.asarray(fma(v8, r, F32(float.fromhex('-0x1.7154760000000p-1'))), F32)
-    v10 = np.asarray((v9 * r), F32)
-    return v10
+    v1 = np.asarray(fma(r, F32(float.fromhex('-0x1.cb37f80000000p-4')), F32(float.fromhex('0x1.796c060000000p-3'))), F32)
+    v2 = np.asarray(fma(v1, r, F32(float.fromhex('-0x1.83803a0000000p-3'))), F32)
+    v3 = np.asarray(fma(v2, r, F32(float.fromhex('0x1.a3761c0000000p-3'))), F32)
+    v4 = np.asarray(fma(v3, r, F32(float.fromhex('-0x1.eb45020000000p-3'))), F32)
+    v5 = np.asarray(fma(v4, r, F32(float.fromhex('0x1.277ce20000000p-2'))), F32)
+    v6 = np.asarray(fma(v5, r, F32(float.fromhex('-0x1.7157640000000p-2'))), F32)
+    v7 = np.asarray(fma(v6, r, F32(float.fromhex('0x1.ec70980000000p-2'))), F32)
+    v8 = np.asarray(fma(v7, r, F32(float.fromhex('-0x1.7154760000000p-1'))), F32)
+    v9 = np.asarray((v8 * r), F32)
+    return v9
 
 
 def evoforge_log2(x):
@@ -49,13 +48,8 @@ def evoforge_log2(x):
         f = (f32((ix - (e << 23)) & 0xFFFFFFFF) - F32(1.0)).astype(F32)
         ef = (e - np.where(tiny, 23, 0)).astype(F32)
         p = core(f)
-        h = (f * F32(float.fromhex('0x1.7154760000000p+0'))).astype(F32)
-        err = fma(f, F32(float.fromhex('0x1.7154760000000p+0')), -h)
-        s = (ef + h).astype(F32)
-        t = ((ef - s).astype(F32) + h).astype(F32)
-        low = (t + fma(f, F32(float.fromhex('0x1.4ae0c00000000p-26')), err)).astype(F32)
-        low = fma(f, p, low)
-        y = (s + low).astype(F32)
+        v = fma(f, F32(float.fromhex('0x1.7154760000000p+0')), fma(f, p, (f * F32(float.fromhex('0x1.4ae0c00000000p-26'))).astype(F32)))
+        y = (ef + v).astype(F32)
         y = np.where(x == np.inf, F32(np.inf), y)
         y = np.where(x == 0, F32(-np.inf), y)
         return np.where((x < 0) | np.isnan(x), F32(np.nan), y).astype(F32)

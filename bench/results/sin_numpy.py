@@ -1,4 +1,4 @@
-"""evoforge float32 sin, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.8147 on 2099812 sampled inputs."""
+"""evoforge float32 sin, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.9138 on 2099812 sampled inputs."""
 
 import numpy as np
 
@@ -28,10 +28,10 @@ def bits(x):
 def core(r):
     v1 = np.asarray((r * r), F32)
     v2 = np.asarray((v1 * v1), F32)
-    v3 = np.asarray(fma(v1, F32(float.fromhex('0x1.980c540000000p-16')), F32(float.fromhex('-0x1.6c09aa0000000p-10'))), F32)
-    v4 = np.asarray(fma(v3, v1, F32(float.fromhex('0x1.5555520000000p-5'))), F32)
-    v5 = np.asarray(fma(v1, F32(float.fromhex('-0x1.9ac6dc0000000p-13')), F32(float.fromhex('0x1.110c2e0000000p-7'))), F32)
-    v6 = np.asarray(fma(v5, v1, F32(float.fromhex('-0x1.5555520000000p-3'))), F32)
+    v3 = np.asarray(fma(v1, F32(float.fromhex('0x1.980c4c0000000p-16')), F32(float.fromhex('-0x1.6c09a80000000p-10'))), F32)
+    v4 = np.asarray(fma(v3, v1, F32(float.fromhex('0x1.5555580000000p-5'))), F32)
+    v5 = np.asarray(fma(v1, F32(float.fromhex('-0x1.9ac6d40000000p-13')), F32(float.fromhex('0x1.110c1e0000000p-7'))), F32)
+    v6 = np.asarray(fma(v5, v1, F32(float.fromhex('-0x1.5555540000000p-3'))), F32)
     v7 = np.asarray((r * v1), F32)
     v8 = np.asarray((v7 * v6), F32)
     v9 = np.asarray((v2 * v4), F32)
@@ -56,36 +56,26 @@ def reduce_large(ax):
 def evoforge_sin(x):
     x = np.asarray(x, F32)
     with np.errstate(all='ignore'):
-        sh = ((x * F32(float.fromhex('0x1.45f3060000000p-1'))).astype(F32) + F32(12582912.0)).astype(F32)
+        ax = np.abs(x)
+        sh = fma(ax, F32(float.fromhex('0x1.45f3060000000p-1')), F32(12582912.0))
         kf = (sh - F32(12582912.0)).astype(F32)
         n = bits(sh) - 0x4B400000
-        r1 = fma(-kf, F32(float.fromhex('0x1.921fb60000000p+0')), x)
-        th = (kf * F32(float.fromhex('-0x1.777a5c0000000p-25'))).astype(F32)
-        tl = fma(kf, F32(float.fromhex('-0x1.777a5c0000000p-25')), -th)
-        s = (r1 - th).astype(F32)
-        bb = (s - r1).astype(F32)
-        err = ((r1 - (s - bb).astype(F32)).astype(F32) + ((-th) - bb).astype(F32)).astype(F32)
-        lo = fma(-kf, F32(float.fromhex('-0x1.ee59da0000000p-50')), (err - tl).astype(F32))
-        rh = (s + lo).astype(F32)
-        rl = (lo - (rh - s).astype(F32)).astype(F32)
-        ax = np.abs(x)
+        r1 = fma(-kf, F32(float.fromhex('0x1.921f000000000p+0')), ax)
+        rh = fma(-kf, F32(float.fromhex('0x1.6a89000000000p-17')), r1)
+        rl = fma(-kf, F32(float.fromhex('-0x1.e973dc0000000p-35')), fma(-kf, F32(float.fromhex('0x1.6a89000000000p-17')), (r1 - rh).astype(F32)))
         large = ~(ax < F32(120.0))
         rb, nb = reduce_large(np.where(large & np.isfinite(x), ax, F32(1000.0)))
-        rb = np.where(x < 0, -rb, rb)
-        n = np.where(large, np.where(x < 0, -nb, nb), n)
+        n = np.where(large, nb, n)
         rbh = rb.astype(F32)
         rh = np.where(large, rbh, rh).astype(F32)
         rl = np.where(large, (rb - rbh.astype(np.float64)).astype(F32), rl).astype(F32)
         sp, cp = core(rh)
         hr = (F32(0.5) * rh).astype(F32)
-        hz = (rh * hr).astype(F32)
-        e_hz = fma(rh, hr, -hz)
-        w = (F32(1.0) - hz).astype(F32)
-        corr = ((-hz) - (w - F32(1.0)).astype(F32)).astype(F32)
-        s = (rh + (sp + fma(rl, (cp - hz).astype(F32), rl)).astype(F32)).astype(F32)
-        c = (w + ((corr - e_hz).astype(F32) + fma(-rh, rl, cp)).astype(F32)).astype(F32)
+        c = (F32(1.0) - fma(rh, hr, fma(rh, rl, -cp))).astype(F32)
+        s = (rh + fma(rl, c, sp)).astype(F32)
         q = (n + 0) & 3
         y = np.where(q & 1 == 0, s, c)
-        y = np.where(q & 2 == 0, y, -y).astype(F32)
-        y = np.where(ax < F32(2.0 ** -12), x, y)
+        flip = (q & 2) != 0
+        flip = flip != (bits(x) >= 0x80000000)
+        y = np.where(flip, -y, y).astype(F32)
         return np.where(np.isfinite(x), y, F32(np.nan)).astype(F32)

@@ -129,13 +129,9 @@ def _c_log_like(target: R.Target, name: str) -> str:
     if target.name == "log":
         combine = (f"    const float y = ef_fma(ef, {_c_float(R.LN2_F)}, ef_fma(ef, {_c_float(R.LN2_F_LO)}, p));\n")
     else:
-        combine = (f"    const float h = f * {_c_float(R.INVLN2_HI)};\n"
-                   f"    const float err = ef_fma(f, {_c_float(R.INVLN2_HI)}, -h);\n"
-                   "    const float s = ef + h;\n"
-                   "    const float t = (ef - s) + h;                 /* Fast2Sum: |ef| >= |h| or ef == 0 */\n"
-                   f"    float low = t + ef_fma(f, {_c_float(R.INVLN2_LO)}, err);\n"
-                   "    low = ef_fma(f, p, low);\n"
-                   "    const float y = s + low;\n")
+        combine = (f"    const float v = ef_fma(f, {_c_float(R.INVLN2_HI)}, ef_fma(f, p, f * {_c_float(R.INVLN2_LO)}));"
+                   "   /* log2(1 + f), one rounding */\n"
+                   "    const float y = ef + v;\n")
     return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
             "    const uint32_t ix0 = ef_bits(x);\n"
             "    const int tiny = ix0 < 0x00800000u;                 /* +0 and positive subnormals */\n"
@@ -154,16 +150,48 @@ def _c_log_like(target: R.Target, name: str) -> str:
             "    const uint32_t special = (0xff800000u & zero) | (0x7f800000u & inf) | (0x7fc00000u & ~(zero | inf));\n"
             "    const uint32_t use = -(uint32_t)((ix0 - 1u) >= 0x7f7fffffu);\n"
             "    return ef_float((special & use) | (ef_bits(y) & ~use));\n"
-            "}\n")
+            "}\n\n"
+            "/* Positive normal x only (the array loop's common path; the rest is redone by _inline): the same\n"
+            "   operations as _inline there, without the subnormal scaling and the special-case masks. */\n"
+            f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
+            "    const uint32_t ix = ef_bits(x);\n"
+            f"    const int32_t e = (int32_t)(ix - 0x{R.SQRT_HALF_BITS:08X}u) >> 23;\n"
+            "    const float f = ef_float(ix - ((uint32_t)e << 23)) - 1.0f;\n"
+            "    const float ef = (float)e;\n"
+            "    const float p = ef_core(f);\n"
+            + combine +
+            "    return y;\n"
+            "}\n\n"
+            f"static float evoforge_{name}_slow(float x) {{ return evoforge_{name}_inline(x); }}\n")
+
+
+def _c_block_loop(name: str, key: str, threshold: int) -> str:
+    """The array loop for a function with a branch-free `_fast` path and a scalar `_slow` one: blocks of 512, the
+    fast path over the whole block (vectorised), the largest `key` of the block kept in the same loop (one unsigned
+    max per vector), and only the lanes whose key is >= `threshold` redone with the slow path. `key` is a C
+    expression of the input bits `{v}` (uint32_t)."""
+    k = key.format(v="ef_bits(in[i0 + i])")
+    return (f"    for (size_t i0 = 0; i0 < n; i0 += 512) {{       /* blocks: fast path vectorised, rare lanes redone */\n"
+            f"        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
+            f"        uint32_t top = 0;                          /* largest key of the block */\n"
+            f"        for (size_t i = 0; i < m; i++) {{\n"
+            f"            out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);\n"
+            f"            const uint32_t k = {k};\n"
+            f"            top = k > top ? k : top;\n"
+            f"        }}\n"
+            f"        if (top >= 0x{threshold:08x}u)\n"
+            f"            for (size_t i = 0; i < m; i++)\n"
+            f"                if ({k} >= 0x{threshold:08x}u)\n"
+            f"                    out[i0 + i] = evoforge_{name}_slow(in[i0 + i]);\n"
+            f"    }}\n}}\n")
 
 
 def _c_trig(target: R.Target, name: str) -> str:
-    """Two paths: `_fast` (|x| < 120, binary64 Cody-Waite, branch-free, so a loop over it vectorises) and `_slow`
-    (Payne-Hanek for huge |x|, inf, NaN). The array version runs the fast path over a block, ORs a "some lane was
-    huge" flag in the same vectorised loop, and re-does only those lanes with the scalar slow path."""
+    """Two paths on a = |x|: `_fast` (a < 120, float32 Cody-Waite, branch-free, so a loop over it vectorises) and
+    `_slow` (Payne-Hanek for huge a, inf, NaN). The array version runs the fast path over a block, keeps the largest
+    |x| bits in the same vectorised loop, and re-does only the lanes with a >= 120 with the scalar slow path."""
     table = ", ".join(f"0x{int(v):08x}u" for v in R.INV_PIO4_TABLE)
-    tiny = ("    const uint32_t tiny = -(uint32_t)(ef_bits(ax) < 0x39800000u);   /* |x| < 2^-12: sin x = x */\n"
-            "    yb = (ef_bits(x) & tiny) | (yb & ~tiny);\n") if target.quadrant_shift == 0 else ""
+    sign = "ef_bits(x) & 0x80000000u" if target.odd else "0u"
     return (f"static const uint32_t ef_inv_pio4[24] = {{{table}}};\n\n"
             "/* Payne-Hanek for float32 |x| >= 2: 2/pi bits picked by the exponent, integer products (glibc sinf). */\n"
             "static inline double ef_reduce_large(uint32_t xi, int32_t *np) {\n"
@@ -181,50 +209,39 @@ def _c_trig(target: R.Target, name: str) -> str:
             "    *np = (int32_t)n;\n"
             f"    return (double)(int64_t)res0 * {_c_double(R.PI63)};\n"
             "}\n\n"
-            "/* sin or cos of x = n pi/2 + rh + rl, from the quadrant n. */\n"
-            f"EF_INLINE float ef_{name}_finish(float rh, float rl, int32_t n, float x, float ax) {{\n"
+            f"/* {name} of x, |x| = n pi/2 + rh + rl: only the value the quadrant needs is kept (one blend); sign is\n"
+            "   the sign bit to put back (sin is odd, cos even). */\n"
+            f"EF_INLINE float ef_{name}_finish(float rh, float rl, int32_t n, uint32_t sign) {{\n"
             "    float sp, cp;\n"
             "    ef_core(rh, &sp, &cp);                      /* sin(rh) - rh, cos(rh) - 1 + rh^2/2 */\n"
             "    const float hr = 0.5f * rh;\n"
-            "    const float hz = rh * hr;\n"
-            "    const float e_hz = ef_fma(rh, hr, -hz);     /* exact error of hz */\n"
-            "    const float w = 1.0f - hz;\n"
-            "    const float corr = (-hz) - (w - 1.0f);      /* Fast2Sum: exact error of w */\n"
-            "    const float s = rh + (sp + ef_fma(rl, cp - hz, rl));\n"
-            "    const float c = w + ((corr - e_hz) + ef_fma(-rh, rl, cp));\n"
-            f"    const int32_t q = (n + {target.quadrant_shift}) & 3;\n"
-            "    /* selects as integer masks, so that gcc if-converts and vectorises the loop */\n"
-            "    const uint32_t odd = -(uint32_t)(q & 1);\n"
-            "    uint32_t yb = ((ef_bits(c) & odd) | (ef_bits(s) & ~odd)) ^ ((uint32_t)(q & 2) << 30);\n"
-            + tiny +
-            "    const uint32_t bad = -(uint32_t)((ef_bits(ax)) > 0x7f7fffffu);   /* inf and NaN give NaN */\n"
-            "    return ef_float((0x7fc00000u & bad) | (yb & ~bad));\n"
+            "    const float c = 1.0f - ef_fma(rh, hr, ef_fma(rh, rl, -cp));   /* 1 - cos, rounded once */\n"
+            "    const float s = rh + ef_fma(rl, c, sp);\n"
+            f"    const uint32_t q = (uint32_t)n + {target.quadrant_shift}u;\n"
+            "    /* a float select on the sign bit of q << 31 (odd quadrant): gcc emits one blend */\n"
+            "    const float y = (int32_t)(q << 31) < 0 ? c : s;\n"
+            "    return ef_float(ef_bits(y) ^ ((q << 30) & 0x80000000u) ^ sign);\n"
             "}\n\n"
-            "/* |x| < 120: three-part Cody-Waite in float32 giving x - n pi/2 = rh + rl (reduction.py). No branch. */\n"
+            "/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch. */\n"
             f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
             "    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);\n"
-            f"    const float sh = x * {_c_float(R.INV_PIO2_F)} + 0x1.8p23f;\n"
+            f"    const float sh = ef_fma(ax, {_c_float(R.INV_PIO2_F)}, 0x1.8p23f);   /* rint(|x| 2/pi) in the low bits */\n"
             "    const float kf = sh - 0x1.8p23f;\n"
             "    const int32_t n = (int32_t)(ef_bits(sh) - 0x4B400000u);\n"
-            f"    const float r1 = ef_fma(-kf, {_c_float(R.PIO2_F1)}, x);          /* exact */\n"
-            f"    const float th = kf * {_c_float(R.PIO2_F2)};\n"
-            f"    const float tl = ef_fma(kf, {_c_float(R.PIO2_F2)}, -th);         /* exact error of th */\n"
-            "    const float s = r1 - th;                                      /* TwoSum */\n"
-            "    const float bb = s - r1;\n"
-            "    const float err = (r1 - (s - bb)) + ((-th) - bb);\n"
-            f"    const float lo = ef_fma(-kf, {_c_float(R.PIO2_F3)}, err - tl);\n"
-            "    const float rh = s + lo;                                      /* Fast2Sum */\n"
-            "    const float rl = lo - (rh - s);\n"
-            f"    return ef_{name}_finish(rh, rl, n, x, ax);\n"
+            f"    const float r1 = ef_fma(-kf, {_c_float(R.PIO2_C1)}, ax);      /* exact */\n"
+            f"    const float rh = ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1);\n"
+            f"    const float rl = ef_fma(-kf, {_c_float(R.PIO2_C3)}, ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1 - rh));"
+            "   /* r1 - rh exact */\n"
+            f"    return ef_{name}_finish(rh, rl, n, {sign});\n"
             "}\n\n"
             "/* |x| >= 120, inf, NaN: Payne-Hanek (not inlined: it stays out of the vector loop). */\n"
             f"static float evoforge_{name}_slow(float x) {{\n"
-            "    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);\n"
+            "    const uint32_t ai = ef_bits(x) & 0x7fffffffu;\n"
+            "    if (ai > 0x7f7fffffu) return NAN;                 /* inf and NaN */\n"
             "    int32_t n;\n"
-            "    double r = ef_reduce_large(ef_bits(ax), &n);\n"
-            "    if (x < 0.0f) { r = -r; n = -n; }\n"
+            "    const double r = ef_reduce_large(ai, &n);\n"
             "    const float rh = (float)r;\n"
-            f"    return ef_{name}_finish(rh, (float)(r - (double)rh), n, x, ax);\n"
+            f"    return ef_{name}_finish(rh, (float)(r - (double)rh), n, {sign});\n"
             "}\n\n"
             f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
             f"    return ef_float(ef_bits(x) & 0x7fffffffu) < {_c_float(R.LARGE)} ? evoforge_{name}_fast(x) "
@@ -242,19 +259,10 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
     api = (f"\n/* The exported scalar function, and an array version whose loop the compiler vectorises. */\n"
            f"float evoforge_{name}(float x) {{ return evoforge_{name}_inline(x); }}\n\n"
            f"void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{\n")
-    if name in ("sin", "cos"):
-        api += (f"    for (size_t i0 = 0; i0 < n; i0 += 512) {{       /* blocks: fast path vectorised, rare lanes redone */\n"
-                f"        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
-                f"        uint32_t huge = 0;\n"
-                f"        for (size_t i = 0; i < m; i++) {{\n"
-                f"            out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);\n"
-                f"            huge |= (ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x{int(R.as_bits(np.float32(R.LARGE))):08x}u;\n"
-                f"        }}\n"
-                f"        if (huge)\n"
-                f"            for (size_t i = 0; i < m; i++)\n"
-                f"                if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x{int(R.as_bits(np.float32(R.LARGE))):08x}u)\n"
-                f"                    out[i0 + i] = evoforge_{name}_slow(in[i0 + i]);\n"
-                f"    }}\n}}\n")
+    if name in ("sin", "cos"):      # |x| >= 120, inf, NaN
+        api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))))
+    elif name in ("log", "log2"):   # not a positive normal float (0, subnormal, inf, NaN, negative)
+        api += _c_block_loop(name, "({v} - 0x00800000u)", 0x7F000000)
     else:
         api += f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n"
     return head + C_PRELUDE + "\n" + _c_core(program, constants, target) + "\n" + body + api
@@ -334,13 +342,8 @@ def _np_body(target: R.Target) -> str:
         if name == "log":
             comb = f"        y = fma(ef, {_np_h(R.LN2_F)}, fma(ef, {_np_h(R.LN2_F_LO)}, p))\n"
         else:
-            comb = (f"        h = (f * {_np_h(R.INVLN2_HI)}).astype(F32)\n"
-                    f"        err = fma(f, {_np_h(R.INVLN2_HI)}, -h)\n"
-                    "        s = (ef + h).astype(F32)\n"
-                    "        t = ((ef - s).astype(F32) + h).astype(F32)\n"
-                    f"        low = (t + fma(f, {_np_h(R.INVLN2_LO)}, err)).astype(F32)\n"
-                    "        low = fma(f, p, low)\n"
-                    "        y = (s + low).astype(F32)\n")
+            comb = (f"        v = fma(f, {_np_h(R.INVLN2_HI)}, fma(f, p, (f * {_np_h(R.INVLN2_LO)}).astype(F32)))\n"
+                    "        y = (ef + v).astype(F32)\n")
         return (f"def evoforge_{name}(x):\n"
                 "    x = np.asarray(x, F32)\n"
                 "    with np.errstate(all='ignore'):\n"
@@ -356,7 +359,7 @@ def _np_body(target: R.Target) -> str:
                 "        y = np.where(x == 0, F32(-np.inf), y)\n"
                 "        return np.where((x < 0) | np.isnan(x), F32(np.nan), y).astype(F32)\n")
     table = ", ".join(f"0x{int(v):08x}" for v in R.INV_PIO4_TABLE)
-    tiny = "        y = np.where(ax < F32(2.0 ** -12), x, y)\n" if target.quadrant_shift == 0 else ""
+    flip = "        flip = flip != (bits(x) >= 0x80000000)\n" if target.odd else ""
     return (f"INV_PIO4 = np.array([{table}], np.uint64)\n\n\n"
             "def reduce_large(ax):\n"
             "    xi = np.asarray(ax, F32).view(np.uint32).astype(np.uint64)\n"
@@ -371,38 +374,28 @@ def _np_body(target: R.Target) -> str:
             f"def evoforge_{name}(x):\n"
             "    x = np.asarray(x, F32)\n"
             "    with np.errstate(all='ignore'):\n"
-            "        sh = ((x * " + _np_h(R.INV_PIO2_F) + ").astype(F32) + F32(12582912.0)).astype(F32)\n"
+            "        ax = np.abs(x)\n"
+            f"        sh = fma(ax, {_np_h(R.INV_PIO2_F)}, F32(12582912.0))\n"
             "        kf = (sh - F32(12582912.0)).astype(F32)\n"
             "        n = bits(sh) - 0x4B400000\n"
-            f"        r1 = fma(-kf, {_np_h(R.PIO2_F1)}, x)\n"
-            f"        th = (kf * {_np_h(R.PIO2_F2)}).astype(F32)\n"
-            f"        tl = fma(kf, {_np_h(R.PIO2_F2)}, -th)\n"
-            "        s = (r1 - th).astype(F32)\n"
-            "        bb = (s - r1).astype(F32)\n"
-            "        err = ((r1 - (s - bb).astype(F32)).astype(F32) + ((-th) - bb).astype(F32)).astype(F32)\n"
-            f"        lo = fma(-kf, {_np_h(R.PIO2_F3)}, (err - tl).astype(F32))\n"
-            "        rh = (s + lo).astype(F32)\n"
-            "        rl = (lo - (rh - s).astype(F32)).astype(F32)\n"
-            "        ax = np.abs(x)\n"
+            f"        r1 = fma(-kf, {_np_h(R.PIO2_C1)}, ax)\n"
+            f"        rh = fma(-kf, {_np_h(R.PIO2_C2)}, r1)\n"
+            f"        rl = fma(-kf, {_np_h(R.PIO2_C3)}, fma(-kf, {_np_h(R.PIO2_C2)}, (r1 - rh).astype(F32)))\n"
             "        large = ~(ax < F32(120.0))\n"
             "        rb, nb = reduce_large(np.where(large & np.isfinite(x), ax, F32(1000.0)))\n"
-            "        rb = np.where(x < 0, -rb, rb)\n"
-            "        n = np.where(large, np.where(x < 0, -nb, nb), n)\n"
+            "        n = np.where(large, nb, n)\n"
             "        rbh = rb.astype(F32)\n"
             "        rh = np.where(large, rbh, rh).astype(F32)\n"
             "        rl = np.where(large, (rb - rbh.astype(np.float64)).astype(F32), rl).astype(F32)\n"
             "        sp, cp = core(rh)\n"
             "        hr = (F32(0.5) * rh).astype(F32)\n"
-            "        hz = (rh * hr).astype(F32)\n"
-            "        e_hz = fma(rh, hr, -hz)\n"
-            "        w = (F32(1.0) - hz).astype(F32)\n"
-            "        corr = ((-hz) - (w - F32(1.0)).astype(F32)).astype(F32)\n"
-            "        s = (rh + (sp + fma(rl, (cp - hz).astype(F32), rl)).astype(F32)).astype(F32)\n"
-            "        c = (w + ((corr - e_hz).astype(F32) + fma(-rh, rl, cp)).astype(F32)).astype(F32)\n"
+            "        c = (F32(1.0) - fma(rh, hr, fma(rh, rl, -cp))).astype(F32)\n"
+            "        s = (rh + fma(rl, c, sp)).astype(F32)\n"
             f"        q = (n + {target.quadrant_shift}) & 3\n"
             "        y = np.where(q & 1 == 0, s, c)\n"
-            "        y = np.where(q & 2 == 0, y, -y).astype(F32)\n"
-            + tiny +
+            "        flip = (q & 2) != 0\n"
+            + flip +
+            "        y = np.where(flip, -y, y).astype(F32)\n"
             "        return np.where(np.isfinite(x), y, F32(np.nan)).astype(F32)\n")
 
 
@@ -464,9 +457,8 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
         if name == "log":
             lines += [f"    y = tl.fma(ef, {float(R.LN2_F)!r}, tl.fma(ef, {float(R.LN2_F_LO)!r}, p))"]
         else:
-            lines += [f"    h = f * {float(R.INVLN2_HI)!r}", f"    err = tl.fma(f, {float(R.INVLN2_HI)!r}, -h)",
-                      "    s = ef + h", "    t = (ef - s) + h",
-                      f"    low = tl.fma(f, p, t + tl.fma(f, {float(R.INVLN2_LO)!r}, err))", "    y = s + low"]
+            lines += [f"    v = tl.fma(f, {float(R.INVLN2_HI)!r}, tl.fma(f, p, f * {float(R.INVLN2_LO)!r}))",
+                      "    y = ef + v"]
         lines += ["    y = tl.where(x == float('inf'), x, y)", "    y = tl.where(x == 0.0, float('-inf'), y)",
                   "    return tl.where((x < 0.0) | (x != x), float('nan'), y)"]
     return "\n".join(lines) + "\n"

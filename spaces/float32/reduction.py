@@ -10,23 +10,26 @@ by the C and NumPy emitters (`emit.py`), so the error measured on this simulatio
 - exp2:  k = rint(x); r = x - k exactly; r in [-1/2, 1/2]; exp2(x) = p(r) * 2^k1 * 2^k2.
 - log:   x = 2^e m with m in [sqrt(1/2), sqrt(2)) by integer arithmetic on the bits (subnormals scaled by 2^23 first);
          f = m - 1 is exact (Sterbenz); log(x) = fma(e, LN2_HI, fma(e, LN2_LO, p(f))), p ~ log1p on [-0.293, 0.415].
-- log2:  same split; p ~ g(f) = log2(1 + f)/f - 1/ln 2, and log2(x) = e + f/ln 2 + f g(f), where f*INVLN2_HI is
-         split exactly by an fma and e + h summed with Fast2Sum (exact: |e| >= |h| whenever e != 0), so only the
-         small term f g(f) (at most 1/4 of the result) carries the program's error, and one final rounding.
-- sin/cos: |x| < 120 (the vectorised fast path, float32 only): k = rint(x 2/pi); x - k pi/2 as a double-float
-         (rh, rl) by a three-part Cody-Waite split PIO2_F1 + PIO2_F2 + PIO2_F3 (each the float32 nearest the rest):
-         fma(-k, PIO2_F1, x) is exact (the result is a multiple of 2^-23 below 1), k PIO2_F2 is split exactly by an
-         fma, the two are summed with TwoSum, k PIO2_F3 and the low parts go into the tail, and a Fast2Sum
-         renormalises (rh, rl); the split's own error is |k| 2^-76. |x| >= 120, inf, NaN (the scalar slow path):
-         Payne-Hanek in integers with 2/pi bits (the scheme of glibc's sinf, table generated from mpmath), r in
-         binary64, rh = (float)r, rl = (float)(r - rh). The program maps rh to S ~ sin(rh) - rh and
-         C ~ cos(rh) - 1 + rh^2/2 on [-pi/4, pi/4] (small terms, so their
-         rounding errors shrink: |S| <= |rh|^3/6, |C| <= 0.016); then sin(r) = rh + (S + fma(rl, C', rl)) with
-         C' = C - hz, and cos(r) = w + ((corr - e_hz) + fma(-rh, rl, C)) where hz = rh*(rh/2) with its exact error
-         e_hz (fma) and w = 1 - hz with its exact error corr (Fast2Sum); one final rounding each; quadrant
-         q = k mod 4 picks s, c, -s or -c.
-         sin(x) = x for |x| < 2^-12 (keeps -0 and subnormals exact; error < 0.2 ULP).
-
+- log2:  same split; p ~ g(f) = log2(1 + f)/f - 1/ln 2, and log2(x) = e + v with
+         v = fma(f, INVLN2_HI, fma(f, p, f INVLN2_LO)) ~ log2(1 + f) rounded once (4 ops): for e != 0, |y| >= 1/2
+         while |v| <= 1/2, so v's rounding is <= 1/4 ULP of the result and the sum rounds once more; for e = 0,
+         y = v. The program's error enters only through f p (at most 1/4 of the result).
+- sin/cos: on a = |x| (sin(-x) = -sin x: the sign of x is put back at the end as a bit; cos is even).
+         a < 120 (the vectorised fast path, float32 only, 7 ops): k = rint(a 2/pi) (one fma); a - k pi/2 as a double-float
+         (rh, rl) by a three-part Cody-Waite split pi/2 = PIO2_C1 + PIO2_C2 + PIO2_C3 + 1.2e-18 where C1 and C2
+         have 17 significant bits: k C1 is exact (k <= 77) and so is r1 = a - k C1 (a multiple of 2^-24 below 1);
+         rh = fma(-k, C2, r1) rounds once, and r1 - rh is exact (either rh is exact, and then r1 - rh = k C2 has
+         <= 24 bits, or |rh| >= 2^-10 > |k C2| / 2), so fma(-k, C2, r1 - rh) is rh's rounding error exactly;
+         k C3 is added to that tail with one rounding. (rh, rl) is not renormalised: rl only enters first-order
+         terms. The split's own error (k 1.2e-18) and the tail's rounding keep rh + rl within 2^-29 of a - k pi/2,
+         relatively, for every float32 a < 120 (the closest to a multiple of pi/2 is 1.19e-8 away). a >= 120, inf, NaN (the scalar slow path): Payne-Hanek in
+         integers with 2/pi bits (the scheme of glibc's sinf, table generated from mpmath), r in binary64,
+         rh = (float)r, rl = (float)(r - rh); inf and NaN give NaN. The program maps rh to S ~ sin(rh) - rh and
+         C ~ cos(rh) - 1 + rh^2/2 on [-pi/4, pi/4] (small terms, so their rounding errors shrink: |S| <= |rh|^3/6,
+         |C| <= 0.016). Per lane only the value its quadrant q = k mod 4 needs is kept (a blend on q's parity):
+         cos(r) = 1 - D with D = fma(rh, rh/2, fma(rh, rl, -C)), the exact 1 - cos(r) rounded once (D <= 0.293,
+         so its rounding is <= 1/4 ULP of the result), and sin(r) = rh + fma(rl, cos(r), S) (6 ops for both);
+         negated when q & 2, and for sin when x < 0. sin(+-0) = +-0 and subnormals come out exact (rh = x, S underflows).
 Special cases, all targets: NaN -> NaN. exp: x > 89 acts as 89 (-> +inf), x < -104 acts as -104 (-> +0).
 exp2: clamp to [-151, 129]. log/log2: x < 0 -> NaN, +-0 -> -inf, +inf -> +inf. sin/cos: +-inf -> NaN.
 """
@@ -53,15 +56,11 @@ SQRT_HALF_BITS = 0x3F3504F3        # float32 bits of sqrt(1/2)
 INVLN2 = 1.4426950408889634
 INVLN2_HI = F32(INVLN2)
 INVLN2_LO = F32(INVLN2 - float(INVLN2_HI))
-INV_PIO2 = 0.6366197723675814
-PIO2_HI = float.fromhex("0x1.921fb544p0")                  # 33 significant bits
-PIO2_LO = 1.5707963267948966192313216916398 - PIO2_HI      # evaluated in binary64 from the decimal of pi/2
 PI63 = float.fromhex("0x1.921fb54442d18p-62")              # pi / 2^63
 INV_PIO2_F = F32(float.fromhex("0x1.45f306p-1"))             # 2/pi in float32
-PIO2_F1 = F32(float.fromhex("0x1.921fb6p0"))                 # pi/2 = F1 + F2 + F3 + 1.06e-23 (mpmath, 300 bits)
-PIO2_F2 = F32(float.fromhex("-0x1.777a5cp-25"))
-PIO2_F3 = F32(float.fromhex("-0x1.ee59dap-50"))
-SIN_TINY = F32(2.0 ** -12)
+PIO2_C1 = F32(float.fromhex("0x1.921fp0"))                   # pi/2 = C1 + C2 + C3 + 1.2e-18 (C1, C2: 17 bits;
+PIO2_C2 = F32(float.fromhex("0x1.6a89p-17"))                 #  C1 rounded down, so C2 > 0 keeps the sign of a
+PIO2_C3 = F32(float.fromhex("-0x1.e973dcp-35"))              #  zero; from 80 decimal digits of pi)
 LARGE = F32(120.0)
 # 2/pi as sliding 32-bit windows (entry i = floor(2/pi * 2^(8i + 8)) mod 2^32): glibc's __inv_pio4 layout.
 INV_PIO4_TABLE = np.array([
@@ -304,7 +303,7 @@ class Log(Target):
 @dataclass(frozen=True)
 class Log2(Log):
     name: ClassVar[str] = "log2"
-    harness_ops: ClassVar[int] = 17     # as log, with 9 ops for e + f/ln2 + f g(f)
+    harness_ops: ClassVar[int] = 12     # as log, with 4 ops for e + f/ln2 + f g(f)
     reference64: ClassVar = staticmethod(np.log2)
 
     def reduced_reference(self, r):
@@ -317,13 +316,8 @@ class Log2(Log):
         return f, state
 
     def combine(self, p, ef, f):
-        h = (f * INVLN2_HI).astype(F32)
-        err = fma_f32(f, INVLN2_HI, -h)
-        s = (ef + h).astype(F32)
-        t = ((ef - s).astype(F32) + h).astype(F32)
-        low = (t + fma_f32(f, INVLN2_LO, err)).astype(F32)
-        low = fma_f32(f, p, low)
-        return (s + low).astype(F32)
+        v = fma_f32(f, INVLN2_HI, fma_f32(f, p, (f * INVLN2_LO).astype(F32)))
+        return (ef + v).astype(F32)
 
 
 @dataclass(frozen=True)
@@ -331,9 +325,10 @@ class Sin(Target):
     name: ClassVar[str] = "sin"
     n_outputs: ClassVar[int] = 2
     interval: ClassVar[tuple[float, float]] = (-0.7854, 0.7854)
-    harness_ops: ClassVar[int] = 35     # test, 17 float32 (Cody-Waite double-float), combine 13, 4 selects
+    harness_ops: ClassVar[int] = 15     # test, 7 float32 (Cody-Waite double-float), 6 combine, 1 select
     reference64: ClassVar = staticmethod(np.sin)
     quadrant_shift: ClassVar[int] = 0
+    odd: ClassVar[bool] = True          # sin(-x) = -sin(x); cos is even
 
     def reduced_reference(self, r):
         return [np.sin(r) - r, (np.cos(r) - 1.0) + 0.5 * r * r]
@@ -341,11 +336,8 @@ class Sin(Target):
     def reduce(self, x):
         ax = np.abs(x)
         large = ~(ax < LARGE)                                 # |x| >= 120, inf, NaN: the scalar slow path
-        rh_f, rl_f, n_f = self.reduce_fast(x)
+        rh_f, rl_f, n_f = self.reduce_fast(ax)
         r_large, n_large = payne_hanek(np.where(large & np.isfinite(x), ax, F32(1000.0)))
-        neg = x < 0
-        r_large = np.where(neg, -r_large, r_large)
-        n_large = np.where(neg, -n_large, n_large)
         rh_l = r_large.astype(F32)
         rl_l = (r_large - rh_l.astype(np.float64)).astype(F32)
         rh = np.where(large, rh_l, rh_f).astype(F32)
@@ -354,37 +346,33 @@ class Sin(Target):
         return rh, {"q": (n + self.quadrant_shift) & 3, "rh": rh, "rl": rl}
 
     @staticmethod
-    def reduce_fast(x):
-        """(rh, rl, n) with rh + rl = x - n pi/2 for |x| < 120, float32 operations only (as the vector C loop)."""
-        sh = ((x * INV_PIO2_F).astype(F32) + MAGIC32).astype(F32)
+    def reduce_fast(ax):
+        """(rh, rl, n) with rh + rl = a - n pi/2 for 0 <= a < 120, float32 operations only (as the vector C loop)."""
+        sh = fma_f32(ax, INV_PIO2_F, MAGIC32)                 # rint(a 2/pi) in the low bits
         kf = (sh - MAGIC32).astype(F32)
         n = as_bits(sh).astype(np.int64) - 0x4B400000
-        r1 = fma_f32(-kf, PIO2_F1, x)                         # exact
-        th = (kf * PIO2_F2).astype(F32)
-        tl = fma_f32(kf, PIO2_F2, -th)                        # k F2 = th + tl exactly
-        s = (r1 - th).astype(F32)                             # TwoSum(r1, -th): s + err = r1 - th exactly
-        bb = (s - r1).astype(F32)
-        err = ((r1 - (s - bb).astype(F32)).astype(F32) + ((-th) - bb).astype(F32)).astype(F32)
-        lo = fma_f32(-kf, PIO2_F3, (err - tl).astype(F32))
-        rh = (s + lo).astype(F32)                             # Fast2Sum renormalisation: |s| >= |lo|
-        rl = (lo - (rh - s).astype(F32)).astype(F32)
+        r1 = fma_f32(-kf, PIO2_C1, ax)                        # exact
+        rh = fma_f32(-kf, PIO2_C2, r1)
+        rl = fma_f32(-kf, PIO2_C2, (r1 - rh).astype(F32))     # r1 - rh exact, so this is rh's rounding error
+        rl = fma_f32(-kf, PIO2_C3, rl)
         return rh, rl, n
 
-    def reconstruct(self, outputs, state, x):
-        sp, cp = outputs
-        q, rh, rl = state["q"], state["rh"], state["rl"]
+    @staticmethod
+    def combine(sp, cp, rh, rl):
+        """(sin(rh + rl), cos(rh + rl)) from the program's outputs S ~ sin(rh) - rh and C ~ cos(rh) - 1 + rh^2/2."""
         hr = (F32(0.5) * rh).astype(F32)
-        hz = (rh * hr).astype(F32)
-        e_hz = fma_f32(rh, hr, -hz)
-        w = (F32(1.0) - hz).astype(F32)
-        corr = ((-hz) - (w - F32(1.0)).astype(F32)).astype(F32)
-        s = (rh + (sp + fma_f32(rl, (cp - hz).astype(F32), rl)).astype(F32)).astype(F32)
-        tail = ((corr - e_hz).astype(F32) + fma_f32(-rh, rl, cp)).astype(F32)
-        c = (w + tail).astype(F32)
+        c = (F32(1.0) - fma_f32(rh, hr, fma_f32(rh, rl, -cp))).astype(F32)
+        s = (rh + fma_f32(rl, c, sp)).astype(F32)
+        return s, c
+
+    def reconstruct(self, outputs, state, x):
+        q, rh, rl = state["q"], state["rh"], state["rl"]
+        s, c = self.combine(outputs[0], outputs[1], rh, rl)
         y = np.where(q & 1 == 0, s, c)
-        y = np.where(q & 2 == 0, y, -y).astype(F32)
-        if self.quadrant_shift == 0:
-            y = np.where(np.abs(x) < SIN_TINY, x, y)
+        flip = (q & 2) != 0
+        if self.odd:
+            flip = flip != (as_bits(x) >= 0x80000000)
+        y = np.where(flip, -y, y).astype(F32)
         return np.where(np.isfinite(x), y, F32(np.nan)).astype(F32)
 
     def sample(self, n, rng):
@@ -407,6 +395,7 @@ class Cos(Sin):
     name: ClassVar[str] = "cos"
     reference64: ClassVar = staticmethod(np.cos)
     quadrant_shift: ClassVar[int] = 1
+    odd: ClassVar[bool] = False
 
 
 TARGETS: dict[str, Target] = {t.name: t() for t in (Exp, Exp2, Log, Log2, Sin, Cos)}    # + activations.py's

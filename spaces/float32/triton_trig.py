@@ -1,5 +1,5 @@
 """Triton source for the sin/cos harness (`reduction.Sin`): the float32 Cody-Waite fast path and the Payne-Hanek
-slow path both computed for every lane (a GPU has no scalar side loop), then selected; the same operations in the
+slow path (both on |x|) computed for every lane (a GPU has no scalar side loop), then selected; the same operations in the
 same order as the simulation and the C, so the results are bit-exact when the kernel is compiled without fp fusion.
 
 Payne-Hanek needs 64-bit unsigned products and the 2/pi table; the table is indexed by select chains (16 entries
@@ -26,18 +26,12 @@ def triton_lines(target: R.Target, body: list[str], outs: list[str]) -> list[str
     """Lines after `x = x.to(tl.float32)`; `body` computes the program's outputs `outs` (S, C) from `r`."""
     lines = [
         "    ax = tl.abs(x)",
-        f"    sh = x * {_f(R.INV_PIO2_F)} + 12582912.0",
+        f"    sh = tl.fma(ax, {_f(R.INV_PIO2_F)}, 12582912.0)",
         "    kf = sh - 12582912.0",
         "    n_fast = sh.to(tl.int32, bitcast=True) - 0x4B400000",
-        f"    r1 = tl.fma(-kf, {_f(R.PIO2_F1)}, x)",
-        f"    th = kf * {_f(R.PIO2_F2)}",
-        f"    tl_ = tl.fma(kf, {_f(R.PIO2_F2)}, -th)",
-        "    s = r1 - th",
-        "    bb = s - r1",
-        "    err = (r1 - (s - bb)) + ((-th) - bb)",
-        f"    lo = tl.fma(-kf, {_f(R.PIO2_F3)}, err - tl_)",
-        "    rh_fast = s + lo",
-        "    rl_fast = lo - (rh_fast - s)",
+        f"    r1 = tl.fma(-kf, {_f(R.PIO2_C1)}, ax)",
+        f"    rh_fast = tl.fma(-kf, {_f(R.PIO2_C2)}, r1)",
+        f"    rl_fast = tl.fma(-kf, {_f(R.PIO2_C3)}, tl.fma(-kf, {_f(R.PIO2_C2)}, r1 - rh_fast))",
         # Payne-Hanek on every lane (garbage but harmless where |x| < 120; 1000 stands in for inf and NaN)
         f"    large = ~(ax < {_f(R.LARGE)})",
         "    axl = tl.where(large & (ax == ax) & (ax != float('inf')), ax, 1000.0)",
@@ -57,8 +51,7 @@ def triton_lines(target: R.Target, body: list[str], outs: list[str]) -> list[str
         "    n_big = (res0 + (1 << 61)) >> 62",
         "    res0 = res0 - (n_big << 62)",
         f"    r_big = res0.to(tl.int64, bitcast=True).to(tl.float64) * {R.PI63!r}",
-        "    r_big = tl.where(x < 0.0, -r_big, r_big)",
-        "    n_big = tl.where(x < 0.0, -(n_big.to(tl.int32)), n_big.to(tl.int32))",
+        "    n_big = n_big.to(tl.int32)",
         "    rbh = r_big.to(tl.float32)",
         "    rh = tl.where(large, rbh, rh_fast)",
         "    rl = tl.where(large, (r_big - rbh.to(tl.float64)).to(tl.float32), rl_fast)",
@@ -70,17 +63,14 @@ def triton_lines(target: R.Target, body: list[str], outs: list[str]) -> list[str
         f"    sp = {outs[0]}",
         f"    cp = {outs[1]}",
         "    hr = 0.5 * rh",
-        "    hz = rh * hr",
-        "    e_hz = tl.fma(rh, hr, -hz)",
-        "    w = 1.0 - hz",
-        "    corr = (-hz) - (w - 1.0)",
-        "    s_val = rh + (sp + tl.fma(rl, cp - hz, rl))",
-        "    c_val = w + ((corr - e_hz) + tl.fma(-rh, rl, cp))",
+        "    c_val = 1.0 - tl.fma(rh, hr, tl.fma(rh, rl, -cp))",
+        "    s_val = rh + tl.fma(rl, c_val, sp)",
         f"    q = (n + {target.quadrant_shift}) & 3",
         "    y = tl.where((q & 1) == 0, s_val, c_val)",
-        "    y = tl.where((q & 2) == 0, y, -y)",
     ]
-    if target.quadrant_shift == 0:
-        lines.append("    y = tl.where(ax < 0.000244140625, x, y)")
-    lines.append("    return tl.where(ax <= 3.4028234663852886e+38, y, float('nan'))")
+    flip = "((q & 2) != 0) != (x.to(tl.int32, bitcast=True) < 0)" if target.odd else "(q & 2) != 0"
+    lines += [
+        f"    y = tl.where({flip}, -y, y)",
+        "    return tl.where(ax <= 3.4028234663852886e+38, y, float('nan'))",
+    ]
     return lines

@@ -105,6 +105,25 @@ def test_emitted_c_and_numpy_match_the_simulation_bit_for_bit(tmp_path, target, 
 
 
 @pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("target,form", [("log", 7), ("log2", 6), ("sin", 0), ("cos", 0)])
+def test_array_loop_fast_path_and_redone_lanes_match_the_simulation(tmp_path, target, form):
+    """log/log2/sin/cos arrays run a fast path without the rare cases over blocks of 512 and redo the rare lanes
+    (log: not a positive normal; sin/cos: |x| >= 120, inf, NaN) with the scalar function: same bits as the
+    simulation, wherever the rare lanes fall (first, middle, last block, the tail)."""
+    sp = space(target, max_ops=24)
+    g = classic_forms(sp.target, 24)[form]
+    x = np.concatenate([sp.target.sample(3000, np.random.default_rng(8)), SPECIALS, SPECIALS[::-1]])
+    x[[0, 511, 512, 1800, x.size - 1]] = [-0.0, np.inf, 1e-40, np.nan, 3e38]
+    sim = sp.target.evaluate(sp.canonical(g), sp.fit(g).constants, x)
+    _compile(sp.emit(g, "c"), tmp_path, target)
+    fn = getattr(ctypes.CDLL(str(tmp_path / f"{target}.so")), f"evoforge_{target}_array")
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
+    out = np.empty_like(x)
+    fn(x.ctypes.data, out.ctypes.data, x.size)
+    assert _same(out, sim)
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
 def test_emitted_c_compiles_portably_without_libm_calls(tmp_path):
     """Plain `gcc -O3 -c` (no FMA unit assumed): the software fma is used; the object calls no libm function."""
     sp = space("log", max_ops=14)
