@@ -193,10 +193,10 @@ def unordered_conflicts(s: Schedule, clocks: Clocks, node_of_task: np.ndarray, l
     after the writer of every segment it touches; a write after every reader since the last write of each segment
     (or after the last writer when there were none). Each check is one vector comparison of clocks."""
     where = {b.name: b for b in s.buffers}
-    written = {where[r.buffer].storage for t in s.tasks for r in t.writes}
+    written = {where[r.buffer].storage for t in s.tasks for r in (*t.writes, *t.accumulates)}
     accesses: dict[str, list[tuple[int, int, int, int]]] = {}
     for t, task in enumerate(s.tasks):
-        for regions, write in ((task.reads, 0), (task.writes, 1)):
+        for regions, write in ((task.reads, 0), (task.writes, 1), (task.accumulates, ACCUMULATE)):
             for r in regions:
                 b = where[r.buffer]
                 if b.storage in written:
@@ -206,6 +206,11 @@ def unordered_conflicts(s: Schedule, clocks: Clocks, node_of_task: np.ndarray, l
     out: list[Conflict] = []
     for storage in sorted(accesses):
         acc = sorted(accesses[storage])     # reference order; a task's reads before its writes
+        if any(a[1] == ACCUMULATE for a in acc):
+            out += _accumulate_conflicts(acc, storage, clocks, node_of_task, task_of_node)
+            if len(out) >= limit:
+                return out[:limit]
+            continue
         bounds = np.unique(np.array([x for a in acc for x in a[2:]], dtype=np.int64))
         n_seg = len(bounds) - 1
         writer = np.full(n_seg, -1, dtype=np.int64)          # node of the last writer of each segment
@@ -251,6 +256,63 @@ def unordered_conflicts(s: Schedule, clocks: Clocks, node_of_task: np.ndarray, l
             version += 1
             if len(out) >= limit:
                 return out[:limit]
+    return out
+
+
+#: access code of an accumulate (reads are 0, writes 1)
+ACCUMULATE = 2
+
+
+def _accumulate_conflicts(acc: list[tuple[int, int, int, int]], storage: str, clocks: Clocks,
+                          node_of_task: np.ndarray, task_of_node: dict[int, int]) -> list[Conflict]:
+    """`unordered_conflicts` for a storage that some task accumulates into. Per elementary segment, in reference
+    order, the last *group* is a write or a run of accumulates with no read or write between them (they commute):
+    a read must follow every member of the last group; an accumulate joins a run (following what the run's first
+    member had to follow) unless reads came since, which it must then follow; a write must follow the reads since
+    the last group, or every member of it when there were none. Every conflicting pair is then ordered through
+    these adjacent ones, as in the module docstring. Plain Python per segment: only storages with accumulates
+    take this path."""
+    bounds = np.unique(np.array([x for a in acc for x in a[2:]], dtype=np.int64))
+    n_seg = len(bounds) - 1
+    last: list[list[int]] = [[] for _ in range(n_seg)]        # nodes of the last group
+    last_is_run = [False] * n_seg
+    run_needs: list[list[int]] = [[] for _ in range(n_seg)]   # what the run's members must follow
+    run_came_after_reads = [False] * n_seg
+    readers: list[list[int]] = [[] for _ in range(n_seg)]
+    out: list[Conflict] = []
+    for t, code, start, stop in acc:
+        node = int(node_of_task[t])
+        mine = clocks.clock(np.array([node]))[0]
+        after_reads: set[int] = set()     # earlier reads this access must follow (WAR)
+        after_writes: set[int] = set()    # earlier writes or accumulates (RAW, WAW)
+        for g in range(int(np.searchsorted(bounds, start)), int(np.searchsorted(bounds, stop))):
+            if code == 0:
+                after_writes.update(last[g])
+                readers[g].append(node)
+                continue
+            if readers[g]:
+                after_reads.update(readers[g])
+                if code == ACCUMULATE:
+                    run_needs[g] = list(readers[g])
+            elif code == ACCUMULATE and last_is_run[g]:
+                (after_reads if run_came_after_reads[g] else after_writes).update(run_needs[g])
+            else:
+                after_writes.update(last[g])
+                if code == ACCUMULATE:
+                    run_needs[g] = list(last[g])
+            if code == ACCUMULATE:
+                joins = last_is_run[g] and not readers[g]
+                run_came_after_reads[g] = run_came_after_reads[g] if joins else bool(readers[g])
+                last[g] = last[g] + [node] if joins else [node]
+                last_is_run[g] = True
+            else:
+                last[g], last_is_run[g] = [node], False
+            readers[g] = []
+        for earlier, kind in ((after_reads, "WAR"), (after_writes, "RAW" if code == 0 else "WAW")):
+            earlier.discard(node)
+            if earlier:
+                out += _report(clocks, task_of_node, np.array(sorted(earlier), dtype=np.int64), node, t, kind,
+                               storage, mine)
     return out
 
 

@@ -124,7 +124,7 @@ def _check(s: Schedule) -> list[Rejection]:
 def _clobbers(s: Schedule) -> list[Rejection]:
     """Reads that, in reference order, see a value last written through another buffer sharing the storage."""
     where = {b.name: b for b in s.buffers}
-    written = {where[r.buffer].storage for t in s.tasks for r in t.writes}
+    written = {where[r.buffer].storage for t in s.tasks for r in (*t.writes, *t.accumulates)}
     size: dict[str, int] = {}
     ids = {name: k for k, name in enumerate(where)}
     for b in s.buffers:
@@ -132,7 +132,7 @@ def _clobbers(s: Schedule) -> list[Rejection]:
     last = {st: np.full(n, -1, dtype=np.int64) for st, n in size.items() if st in written}
     out = []
     for t in s.tasks:
-        for r in t.reads:
+        for r in (*t.reads, *t.accumulates):     # an accumulate reads the value it adds to
             b = where[r.buffer]
             if b.storage not in last:
                 continue
@@ -143,7 +143,7 @@ def _clobbers(s: Schedule) -> list[Rejection]:
                 out.append(Rejection("clobber", (t.name,), b.storage,
                                      f"{t.name} reads {r.buffer}[{r.start}:{r.stop}] after {other} overwrote that memory "
                                      f"(storage {b.storage}); the memory plan reuses live data"))
-        for r in t.writes:
+        for r in (*t.writes, *t.accumulates):
             b = where[r.buffer]
             last[b.storage][b.offset + r.start:b.offset + r.stop] = ids[r.buffer]
     return out

@@ -45,17 +45,24 @@ class Exploration:
         return self.deadlock or bool(self.races) or bool(self.order) or bool(self.clobbers)
 
 
-def _footprints(s: Schedule) -> tuple[list[set[tuple[str, int]]], list[set[tuple[str, int]]]]:
-    """Physical (storage, element) sets read and written by each task."""
+def _footprints(s: Schedule) -> tuple[list[set[tuple[str, int]]], ...]:
+    """Physical (storage, element) sets read, written and accumulated into by each task."""
     where = {b.name: b for b in s.buffers}
 
     def cells(regions):
         return {(where[r.buffer].storage, where[r.buffer].offset + i) for r in regions for i in range(r.start, r.stop)}
 
-    written = set().union(*(cells(t.writes) for t in s.tasks)) if s.tasks else set()
+    written = set().union(*(cells(t.writes) | cells(t.accumulates) for t in s.tasks)) if s.tasks else set()
     reads = [cells(t.reads) & written for t in s.tasks]  # read-only memory (weights) can never conflict
     writes = [cells(t.writes) for t in s.tasks]
-    return reads, writes
+    adds = [cells(t.accumulates) for t in s.tasks]
+    return reads, writes, adds
+
+
+def _conflict(a: int, b: int, reads, writes, adds) -> bool:
+    """Do tasks a and b touch a common element, one writing it? Two accumulates into it commute: no conflict."""
+    return bool(writes[a] & (reads[b] | writes[b] | adds[b]) or writes[b] & (reads[a] | adds[a])
+                or adds[a] & reads[b] or adds[b] & reads[a])
 
 
 def _clobbers(s: Schedule) -> set[str]:
@@ -63,12 +70,12 @@ def _clobbers(s: Schedule) -> set[str]:
     last: dict[tuple[str, int], str] = {}
     bad = set()
     for t in s.tasks:
-        for r in t.reads:
+        for r in (*t.reads, *t.accumulates):
             b = where[r.buffer]
             for i in range(r.start, r.stop):
                 if last.get((b.storage, b.offset + i), r.buffer) != r.buffer:
                     bad.add(t.name)
-        for r in t.writes:
+        for r in (*t.writes, *t.accumulates):
             b = where[r.buffer]
             for i in range(r.start, r.stop):
                 last[(b.storage, b.offset + i)] = r.buffer
@@ -78,9 +85,9 @@ def _clobbers(s: Schedule) -> set[str]:
 def explore(s: Schedule, max_states: int = 200_000, reduce: bool = True) -> Exploration:
     """Explore every interleaving of `s` (which must be structurally valid) up to `max_states` states;
     `reduce=False` turns partial-order reduction off (every enabled step of every worker is branched on)."""
-    reads, writes = _footprints(s)
+    reads, writes, adds = _footprints(s)
     T = len(s.tasks)
-    conflict = [[bool(writes[a] & (reads[b] | writes[b]) or writes[b] & reads[a]) for b in range(T)] for a in range(T)]
+    conflict = [[_conflict(a, b, reads, writes, adds) for b in range(T)] for a in range(T)]
     position = {}
     for w, p in enumerate(s.programs):
         for i, st in enumerate(p):

@@ -3,7 +3,10 @@
 A `Schedule` is what one persistent kernel launch executes. Each worker (one thread block, resident on one SM for the
 whole launch) runs its `program`, a sequence of `Step`s:
 
-- ``run``: execute one task (a tile of one op of the forward pass); its memory effects are its read and write sets.
+- ``run``: execute one task (a tile of one op of the forward pass); its memory effects are its read and write sets,
+  and its accumulate set: regions it adds into (``+=``, e.g. one k-slice's partial sums of a split-k projection,
+  done with atomic adds). Accumulates into the same element commute, so two of them need no order between them; a
+  read or a plain write of that element does, in the reference direction, with every one of them.
 - ``signal(counter, n)``: atomically add n to a counter, with release semantics (every earlier write of this worker is
   visible to whoever observes the new value).
 - ``wait(counter, n)``: spin until the counter is >= n, with acquire semantics. Counters only grow, so a wait that is
@@ -69,6 +72,7 @@ class Task:
     writes: tuple[Region, ...]
     flops: float = 0.0
     params: tuple[tuple[str, int], ...] = ()
+    accumulates: tuple[Region, ...] = ()
 
     def param(self, key: str) -> int:
         return dict(self.params)[key]
@@ -142,7 +146,7 @@ def structure_errors(s: Schedule) -> list[str]:
     if len(set(t.name for t in s.tasks)) != len(s.tasks):
         errors.append("tasks: duplicate task names")
     for t in s.tasks:
-        for r in (*t.reads, *t.writes):
+        for r in (*t.reads, *t.writes, *t.accumulates):
             if r.buffer not in sizes:
                 errors.append(f"tasks.{t.name}: region on unknown buffer {r.buffer!r}")
             elif not (isinstance(r.start, int) and isinstance(r.stop, int) and 0 <= r.start < r.stop <= sizes[r.buffer]):
@@ -180,14 +184,20 @@ def to_dict(s: Schedule) -> dict[str, Any]:
             return ["barrier"]
         return [st.kind, st.counter, st.count]
 
+    def task(t: Task) -> dict[str, Any]:
+        out = {"name": t.name, "op": t.op, "phase": t.phase, "flops": t.flops, "params": dict(t.params),
+               "reads": [[r.buffer, r.start, r.stop] for r in t.reads],
+               "writes": [[r.buffer, r.start, r.stop] for r in t.writes]}
+        if t.accumulates:   # optional in the format: schedules without them read and write as before
+            out["accumulates"] = [[r.buffer, r.start, r.stop] for r in t.accumulates]
+        return out
+
     return {
         "format": FORMAT,
         "capacity": s.capacity,
         "meta": s.meta,
         "buffers": [{"name": b.name, "size": b.size, "storage": b.storage, "offset": b.offset} for b in s.buffers],
-        "tasks": [{"name": t.name, "op": t.op, "phase": t.phase, "flops": t.flops, "params": dict(t.params),
-                   "reads": [[r.buffer, r.start, r.stop] for r in t.reads],
-                   "writes": [[r.buffer, r.start, r.stop] for r in t.writes]} for t in s.tasks],
+        "tasks": [task(t) for t in s.tasks],
         "counters": list(s.counters),
         "workers": [[step(st) for st in p] for p in s.programs],
     }
@@ -240,14 +250,15 @@ def from_dict(d: Any) -> Schedule:
     tasks, index = [], {}
     for i, t in enumerate(d["tasks"]):
         w = f"tasks[{i}]"
-        _need(isinstance(t, dict), w, "expected an object with name, op, phase, reads, writes")
+        _need(isinstance(t, dict), w, "expected an object with name, op, phase, reads, writes (and accumulates)")
         params = t.get("params", {})
         _need(isinstance(params, dict), w + ".params", "expected an object of integers")
         flops = t.get("flops", 0.0)
         _need(isinstance(flops, (int, float)) and not isinstance(flops, bool) and flops >= 0, w + ".flops", "expected a number >= 0")
         task = Task(_str(t.get("name"), w + ".name"), _str(t.get("op"), w + ".op"), _int(t.get("phase", 0), w + ".phase"),
                     _regions(t.get("reads", []), w + ".reads"), _regions(t.get("writes", []), w + ".writes"), float(flops),
-                    tuple(sorted((str(k), _int(v, f"{w}.params.{k}")) for k, v in params.items())))
+                    tuple(sorted((str(k), _int(v, f"{w}.params.{k}")) for k, v in params.items())),
+                    _regions(t.get("accumulates", []), w + ".accumulates"))
         index.setdefault(task.name, len(tasks))
         tasks.append(task)
     counters = tuple(_str(c, f"counters[{i}]") for i, c in enumerate(d["counters"]))
