@@ -34,6 +34,8 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
     global `g_trace` points at (3 u64 per step, indexed by the step's row in the step table); for profiling."""
     if dtype not in ("bfloat16", "float32"):
         raise ValueError(f"dtype {dtype!r}: use bfloat16 or float32")
+    if genes.fuse_mlp:
+        raise ValueError("fuse_mlp = 1: the CUDA kernel has no fused MLP ops yet (CPU-certified only); use 0")
     bf16 = dtype == "bfloat16"
     chunks = max(1, min(genes.chunks, d.max_positions))
     kmax = max(d.hidden, d.intermediate, d.heads * d.head_dim)

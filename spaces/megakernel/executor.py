@@ -50,7 +50,7 @@ class Memory:
 def run_task(task: Task, s: Schedule, mem: Memory, d: ModelDims, token: int, pos: int) -> None:
     """Execute one task's numpy kernel through its regions."""
     R = [mem.view(s, r) for r in task.reads]
-    out = mem.view(s, task.writes[0])
+    out = mem.view(s, task.writes[0]) if task.writes else None
     hd, P = d.head_dim, d.max_positions
     if task.op == "embed":
         out[:] = R[0].reshape(d.vocab, d.hidden)[token]
@@ -90,7 +90,10 @@ def run_task(task: Task, s: Schedule, mem: Memory, d: ModelDims, token: int, pos
         raise ValueError(f"unknown op {task.op!r}")
 
 
-STREAM_OPS = ("embed_argmax", "attention_partial", "combine_matvec_residual", "norm_matvec_argmax")
+STREAM_OPS = ("embed_argmax", "attention_partial", "combine_matvec_residual", "norm_matvec_argmax",
+              "norm_acc_matvec", "combine_matvec_residual_acc", "norm_gate_up_down", "norm_acc_matvec_argmax")
+#: accumulates are atomic adds on a GPU; here one lock stands in for the atomics
+ACCUMULATE_LOCK = threading.Lock()
 
 
 def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memory, s: Schedule, d: ModelDims,
@@ -101,10 +104,21 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
     if task.op == "embed_argmax":
         out[:] = R[1].reshape(d.vocab, d.hidden)[token]
         mem.view(s, task.writes[1])[:] = token
-    elif task.op == "norm_matvec_argmax":
-        out[:] = R[2].reshape(out.size, -1) @ rmsnorm(R[0].copy(), R[1], d.eps)
+        for r in task.writes[2:]:   # fuse_mlp: the residual accumulator starts the step at zero
+            mem.view(s, r)[:] = 0.0
+    elif task.op in ("norm_matvec_argmax", "norm_acc_matvec_argmax"):
+        x = R[0] + R[3] if task.op == "norm_acc_matvec_argmax" else R[0].copy()
+        out[:] = R[2].reshape(out.size, -1) @ rmsnorm(x, R[1], d.eps)
         best = int(np.argmax(out))
         mem.view(s, task.writes[1])[:] = (out[best], best + task.param("row0"))
+    elif task.op == "norm_acc_matvec":   # the residual is x plus the last MLP's accumulated sum
+        out[:] = R[2].reshape(out.size, -1) @ rmsnorm(R[0] + R[3], R[1], d.eps)
+    elif task.op == "norm_gate_up_down":   # gate/up rows, then their k-slice of the down projection, added
+        h = rmsnorm(R[0].copy(), R[1], d.eps)
+        act = silu(R[2].reshape(-1, d.hidden) @ h) * (R[3].reshape(-1, d.hidden) @ h)
+        partial = (R[4].reshape(-1, d.hidden).T @ act).astype(np.float32)
+        with ACCUMULATE_LOCK:
+            mem.view(s, task.accumulates[0])[:] += partial
     elif task.op == "attention_partial":
         p0, p1 = task.param("pos0"), task.param("pos1")
         inv = R[5]
@@ -124,12 +138,15 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
             m = sc.max()
             p = np.exp(sc - m)
             dst[:hd], dst[hd], dst[hd + 1], dst[hd + 2:] = p @ values[:n], m, p.sum(), 0.0
-    elif task.op == "combine_matvec_residual":
+    elif task.op in ("combine_matvec_residual", "combine_matvec_residual_acc"):
         part = R[0].reshape(nh, chunks, hd + 4)
         m = part[:, :, hd].max(axis=1, keepdims=True)
         f = np.exp(part[:, :, hd] - m)
         attn = (f[:, :, None] * part[:, :, :hd]).sum(axis=1) / (f * part[:, :, hd + 1]).sum(axis=1)[:, None]
-        out[:] = R[2] + R[1].reshape(out.size, -1) @ attn.reshape(-1).astype(np.float32)
+        residual = R[2] + R[3] if task.op == "combine_matvec_residual_acc" else R[2]
+        out[:] = residual + R[1].reshape(out.size, -1) @ attn.reshape(-1).astype(np.float32)
+        if task.op == "combine_matvec_residual_acc":   # folded into x: the accumulator is free for this MLP
+            mem.view(s, task.writes[1])[:] = 0.0
 
 
 def rope_with(x: np.ndarray, pos: int, inv: np.ndarray) -> np.ndarray:

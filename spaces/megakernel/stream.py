@@ -44,7 +44,10 @@ class KernelGenes:
     """Choices of the streaming kernel. blocks_per_sm x SMs = persistent workers; warps per block; unroll = 16-byte
     weight loads in flight per lane per row; rows = rows a warp streams at once; chunks = KV-position chunks per KV
     head in attention; prefetch_kb = KiB of the next task's weights pulled into L2 while waiting on a counter (0 =
-    off); tiles = row tiles per worker per projection (2 = finer load balance, more signals)."""
+    off); tiles = row tiles per worker per projection (2 = finer load balance, more signals); fuse_mlp = 1: gate/up
+    and the down projection in one phase, each tile adding its k-slice of the down projection into a residual
+    accumulator (`mlp_acc`, accumulate regions), 4 joins per layer instead of 5. The CUDA kernel does not run the
+    fused ops yet (certified and executed on the CPU only), so the search does not draw fuse_mlp = 1."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -54,9 +57,11 @@ class KernelGenes:
     prefetch_kb: int = 0
     tiles: int = 1
     spin_ns: int = 32
+    fuse_mlp: int = 0
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
-               "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256)}
+               "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),
+               "fuse_mlp": (0,)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -83,6 +88,10 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
              "kcache": L * nkv * P * hd, "vcache": L * nkv * P * hd, "w_rope_inv": hd // 2,
              "w_embed": V * H, "w_attn_norm": L * H, "w_qkv": L * R * H, "w_o": L * H * Q, "w_mlp_norm": L * H,
              "w_gate_up": L * 2 * inter * H, "w_down": L * H * inter, "w_final_norm": H}
+    fused = bool(genes.fuse_mlp)
+    if fused:   # the down projection stored transposed: a tile of intermediate rows reads whole rows of it
+        sizes["mlp_acc"] = H
+        sizes["w_down_t"] = sizes.pop("w_down")
     buffers = [Buffer(name, size, name) for name, size in sizes.items()]
     buffers.append(Buffer("w_lm_head", V * H, "w_embed") if d.tied else Buffer("w_lm_head", V * H, "w_lm_head"))
     tasks: list[Task] = []
@@ -90,9 +99,9 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
     phase_of: list[int] = []
     wbytes = 2  # per weight element in bf16; the cost model reads it from the `bytes` parameter
 
-    def add(name, op, phase, worker, reads, writes, flops, **params):
+    def add(name, op, phase, worker, reads, writes, flops, accumulates=(), **params):
         tasks.append(Task(name, op, phase, tuple(Region(*r) for r in reads), tuple(Region(*r) for r in writes),
-                          float(flops), tuple(sorted(params.items()))))
+                          float(flops), tuple(sorted(params.items())), tuple(Region(*r) for r in accumulates)))
         owner.append(worker)
         phase_of.append(phase)
 
@@ -100,14 +109,15 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
         return [(i % W, a, b) for i, (a, b) in enumerate(_split(rows, W * tiles_per_worker))]
 
     phase = 0
+    acc = [("mlp_acc", 0, H)] if fused else []
     add("embed", "embed_argmax", phase, 0, [("argmax", 0, sizes["argmax"]), ("w_embed", 0, V * H)],
-        [("x", 0, H), ("tokens", 0, sizes["tokens"])], 0, bytes=wbytes * H + 8 * len(lm_tiles))
+        [("x", 0, H), ("tokens", 0, sizes["tokens"]), *acc], 0, bytes=wbytes * H + 8 * len(lm_tiles))
     for layer in range(L):
         norm = ("w_attn_norm", layer * H, (layer + 1) * H)
         phase += 1
         for w, a, b in tiled(R):
-            add(f"L{layer}.qkv[{a}:{b}]", "norm_matvec", phase, w,
-                [("x", 0, H), norm, ("w_qkv", (layer * R + a) * H, (layer * R + b) * H)], [("qkv", a, b)],
+            add(f"L{layer}.qkv[{a}:{b}]", "norm_acc_matvec" if fused else "norm_matvec", phase, w,
+                [("x", 0, H), norm, ("w_qkv", (layer * R + a) * H, (layer * R + b) * H), *acc], [("qkv", a, b)],
                 2 * (b - a) * H + 4 * H, layer=layer, row0=a, row1=b, bytes=wbytes * (b - a) * H + 4 * (2 * H + b - a))
         phase += 1
         n_attn = nkv * chunks
@@ -127,12 +137,23 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
                 layer=layer, head=h, chunk=c, pos0=p0, pos1=p1, bytes=2 * 2 * (p1 - p0) * hd)
         phase += 1
         for w, a, b in tiled(H):
-            add(f"L{layer}.o_proj[{a}:{b}]", "combine_matvec_residual", phase, w,
-                [("part", 0, sizes["part"]), ("w_o", (layer * H + a) * Q, (layer * H + b) * Q), ("x", a, b)],
-                [("x", a, b)], 2 * (b - a) * Q + 3 * Q * chunks, layer=layer, row0=a, row1=b,
+            fold = [("mlp_acc", a, b)] if fused else []   # the previous MLP's sum joins the residual here
+            add(f"L{layer}.o_proj[{a}:{b}]", "combine_matvec_residual_acc" if fused else "combine_matvec_residual",
+                phase, w,
+                [("part", 0, sizes["part"]), ("w_o", (layer * H + a) * Q, (layer * H + b) * Q), ("x", a, b), *fold],
+                [("x", a, b), *fold], 2 * (b - a) * Q + 3 * Q * chunks, layer=layer, row0=a, row1=b,
                 bytes=wbytes * (b - a) * Q + 4 * (sizes["part"] + 2 * (b - a)))
         phase += 1
         mnorm = ("w_mlp_norm", layer * H, (layer + 1) * H)
+        if fused:
+            for w, a, b in tiled(inter):
+                g0, u0, d0 = layer * 2 * inter + a, layer * 2 * inter + inter + a, layer * inter + a
+                add(f"L{layer}.mlp[{a}:{b}]", "norm_gate_up_down", phase, w,
+                    [("x", 0, H), mnorm, ("w_gate_up", g0 * H, (g0 + b - a) * H),
+                     ("w_gate_up", u0 * H, (u0 + b - a) * H), ("w_down_t", d0 * H, (d0 + b - a) * H)],
+                    [], 6 * (b - a) * H + 4 * H, accumulates=[("mlp_acc", 0, H)], layer=layer, row0=a, row1=b,
+                    bytes=3 * wbytes * (b - a) * H + 4 * 3 * H)
+            continue
         for w, a, b in tiled(inter):
             g0, u0 = layer * 2 * inter + a, layer * 2 * inter + inter + a
             add(f"L{layer}.gate_up[{a}:{b}]", "norm_gate_up", phase, w,
@@ -147,8 +168,8 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
                 bytes=wbytes * (b - a) * inter + 4 * (inter + 2 * (b - a)))
     phase += 1
     for t, (a, b) in enumerate(lm_tiles):
-        add(f"lm_head[{a}:{b}]", "norm_matvec_argmax", phase, t % W,
-            [("x", 0, H), ("w_final_norm", 0, H), ("w_lm_head", a * H, b * H)],
+        add(f"lm_head[{a}:{b}]", "norm_acc_matvec_argmax" if fused else "norm_matvec_argmax", phase, t % W,
+            [("x", 0, H), ("w_final_norm", 0, H), ("w_lm_head", a * H, b * H), *acc],
             [("logits", a, b), ("argmax", 2 * t, 2 * t + 2)], 2 * (b - a) * H + 4 * H, layer=-1, row0=a, row1=b,
             slot=t, bytes=wbytes * (b - a) * H + 4 * (2 * H + b - a))
     return _with_joins(d, genes, W, buffers, tasks, owner, phase_of, phase + 1, kv_length=P)
@@ -177,3 +198,15 @@ def _with_joins(d: ModelDims, genes: KernelGenes, W: int, buffers, tasks, owner,
     meta = {"dims": {**d.__dict__, "max_positions": kv_length}, "genes": genes.as_dict(), "lowering": "stream",
             "workers": W}
     return Schedule(tuple(buffers), tuple(tasks), counters, tuple(tuple(p) for p in programs), W, meta)
+
+
+def stream_weights(weights: dict[str, Any], config: Any, genes: KernelGenes) -> dict[str, Any]:
+    """`weights` (buffer name -> array, the forward pass's layout) in the layout `genes` lowers to: with fuse_mlp,
+    the down projection transposed per layer (`w_down_t`, intermediate x hidden)."""
+    if not genes.fuse_mlp:
+        return weights
+    d = ModelDims.of(config, 1)
+    out = {k: v for k, v in weights.items() if k != "w_down"}
+    down = weights["w_down"].reshape(d.layers, d.hidden, d.intermediate)
+    out["w_down_t"] = down.transpose(0, 2, 1).copy()
+    return out
