@@ -23,7 +23,10 @@ from spaces.megakernel.lower import ModelDims
 from spaces.megakernel.stream import KernelGenes
 
 OP_CODES = {"embed_argmax": 0, "norm_matvec": 1, "norm_matvec_argmax": 2, "norm_gate_up": 3, "matvec_residual": 4,
-            "combine_matvec_residual": 5, "attention_partial": 6}
+            "combine_matvec_residual": 5, "attention_partial": 6,
+            # fuse_mlp (tabled, not yet in the device code): the residual accumulator's offset rides in a free slot
+            "norm_acc_matvec": 7, "combine_matvec_residual_acc": 8, "norm_gate_up_down": 9,
+            "norm_acc_matvec_argmax": 10}
 WATCHDOG_NS = 2_000_000_000
 SUB_POSITIONS = 64   # KV positions staged in shared memory at a time by an attention task
 

@@ -200,13 +200,12 @@ def _with_joins(d: ModelDims, genes: KernelGenes, W: int, buffers, tasks, owner,
     return Schedule(tuple(buffers), tuple(tasks), counters, tuple(tuple(p) for p in programs), W, meta)
 
 
-def stream_weights(weights: dict[str, Any], config: Any, genes: KernelGenes) -> dict[str, Any]:
-    """`weights` (buffer name -> array, the forward pass's layout) in the layout `genes` lowers to: with fuse_mlp,
-    the down projection transposed per layer (`w_down_t`, intermediate x hidden)."""
-    if not genes.fuse_mlp:
+def stream_weights(weights: dict[str, Any], d: ModelDims, genes: KernelGenes) -> dict[str, Any]:
+    """`weights` (buffer name -> numpy array or torch tensor, the forward pass's layout) in the layout `genes`
+    lowers to: with fuse_mlp, the down projection transposed per layer (`w_down_t`, intermediate x hidden)."""
+    if not genes.fuse_mlp or "w_down" not in weights:
         return weights
-    d = ModelDims.of(config, 1)
     out = {k: v for k, v in weights.items() if k != "w_down"}
     down = weights["w_down"].reshape(d.layers, d.hidden, d.intermediate)
-    out["w_down_t"] = down.transpose(0, 2, 1).copy()
+    out["w_down_t"] = down.permute(0, 2, 1).contiguous() if hasattr(down, "permute") else down.transpose(0, 2, 1).copy()
     return out

@@ -24,9 +24,9 @@ import numpy as np
 from spaces.megakernel.emit_stream import OP_CODES, emit_stream_cuda
 from spaces.megakernel.ir import Schedule
 from spaces.megakernel.lower import ModelDims, rope_inv_freq
-from spaces.megakernel.stream import KernelGenes
+from spaces.megakernel.stream import KernelGenes, stream_weights
 
-ACTIVATIONS = ("x", "qkv", "part", "act", "logits", "argmax", "tokens", "w_rope_inv")
+ACTIVATIONS = ("x", "qkv", "part", "act", "logits", "argmax", "tokens", "w_rope_inv", "mlp_acc")
 CACHES = ("kcache", "vcache")
 
 
@@ -64,20 +64,30 @@ def task_table(s: Schedule) -> np.ndarray:
         e = [OP_CODES[t.op]] + [0] * 11
         if t.op == "embed_argmax":
             e[1:4] = [d.hidden, 0, off(R[1])]
+            e[5] = off(Wr[2]) if len(Wr) > 2 else -1      # fuse_mlp: the accumulator it zeroes
             e[7], e[8], e[9], e[10], e[11] = off(Wr[0]), off(R[0]), (R[0].stop - R[0].start) // 2, off(Wr[1]), \
                 Wr[1].stop - Wr[1].start
-        elif t.op in ("norm_matvec", "norm_matvec_argmax"):
+        elif t.op in ("norm_matvec", "norm_matvec_argmax", "norm_acc_matvec", "norm_acc_matvec_argmax"):
             e[1:4] = [p["row1"] - p["row0"], d.hidden, off(R[2])]
             e[5], e[6], e[7] = off(R[1]), off(R[0]), off(Wr[0])
-            if t.op == "norm_matvec_argmax":
+            if t.op in ("norm_matvec_argmax", "norm_acc_matvec_argmax"):
                 e[8], e[9] = off(Wr[1]), p["row0"]
+            if t.op == "norm_acc_matvec":
+                e[8] = off(R[3])
+            elif t.op == "norm_acc_matvec_argmax":
+                e[10] = off(R[3])
+        elif t.op == "norm_gate_up_down":
+            e[1:5] = [p["row1"] - p["row0"], d.hidden, off(R[2]), off(R[3])]
+            e[5], e[6], e[7], e[8] = off(R[1]), off(R[0]), off(t.accumulates[0]), off(R[4])
         elif t.op == "norm_gate_up":
             e[1:5] = [p["row1"] - p["row0"], d.hidden, off(R[2]), off(R[3])]
             e[5], e[6], e[7] = off(R[1]), off(R[0]), off(Wr[0])
-        elif t.op in ("matvec_residual", "combine_matvec_residual"):
+        elif t.op in ("matvec_residual", "combine_matvec_residual", "combine_matvec_residual_acc"):
             e[1:4] = [p["row1"] - p["row0"], R[0].stop - R[0].start if t.op == "matvec_residual" else
                       d.heads * d.head_dim, off(R[1])]
             e[6], e[7] = off(R[0]), off(Wr[0])
+            if t.op == "combine_matvec_residual_acc":
+                e[8] = off(R[3])
         elif t.op == "attention_partial":
             q0 = R[0].start
             e[3], e[4] = off(Wr[0]), off(Wr[1])
@@ -189,6 +199,7 @@ class StreamMegakernel:
         self.C = torch.zeros(layout["__C__"][1], dtype=tdt, device="cuda")
         self.layout = layout
         where = {b.name: b for b in s.buffers}
+        weights = stream_weights(weights, self.d, self.genes)
         for name, tensor in weights.items():
             b = where[name]
             base = layout[b.storage][1] + b.offset

@@ -217,7 +217,7 @@ def test_fused_mlp_lowering_accumulates_the_down_projection_and_reproduces_the_f
     d = ModelDims.of(TINY, 8)
     w = random_weights(d, np.random.default_rng(1))
     w["w_rope_inv"] = rope_inv_freq(d)
-    mem, cache = Memory.allocate(s, stream_weights(w, TINY, genes)), new_cache(d)
+    mem, cache = Memory.allocate(s, stream_weights(w, d, genes)), new_cache(d)
     worst = 0.0
     for pos, token in enumerate([3, 17, 5, 39, 0, 22]):
         ref = reference_step(w, d, token, pos, cache)
@@ -232,3 +232,10 @@ def test_fused_mlp_lowering_accumulates_the_down_projection_and_reproduces_the_f
     assert not verdict.accepted and any(r.buffer == "mlp_acc" for r in verdict.rejections)
     with pytest.raises(ValueError, match="fuse_mlp"):
         emit_stream_cuda(d, genes, "float32")
+    # the runtime's tables already point the fused ops at their regions (the device code is what is missing)
+    table, layout = task_table(s), arenas(s)
+    ops = [t.op for t in s.tasks]
+    mlp = table[ops.index("norm_gate_up_down")]
+    assert mlp[0] == 9 and mlp[7] == layout["mlp_acc"][1] and mlp[8] == layout["w_down_t"][1]
+    assert table[ops.index("embed_argmax")][5] == layout["mlp_acc"][1]
+    assert table[ops.index("norm_acc_matvec")][8] == layout["mlp_acc"][1]
