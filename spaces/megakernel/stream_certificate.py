@@ -16,7 +16,7 @@ import numpy as np
 
 from runs.certificate import Check, Outcome, run_check
 from spaces.megakernel.lower import LlamaShape, ModelDims, rope_inv_freq
-from spaces.megakernel.stream import KernelGenes, stream_schedule
+from spaces.megakernel.stream import KernelGenes, stream_schedule, stream_weights
 
 TINY = LlamaShape(hidden_size=16, intermediate_size=24, num_hidden_layers=2, num_attention_heads=2,
                   num_key_value_heads=1, vocab_size=24, max_position_embeddings=4)
@@ -56,7 +56,7 @@ def small_config(artifact: Path, params: dict[str, Any]) -> Outcome:
     d = ModelDims.of(TINY, TINY.max_position_embeddings)
     w = random_weights(d, np.random.default_rng(int(params["seed"])))
     w["w_rope_inv"] = rope_inv_freq(d)
-    mem, cache, worst = Memory.allocate(s, w), new_cache(d), 0.0
+    mem, cache, worst = Memory.allocate(s, stream_weights(w, d, genes)), new_cache(d), 0.0
     for pos, token in enumerate(params["tokens"]):
         worst = max(worst, float(np.abs(execute(s, mem, d, int(token), pos) - reference_step(w, d, int(token), pos, cache)).max()))
     safe = states is None or not states.unsafe
