@@ -3,9 +3,9 @@
     python bench/ulp_publish.py                   # every function
     python bench/ulp_publish.py --only exp --points 2097152
 
-Candidates: every front member in bench/results/ulp_search_*.json for the function (found by bench/ulp_search.py),
-and, labelled "classic", the textbook forms (`space.classic_forms`) with fitted constants. Each candidate's constants
-are polished (`fitting.polish`, float32-aware, on 2^20 inputs), then measured on an independent sample of --points
+Candidates: every front member in bench/results/ulp_search_*.json for the function (found by bench/ulp_search.py;
+its constants as the search fitted them, when the run recorded them), and, labelled "classic", the textbook forms
+(`space.classic_forms`) with fitted constants (left out with --search-only). Each candidate's constants are polished (`fitting.polish`, float32-aware, on 2^20 inputs), then measured on an independent sample of --points
 inputs; the fewest ops with max ULP <= --bound wins (ties: lower error). Writes NAME.c (`float evoforge_NAME(float)`),
 NAME_numpy.py and NAME.json (program, constants, origin, sample error). The exhaustive verdict is
 bench/ulp_exhaustive.py's job, not this script's.
@@ -35,7 +35,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("exp", "exp2", "log", "log2", "sin", "cos", "tanh", "sigmoid", "erf")
 
 
-def candidates(name: str, max_ops: int) -> list[tuple[str, tuple]]:
+def candidates(name: str, max_ops: int, search_only: bool = False) -> list[tuple[str, tuple, list | None]]:
+    """(origin, program, the search's constants or None), one per distinct program."""
     space = Float32Space(Float32Space.Config(target=name, max_ops=max_ops), Context())
     found = []
     for path in sorted(RESULTS.glob("ulp_search_*.json")):
@@ -43,30 +44,35 @@ def candidates(name: str, max_ops: int) -> list[tuple[str, tuple]]:
         if run.get("target") != name:
             continue
         for row in run["front"]:
-            found.append((f"search:{path.stem}", ast.literal_eval(row["genome"])))
-    found += [("classic", space.canonical(g)) for g in classic_forms(space.target, max_ops)]
+            consts = [float.fromhex(c) for c in row["constants"]] if "constants" in row else None
+            found.append((f"search:{path.stem}", ast.literal_eval(row["genome"]), consts))
+    if not search_only:
+        found += [("classic", space.canonical(g), None) for g in classic_forms(space.target, max_ops)]
     seen, out = set(), []
-    for origin, prog in found:
+    for origin, prog, consts in found:
         if prog not in seen:
             seen.add(prog)
-            out.append((origin, prog))
+            out.append((origin, prog, consts))
     return out
 
 
-def publish(name: str, points: int, bound: float, max_ops: int) -> dict:
+def publish(name: str, points: int, bound: float, max_ops: int, search_only: bool = False) -> dict:
     target = TARGETS[name]
     space = Float32Space(Float32Space.Config(target=name, max_ops=max_ops), Context())
     x = np.concatenate([target.sample(points, np.random.default_rng(2024)), target.hard_points()])
     ref = target.reference(x)
     rows = []
-    for origin, prog in sorted(candidates(name, max_ops), key=lambda c: op_count(c[1], target.n_outputs)):
+    found = candidates(name, max_ops, search_only)
+    for origin, prog, start in sorted(found, key=lambda c: op_count(c[1], target.n_outputs, target.n_inputs)):
         ops = op_count(prog, target.n_outputs, target.n_inputs)
         if any(r["ok"] and r["ops"] < ops for r in rows):
             break                                     # a cheaper program already passed
-        fit = space.fit(prog)
-        if fit.sample_max_ulp > 4 * bound:
-            continue
-        consts, _ = polish(prog, name, fit.constants)
+        if start is None:
+            fit = space.fit(prog)
+            if fit.sample_max_ulp > 4 * bound:
+                continue
+            start = fit.constants
+        consts, _ = polish(prog, name, start)
         err = float(np.max(ulp_error(target.evaluate(prog, consts, x), ref)))
         rows.append({"origin": origin, "ops": ops, "max_ulp_sample": err, "ok": err <= bound, "program": prog,
                      "constants": consts})
@@ -95,7 +101,9 @@ def search_provenance(origin: str) -> dict:
     run = json.loads(path.read_text())
     first = run.get("first_feasible") or {}
     return {"search_result_file": f"bench/results/{path.name}", "search_wall_seconds": run.get("wall_seconds"),
-            "search_seconds_to_first_under_bound": first.get("seconds"), "search_seeded": run.get("seeded")}
+            "search_seconds_to_first_under_bound": first.get("seconds"), "search_seeded": run.get("seeded"),
+            "search_space": run.get("space", "float32"), "search_evaluations": run.get("evaluations"),
+            "search_workers": run.get("workers")}
 
 
 def reemit(name: str) -> None:
@@ -120,13 +128,14 @@ def main() -> None:
     ap.add_argument("--bound", type=float, default=1.0)
     ap.add_argument("--max-ops", type=int, default=24)
     ap.add_argument("--reemit", action="store_true", help="only re-emit the code of the published programs")
+    ap.add_argument("--search-only", action="store_true", help="only search results compete (no classic forms)")
     args = ap.parse_args()
     if args.reemit:
         for name in args.only:
             reemit(name)
         return
     t0 = time.perf_counter()
-    table = [publish(name, args.points, args.bound, args.max_ops) for name in args.only]
+    table = [publish(name, args.points, args.bound, args.max_ops, args.search_only) for name in args.only]
     print(f"\n{'function':<8} {'origin':<28} {'program ops':>11} {'max ULP (sample)':>17}")
     for r in table:
         if r["published"]:

@@ -1,7 +1,12 @@
 """Evolve a float32 approximation under 1 ULP and record how long it took; write the best program's C.
 
-    python bench/ulp_search.py --target exp                  # from scratch: random programs, no seeded polynomial
-    python bench/ulp_search.py --target log --seeded         # classic forms in the initial population
+    python bench/ulp_search.py --target exp                  # from scratch: random structures (float32_structure)
+    python bench/ulp_search.py --target exp --space program  # from scratch: random instruction lists (float32)
+    python bench/ulp_search.py --target log --space program --seeded   # classic forms in the initial population
+
+--space structure (the default) evolves the approximation's structure (core form, in-program reduction, degrees,
+evaluation scheme, pinned terms; `spaces/float32/structure.py`) and fits the coefficients per genome by linear
+minimax (`structure_fit.py`); --space program evolves instruction lists with the nonlinear fitter (`space.py`).
 
 Objectives: max ULP (constraint <= 1) and op count; the run stops at --minutes, or earlier with --stop-at-target
 (the first feasible program). The front's programs are then re-measured on 200k inputs; the run (settings, time
@@ -34,6 +39,7 @@ from search.evaluation import Evaluator, evaluate_chunk  # noqa: E402
 from search.protocols import Context  # noqa: E402
 from spaces.float32.program import op_count  # noqa: E402
 from spaces.float32.space import Float32Space  # noqa: E402
+from spaces.float32.structure_space import Float32StructureSpace  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _OBJECTIVE = None
@@ -68,9 +74,12 @@ class PoolEvaluator(Evaluator):
         self.pool.shutdown()
 
 
-def build(target: str, seeded: bool, max_ops: int, seed: int):
-    space = Float32Space(Float32Space.Config(target=target, max_ops=max_ops, seed_polynomials=seeded),
-                         Context(seed=seed))
+def build(target: str, seeded: bool, max_ops: int, seed: int, kind: str = "program"):
+    if kind == "structure":
+        space = Float32StructureSpace(Float32StructureSpace.Config(target=target), Context(seed=seed))
+    else:
+        space = Float32Space(Float32Space.Config(target=target, max_ops=max_ops, seed_polynomials=seeded),
+                             Context(seed=seed))
     ulp = UlpObjective(UlpObjective.Config(samples=6000), space, Context(seed=seed))
     ops = OpCountObjective(OpCountObjective.Config(), space, Context(seed=seed))
     return space, CombinedObjective([ulp, ops])
@@ -87,11 +96,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stop-at-target", action="store_true")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--space", choices=("structure", "program"), default="structure")
+    ap.add_argument("--seconds", type=float, help="budget in seconds (overrides --minutes)")
+    ap.add_argument("--out", type=Path, help="result JSON (default bench/results/ulp_search_TARGET_TAG.json; "
+                    "with --out no C file is written)")
     args = ap.parse_args()
+    if args.seeded and args.space == "structure":
+        ap.error("--seeded applies to --space program only (the structure space never seeds textbook forms)")
+    budget = args.seconds if args.seconds is not None else args.minutes * 60
 
-    space, objective = build(args.target, args.seeded, args.max_ops, args.seed)
-    settings = SearchSettings(population=args.population, generations=100000, wall_time=args.minutes * 60,
-                              targets={"max_ulp": 1.0} if args.stop_at_target else {}, hall_of_fame=20)
+    space, objective = build(args.target, args.seeded, args.max_ops, args.seed, args.space)
+    structure = args.space == "structure"
+    settings = SearchSettings(population=args.population, generations=100000, wall_time=budget,
+                              targets={"max_ulp": 1.0} if args.stop_at_target else {}, hall_of_fame=20,
+                              novelty_tries=5 if structure else 0, restart_after=12 if structure else 0)
     first_feasible: dict = {}
     t0 = time.perf_counter()
     log = []
@@ -121,20 +139,24 @@ def main() -> None:
     rows = []
     for ind in state.front:
         err = float(np.max(check.errors(ind.genome)))
-        rows.append({"ops": op_count(ind.genome, space.target.n_outputs, space.target.n_inputs),
+        rows.append({"ops": op_count(space.canonical(ind.genome), space.target.n_outputs, space.target.n_inputs),
                      "max_ulp_search": ind.evaluation.values[0], "max_ulp_200k": err,
-                     "program": space.describe(ind.genome), "genome": repr(space.canonical(ind.genome))})
+                     "program": space.describe(ind.genome), "genome": repr(space.canonical(ind.genome)),
+                     "constants": [float(c).hex() for c in space.fit(ind.genome).constants],
+                     **({"structure": repr(ind.genome)} if structure else {})})
     ok = sorted([r for r in rows if r["max_ulp_200k"] <= 1.0], key=lambda r: (r["ops"], r["max_ulp_200k"]))
     name = args.target + (args.tag and f"_{args.tag}")
-    out = {"target": args.target, "seeded": args.seeded, "minutes_budget": args.minutes, "workers": args.workers,
+    out = {"target": args.target, "space": "float32_structure" if structure else "float32", "seeded": args.seeded,
+           "seconds_budget": budget, "workers": args.workers, "cpu_count": os.cpu_count(),
            "population": args.population, "stop_reason": state.stop_reason, "evaluations": state.evaluations,
            "wall_seconds": round(time.perf_counter() - t0, 1), "first_feasible": first_feasible or None,
            "worker_cpu_seconds": round(worker_cpu.ru_utime + worker_cpu.ru_stime, 1),
            "load_average_start_end": [load_start, load_end],
            "front": rows, "log": log}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"ulp_search_{name}.json").write_text(json.dumps(out, indent=1))
-    if ok:
+    path = args.out or RESULTS / f"ulp_search_{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1))
+    if ok and args.out is None:
         best = next(ind for ind in state.front if repr(space.canonical(ind.genome)) == ok[0]["genome"])
         (RESULTS / f"{name}_search.c").write_text(space.emit(best.genome, "c"))
     print(f"{'ops':>4} {'max ULP (search)':>17} {'max ULP (200k)':>15}  program")

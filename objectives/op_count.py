@@ -37,7 +37,7 @@ class OpCountObjective(Objective):
 
     def evaluate(self, genome) -> Evaluation:
         target = self.space.target
-        n = op_count(genome, target.n_outputs, target.n_inputs)
+        n = op_count(self.space.canonical(genome), target.n_outputs, target.n_inputs)
         if self.config.include_harness:
             n += target.harness_ops
         return Evaluation(values=(float(n),))

@@ -46,6 +46,7 @@ CERTIFIERS: dict[str, str] = {
     "sr": "spaces.expression_certificate",
     "bitstring": "spaces.bitstring_certificate",          # operator trees too (spaces/sr.py extends optree)
     "float32": "spaces.float32.certificate",
+    "float32_structure": "spaces.float32.certificate",
     "megakernel": "spaces.megakernel.certificate",
     "megakernel_stream": "spaces.megakernel.stream_certificate",
     "transformer_shapes": "spaces.architecture.certificate",   # also `certify_student`, called by compress

@@ -13,4 +13,5 @@ REGISTRY: dict[str, str] = {
     "sr": "spaces.sr:SrSpace",
     "bitstring": "spaces.bitstring:BitStringSpace",
     "float32": "spaces.float32.space:Float32Space",
+    "float32_structure": "spaces.float32.structure_space:Float32StructureSpace",
 }

@@ -1,0 +1,229 @@
+"""Structure genomes for the float32 targets: the search picks the *shape* of an approximation, the fitter its numbers.
+
+A genome is a tuple of `(gene, value)` pairs, sorted by gene name, e.g.
+`(("degree", 5), ("form", "poly"), ("pin", 1), ("scheme", "estrin"))`. `GENES[target]` lists each gene's allowed
+values; `compile_structure` turns a genome into a straight-line `program.Program` for the target's harness
+(`reduction.py`, `activations.py`), together with what every constant slot of that program is:
+
+- `("coef", output, role, index)`: a free coefficient of a polynomial (`role` "num" or "den") that the fitter sets;
+- `("pin", value)`: a fixed constant (the 2 of s = f / (2 + f), a denominator's leading 1, a pinned Taylor term).
+
+The genes (not every target has all of them):
+- form: what the core is. `poly` P(r); `rational` P(r) / Q(r) with Q(0) = 1; for log `fP` f P(f), `small`
+  f + f^2 P(f), `atanh` s P(s^2) with s = f / (2 + f) computed in the program (an in-program reduction);
+- degree / den_degree: of P / Q (for sin, cos: s_degree, c_degree; for erf: g_degree, d1_degree, d2_degree);
+- scheme: how a polynomial is evaluated: `horner`, `estrin` (pairs, then powers of r^2: shorter dependency chains,
+  a few more multiplications) or `evenodd` (E(r^2) + r O(r^2));
+- pin: how many of P's low coefficients are fixed to their Taylor values (0: all fitted);
+- shift: P's variable centred on the reduced interval's midpoint (one subtraction; for the asymmetric log interval);
+- s_form / c_form (sin, cos): where the rounding of the r^3 and r^4 factors falls.
+
+Every output is linear in its free coefficients, or a quotient of two linear expressions (`rational`), which is what
+lets `structure_fit.py` fit it in milliseconds instead of running a nonlinear solver per genome.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from spaces.float32.program import CONST, Program
+
+Genome = tuple[tuple[str, object], ...]
+Slot = tuple
+
+_POLY_SCHEMES = ("horner", "estrin", "evenodd")
+_EXP_LIKE = {"form": ("poly", "rational"), "degree": tuple(range(2, 10)), "den_degree": (1, 2, 3, 4),
+             "scheme": _POLY_SCHEMES, "pin": (0, 1, 2)}
+_SMALL_TERM = {"form": ("poly", "rational", "evenodd"), "degree": tuple(range(1, 9)), "den_degree": (1, 2, 3),
+               "scheme": ("horner", "estrin"), "pin": (0, 1)}
+_TRIG = {"s_degree": (1, 2, 3, 4, 5, 6), "c_degree": (1, 2, 3, 4, 5, 6), "s_form": ("r3P", "rzP"),
+         "c_form": ("z2Q", "zzQ"), "scheme": ("horner", "estrin")}
+GENES: dict[str, dict[str, tuple]] = {
+    "exp": _EXP_LIKE,
+    "exp2": _EXP_LIKE,
+    "log": {"form": ("fP", "small", "atanh", "rational"), "degree": tuple(range(2, 13)), "den_degree": (1, 2, 3),
+            "scheme": _POLY_SCHEMES, "shift": (0, 1), "pin": (0, 1)},
+    "log2": {"form": ("poly", "rational"), "degree": tuple(range(2, 12)), "den_degree": (1, 2, 3),
+             "scheme": _POLY_SCHEMES, "shift": (0, 1)},
+    "sin": _TRIG,
+    "cos": _TRIG,
+    "tanh": _SMALL_TERM,
+    "sigmoid": _SMALL_TERM,
+    "erf": {"g_degree": tuple(range(2, 9)), "d1_degree": tuple(range(4, 15)), "d2_degree": tuple(range(4, 15)),
+            "g_form": ("tP", "rational"), "scheme": ("horner", "estrin")},
+}
+
+# Taylor coefficients that `pin` may fix, per target and core (P's coefficients, low to high)
+_TAYLOR = {"exp": (1.0, 1.0), "exp2": (1.0, math.log(2.0)), "log": (1.0,), "tanh": (0.5,), "sigmoid": (0.5,)}
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A genome's program, what each of its constant slots is, and per output the registers the fitter reads
+    (numerator, denominator or None) and the outputs' count of free coefficients."""
+
+    program: Program
+    slots: tuple[Slot, ...]
+    fractions: tuple[tuple[int, int | None], ...]
+
+
+def genes_of(target: str) -> dict[str, tuple]:
+    return GENES[target]
+
+
+def make(target: str, **values) -> Genome:
+    """A genome from keyword genes (missing genes take their first allowed value), validated."""
+    genes = GENES[target]
+    bad = [k for k in values if k not in genes]
+    if bad:
+        raise ValueError(f"unknown genes {bad} for {target}; allowed: {sorted(genes)}")
+    out = []
+    for name, allowed in genes.items():
+        v = values.get(name, allowed[0])
+        if v not in allowed:
+            raise ValueError(f"gene {name}={v!r} not in {allowed}")
+        out.append((name, v))
+    return tuple(sorted(out))
+
+
+class _Builder:
+    """Appends instructions; operands are registers (int), ("coef", out, role, i) or ("pin", value)."""
+
+    def __init__(self, n_in: int):
+        self.n_in = n_in
+        self.ins: list[tuple[str, tuple]] = []
+        self.seen: dict[tuple, int] = {}
+
+    def op(self, name: str, *args) -> int:
+        """Append `name(args)`; an instruction of registers only that exists already (r^2 of two Estrin
+        polynomials) is reused."""
+        assert any(not isinstance(a, tuple) for a in args), "an instruction needs a register operand"
+        key = (name, args)
+        if all(not isinstance(a, tuple) for a in args) and key in self.seen:
+            return self.seen[key]
+        self.ins.append((name, args))
+        self.seen[key] = self.n_in + len(self.ins) - 1
+        return self.seen[key]
+
+    def poly(self, var: int, coefs: list, scheme: str):
+        """sum coefs[j] var^j (coefs are operands, low to high); returns an operand (a register, or the constant
+        itself for degree 0)."""
+        if len(coefs) == 1:
+            return coefs[0]
+        if scheme == "evenodd" and len(coefs) >= 3:
+            z = self.op("mul", var, var)
+            even = self.poly(z, coefs[0::2], "horner")
+            odd = self.poly(z, coefs[1::2], "horner")
+            return self.op("fma", var, odd, even)
+        if scheme == "estrin" and len(coefs) >= 3:
+            level = [self.op("fma", var, coefs[j + 1], coefs[j]) if j + 1 < len(coefs) else coefs[j]
+                     for j in range(0, len(coefs), 2)]
+            power = var
+            while len(level) > 1:
+                power = self.op("mul", power, power)
+                level = [self.op("fma", power, level[j + 1], level[j]) if j + 1 < len(level) else level[j]
+                         for j in range(0, len(level), 2)]
+            return level[0]
+        h = self.op("fma", var, coefs[-1], coefs[-2])
+        for c in reversed(coefs[:-2]):
+            h = self.op("fma", h, var, c)
+        return h
+
+    def finish(self, outputs: list[int], fractions: list[tuple[int, int | None]]) -> Compiled:
+        """Move the output instructions to the end (in order; nothing may read them), renumber the registers and
+        number the constant slots in order of appearance, as `program.py` does."""
+        n_in = self.n_in
+        idx = [o - n_in for o in outputs]
+        order = [i for i in range(len(self.ins)) if i not in idx] + idx
+        where = {old + n_in: new + n_in for new, old in enumerate(order)}
+        where.update({i: i for i in range(n_in)})
+        read = {a for i, (_, args) in enumerate(self.ins) for a in args if not isinstance(a, tuple)}
+        assert not any(o in read for o in outputs), "an output is read by another instruction"
+        program, slots = [], []
+        for old in order:
+            name, args = self.ins[old]
+            enc = []
+            for a in args:
+                if isinstance(a, tuple):
+                    enc.append(CONST)
+                    slots.append(a)
+                else:
+                    enc.append(where[a])
+            program.append((name, tuple(enc)))
+        fr = tuple((where[n], None if d is None else where[d]) for n, d in fractions)
+        return Compiled(tuple(program), tuple(slots), fr)
+
+
+def _coefs(out: int, role: str, n: int, pinned: tuple[float, ...] = ()) -> list:
+    return [("pin", float(pinned[j])) if j < len(pinned) else ("coef", out, role, j) for j in range(n)]
+
+
+def _den(b: _Builder, var: int, out: int, degree: int, scheme: str):
+    """Q(var) = 1 + d1 var + ... (the leading 1 pinned, so P/Q has no scale freedom)."""
+    return b.poly(var, [("pin", 1.0)] + _coefs(out, "den", degree + 1)[1:], scheme)
+
+
+def _times(b: _Builder, a: int, p) -> int:
+    return b.op("mul", a, p)
+
+
+def compile_structure(target: str, genome: Genome, interval: tuple[float, float] = (0.0, 0.0)) -> Compiled:
+    """The program of `genome` for `target` (inputs: the harness's reduced registers, outputs last, in order).
+    `interval`: the reduced interval (its midpoint is the `shift` gene's centre)."""
+    g = dict(genome)
+    b = _Builder(3 if target == "erf" else 1)
+    outs: list[int] = []
+    fractions: list[tuple[int, int | None]] = []
+
+    def quotient(num: int, var: int, out: int, degree: int) -> None:
+        q = _den(b, var, out, degree, g["scheme"])
+        outs.append(b.op("div", num, q))
+        fractions.append((num, q))
+
+    def plain(reg: int) -> None:
+        outs.append(reg)
+        fractions.append((reg, None))
+
+    if target in ("exp", "exp2"):
+        p = b.poly(0, _coefs(0, "num", g["degree"] + 1, _TAYLOR[target][: g["pin"]]), g["scheme"])
+        quotient(p, 0, 0, g["den_degree"]) if g["form"] == "rational" else plain(p)
+    elif target in ("log", "log2"):
+        form = g["form"]
+        centred = g["shift"] and form != "atanh"        # atanh's polynomial is in s^2, never centred
+        var = b.op("sub", 0, ("pin", 0.5 * (interval[0] + interval[1]))) if centred else 0
+        if target == "log2":
+            p = b.poly(var, _coefs(0, "num", g["degree"] + 1), g["scheme"])
+            quotient(p, var, 0, g["den_degree"]) if form == "rational" else plain(p)
+        elif form == "atanh":                      # log1p(f) = 2 atanh(s), s = f / (2 + f): odd in s
+            s = b.op("div", 0, b.op("add", 0, ("pin", 2.0)))
+            z = b.op("mul", s, s)
+            plain(_times(b, s, b.poly(z, _coefs(0, "num", g["degree"] + 1), g["scheme"])))
+        elif form == "small":                      # f + f^2 P(f)
+            f2 = b.op("mul", 0, 0)
+            plain(b.op("fma", f2, b.poly(var, _coefs(0, "num", g["degree"] + 1), g["scheme"]), 0))
+        else:                                      # f P(f), or f P(f) / Q(f)
+            p = b.poly(var, _coefs(0, "num", g["degree"] + 1, _TAYLOR["log"][: g["pin"]]), g["scheme"])
+            num = _times(b, 0, p)
+            quotient(num, var, 0, g["den_degree"]) if form == "rational" else plain(num)
+    elif target in ("sin", "cos"):                 # S ~ sin r - r = r^3 P(z), C ~ cos r - 1 + z/2 = z^2 Q(z)
+        z = b.op("mul", 0, 0)
+        pz = b.poly(z, _coefs(0, "num", g["s_degree"]), g["scheme"])
+        qz = b.poly(z, _coefs(1, "num", g["c_degree"]), g["scheme"])
+        plain(b.op("mul", b.op("mul", 0, z), pz) if g["s_form"] == "r3P" else b.op("mul", 0, b.op("mul", z, pz)))
+        plain(b.op("mul", b.op("mul", z, z), qz) if g["c_form"] == "z2Q" else b.op("mul", z, b.op("mul", z, qz)))
+    elif target in ("tanh", "sigmoid"):            # q ~ e^r - 1 - r = r^2 P(r)
+        z = b.op("mul", 0, 0)
+        scheme = "evenodd" if g["form"] == "evenodd" else g["scheme"]
+        p = b.poly(0, _coefs(0, "num", g["degree"] + 1, _TAYLOR[target][: g["pin"]]), scheme)
+        num = _times(b, z, p)
+        quotient(num, 0, 0, g["den_degree"]) if g["form"] == "rational" else plain(num)
+    elif target == "erf":                          # G ~ erf(a)/a - 2/sqrt(pi) = t P(t); D1, D2 ~ erfc
+        t = b.op("mul", 0, 0)
+        num = _times(b, t, b.poly(t, _coefs(0, "num", g["g_degree"] + 1), g["scheme"]))
+        quotient(num, t, 0, 2) if g["g_form"] == "rational" else plain(num)
+        plain(b.poly(1, _coefs(1, "num", g["d1_degree"] + 1), g["scheme"]))
+        plain(b.poly(2, _coefs(2, "num", g["d2_degree"] + 1), g["scheme"]))
+    else:
+        raise ValueError(f"no structure genes for target {target!r}")
+    return b.finish(outs, fractions)
