@@ -24,7 +24,7 @@ from spaces.megakernel.stream import KernelGenes
 
 OP_CODES = {"embed_argmax": 0, "norm_matvec": 1, "norm_matvec_argmax": 2, "norm_gate_up": 3, "matvec_residual": 4,
             "combine_matvec_residual": 5, "attention_partial": 6,
-            # fuse_mlp (tabled, not yet in the device code): the residual accumulator's offset rides in a free slot
+            # fuse_mlp: the residual accumulator's offset rides in a free slot (emit_stream's run_task)
             "norm_acc_matvec": 7, "combine_matvec_residual_acc": 8, "norm_gate_up_down": 9,
             "norm_acc_matvec_argmax": 10}
 WATCHDOG_NS = 2_000_000_000
@@ -37,8 +37,6 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
     global `g_trace` points at (3 u64 per step, indexed by the step's row in the step table); for profiling."""
     if dtype not in ("bfloat16", "float32"):
         raise ValueError(f"dtype {dtype!r}: use bfloat16 or float32")
-    if genes.fuse_mlp:
-        raise ValueError("fuse_mlp = 1: the CUDA kernel has no fused MLP ops yet (CPU-certified only); use 0")
     bf16 = dtype == "bfloat16"
     chunks = max(1, min(genes.chunks, d.max_positions))
     kmax = max(d.hidden, d.intermediate, d.heads * d.head_dim)
@@ -51,6 +49,9 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
 #define ROWS {genes.rows}
 #define PF_BYTES {genes.prefetch_kb * 1024}
 #define SPIN_NS {genes.spin_ns}
+#define POLLERS {min(genes.pollers, genes.warps)}
+#define POLL_GAP_NS {640 // max(1, genes.pollers)}
+#define L2_EVICT_FIRST {genes.l2_evict_first}
 #define CHUNKS {chunks}
 #define HID {d.hidden}
 #define NH {d.heads}
@@ -100,10 +101,19 @@ __device__ __forceinline__ float c2f(c_t v) { return v; }
 __device__ __forceinline__ c_t f2c(float v) { return v; }
 #endif
 
+// a weight is read once per step: with L2_EVICT_FIRST its lines go first when L2 needs room, so activations,
+// partial sums and the KV cache stay resident while gigabytes stream through
 __device__ __forceinline__ uint4 ld_stream(const uint4* p) {
   uint4 r;
+#if L2_EVICT_FIRST
+  unsigned long long pol;   // a pure asm: the compiler makes the policy once and reuses it
+  asm("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(pol));
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;"
+               : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p), "l"(pol));
+#else
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];"
                : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+#endif
   return r;
 }
 __device__ __forceinline__ float ldcg(const float* p) { return __ldcg(p); }
@@ -182,8 +192,9 @@ __device__ __forceinline__ float4 load_w4(const w_t* p) {
 }
 
 // x (length HID) -> RMSNorm(x) * g in shared memory; g (a weight) is loaded before the wait
+// fuse_mlp: the residual is x plus the accumulator `acc` the last MLP added into (nullptr: x alone)
 template <typename Pro>
-__device__ void normed_input(const float* x, const w_t* g, float* xs, float* red, Pro wait) {
+__device__ void normed_input(const float* x, const float* acc, const w_t* g, float* xs, float* red, Pro wait) {
   float4 gv[XH];
 #pragma unroll
   for (int e = 0; e < XH; ++e) {
@@ -197,6 +208,10 @@ __device__ void normed_input(const float* x, const w_t* g, float* xs, float* red
   for (int e = 0; e < XH; ++e) {
     const int i = threadIdx.x + e * NT;
     xv[e] = i < HID / 4 ? __ldcg((const float4*)x + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    if (acc && i < HID / 4) {
+      const float4 a = __ldcg((const float4*)acc + i);
+      xv[e].x += a.x; xv[e].y += a.y; xv[e].z += a.z; xv[e].w += a.w;
+    }
   }
 #pragma unroll
   for (int e = 0; e < XH; ++e) ss += xv[e].x * xv[e].x + xv[e].y * xv[e].y + xv[e].z * xv[e].z + xv[e].w * xv[e].w;
@@ -211,9 +226,13 @@ __device__ void normed_input(const float* x, const w_t* g, float* xs, float* red
   __syncthreads();
 }
 
-// the rows this tile adds to (x[r0 .. r0 + n)), fetched with its input so the epilogue has no dependent load
-__device__ __forceinline__ void residual_rows(const float* y, int n, float* rs) {
-  for (int i = threadIdx.x; i < n; i += NT) rs[i] = __ldcg(y + i);
+// the rows this tile adds to (x[r0 .. r0 + n)), fetched with its input so the epilogue has no dependent load;
+// fuse_mlp: plus the same rows of the MLP accumulator, which are zeroed for the next MLP once read
+__device__ __forceinline__ void residual_rows(const float* y, int n, float* rs, float* acc = nullptr) {
+  for (int i = threadIdx.x; i < n; i += NT) {
+    rs[i] = __ldcg(y + i);
+    if (acc) { rs[i] += __ldcg(acc + i); __stcg(acc + i, 0.f); }
+  }
 }
 
 template <typename Pro>
@@ -225,43 +244,39 @@ __device__ void plain_input(const float* x, int k, float* xs, Pro wait, const fl
   __syncthreads();
 }
 
-// flash-decoding combine: attention output of every head from its CHUNKS partial (o, m, l) records
-// (PSTRIDE floats each, 16-byte aligned): the weight of each (head, chunk), then one pass over the outputs
+// flash-decoding combine: attention output of every head from its CHUNKS partial (o, m, l) records (PSTRIDE
+// floats each, 16-byte aligned), in one round of L2 loads: each thread fetches its 4 output dims of every chunk and
+// its head's (m, l) pairs and weighs the chunks itself (a head's threads repeat a few exps instead of waiting for a
+// second round trip, which costs ~1 us while the other SMs saturate memory)
 template <typename Pro>
-__device__ void combined_input(const float* part, float* xs, Pro wait, const float* y, int n, float* rs) {
-  __shared__ float weight[NH * CHUNKS], mass[NH * CHUNKS];
+__device__ void combined_input(const float* part, float* xs, Pro wait, const float* y, int n, float* rs,
+                               float* acc) {
   wait();
-  residual_rows(y, n, rs);
-  for (int i = threadIdx.x; i < NH * CHUNKS; i += NT) {
-    const float2 ml = __ldcg((const float2*)(part + (long long)i * PSTRIDE + HD));
-    weight[i] = ml.x;
-    mass[i] = ml.y;
-  }
-  __syncthreads();
-  for (int h = threadIdx.x; h < NH; h += NT) {
-    float m = -3.0e38f, den = 0.f;
-    for (int c = 0; c < CHUNKS; ++c) m = fmaxf(m, weight[h * CHUNKS + c]);
-    for (int c = 0; c < CHUNKS; ++c) {
-      const float f = __expf(weight[h * CHUNKS + c] - m);
-      weight[h * CHUNKS + c] = f;
-      den += f * mass[h * CHUNKS + c];
-    }
-    for (int c = 0; c < CHUNKS; ++c) weight[h * CHUNKS + c] /= den;
-  }
-  __syncthreads();
+  residual_rows(y, n, rs, acc);
   for (int i = threadIdx.x; i < QDIM / 4; i += NT) {
     const int h = (4 * i) / HD, d = 4 * i - h * HD;
-    const float* p = part + (long long)h * CHUNKS * PSTRIDE + d;
+    const float* p = part + (long long)h * CHUNKS * PSTRIDE;
     float4 o[CHUNKS];
-#pragma unroll
-    for (int c = 0; c < CHUNKS; ++c) o[c] = __ldcg((const float4*)(p + c * PSTRIDE));
-    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    float2 ml[CHUNKS];
 #pragma unroll
     for (int c = 0; c < CHUNKS; ++c) {
-      const float f = weight[h * CHUNKS + c];
-      acc.x += f * o[c].x; acc.y += f * o[c].y; acc.z += f * o[c].z; acc.w += f * o[c].w;
+      o[c] = __ldcg((const float4*)(p + c * PSTRIDE + d));
+      ml[c] = __ldcg((const float2*)(p + c * PSTRIDE + HD));
     }
-    ((float4*)xs)[i] = acc;
+    float m = -3.0e38f;
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) m = fmaxf(m, ml[c].x);
+    float den = 0.f;
+    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int c = 0; c < CHUNKS; ++c) {
+      const float f = __expf(ml[c].x - m);
+      den = fmaf(f, ml[c].y, den);
+      sum.x = fmaf(f, o[c].x, sum.x); sum.y = fmaf(f, o[c].y, sum.y);
+      sum.z = fmaf(f, o[c].z, sum.z); sum.w = fmaf(f, o[c].w, sum.w);
+    }
+    const float inv = 1.f / den;
+    ((float4*)xs)[i] = make_float4(sum.x * inv, sum.y * inv, sum.z * inv, sum.w * inv);
   }
   __syncthreads();
 }
@@ -360,16 +375,24 @@ __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const fl
   }
 }
 
-// thread 0 spins until the counter reaches target (acquire), then the block goes on; the watchdog turns a
-// never-completing wait into status 1 and an early return (abort is set)
-__device__ __forceinline__ void block_wait(const int* counter, int target, int* status, int* abort) {
-  if (counter && threadIdx.x == 0 && ld_acquire(counter) < target) {
+// lane 0 of each of the first POLLERS warps spins until the counter reaches target (acquire), then the block goes
+// on. A poll is a full L2 round trip (~1 us while the other SMs saturate memory), so one poller notices a completed
+// join half a round trip late on average; POLLERS pollers started POLL_GAP_NS apart sample it that much more often.
+// The first to see it writes the wait's tag to `seen`, which ends the others. The watchdog turns a never-completing
+// wait into status 1 and an early return (abort is set).
+__device__ __forceinline__ void block_wait(const int* counter, int target, int* status, int* abort, int tag,
+                                           volatile int* seen) {
+  const int warp = threadIdx.x >> 5;
+  if (counter && warp < POLLERS && (threadIdx.x & 31) == 0) {
+    if (POLLERS > 1 && warp) __nanosleep(warp * POLL_GAP_NS);
     const unsigned long long start = now_ns();
-    while (ld_acquire(counter) < target) {
+    while (*seen != tag) {
+      if (ld_acquire(counter) >= target) { *seen = tag; break; }
       if (SPIN_NS > 0) __nanosleep(SPIN_NS);
       if (now_ns() - start > WATCHDOG_NS || *(volatile int*)status) {
         atomicExch(status, 1);
         *abort = 1;
+        *seen = tag;
         break;
       }
     }
@@ -380,12 +403,95 @@ __device__ __forceinline__ void block_wait(const int* counter, int target, int* 
 struct Store { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0]); } };
 struct Residual { float* y; const float* rs; __device__ void operator()(int r, const float* s) const { __stcg(y + r, rs[r] + s[0]); } };
 struct SiluGate { float* y; __device__ void operator()(int r, const float* s) const { __stcg(y + r, s[0] / (1.f + __expf(-s[0])) * s[1]); } };
+struct SiluShared { float* y; __device__ void operator()(int r, const float* s) const { y[r] = s[0] / (1.f + __expf(-s[0])) * s[1]; } };
+
+// fuse_mlp: the tile's k-slice of the down projection: its n activations (shared memory) times its n rows of the
+// transposed down weights (HID wide, contiguous), added into the accumulator with vector reductions (commuting
+// adds: the schedule's accumulate regions). A thread owns VEC columns and every RP-th row with DU loads always in
+// flight (a slot is reissued as soon as it is consumed); the RP row groups meet in shared memory first, so each
+// column gets one reduction per block.
+#define CG (HID / VEC)
+#define DU UNROLL
+__device__ __forceinline__ void red_add4(float* p, float a, float b, float c, float d) {
+  asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};"
+               :: "l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+}
+__device__ void down_accumulate(const w_t* Wt, const float* act, int n, float* acc, float* scratch, int scratch_floats) {
+  const int tid = threadIdx.x;
+  const int RP = NT >= CG ? NT / CG : 1, rp = NT >= CG ? tid / CG : 0;
+  const bool meet = RP > 1 && RP * HID <= scratch_floats;
+  for (int c = NT >= CG ? tid % CG : tid; c < CG; c += NT >= CG ? CG : NT) {
+    float a[VEC];
+#pragma unroll
+    for (int v = 0; v < VEC; ++v) a[v] = 0.f;
+    uint4 w[DU];
+#pragma unroll
+    for (int u = 0; u < DU; ++u) {
+      const int r = rp + u * RP;
+      w[u] = r < n ? ld_stream((const uint4*)(Wt + (long long)r * HID) + c) : make_uint4(0, 0, 0, 0);
+    }
+    for (int r0 = rp; r0 < n; r0 += RP * DU) {
+#pragma unroll
+      for (int u = 0; u < DU; ++u) {
+        const int r = r0 + u * RP, nr = r + RP * DU;
+        const uint4 x = w[u];
+        w[u] = nr < n ? ld_stream((const uint4*)(Wt + (long long)nr * HID) + c) : make_uint4(0, 0, 0, 0);
+        const float s = r < n ? act[r] : 0.f;
+#if BF16
+        a[0] = fmaf(s, __uint_as_float(x.x << 16), a[0]); a[1] = fmaf(s, __uint_as_float(x.x & 0xffff0000u), a[1]);
+        a[2] = fmaf(s, __uint_as_float(x.y << 16), a[2]); a[3] = fmaf(s, __uint_as_float(x.y & 0xffff0000u), a[3]);
+        a[4] = fmaf(s, __uint_as_float(x.z << 16), a[4]); a[5] = fmaf(s, __uint_as_float(x.z & 0xffff0000u), a[5]);
+        a[6] = fmaf(s, __uint_as_float(x.w << 16), a[6]); a[7] = fmaf(s, __uint_as_float(x.w & 0xffff0000u), a[7]);
+#else
+        a[0] = fmaf(s, __uint_as_float(x.x), a[0]); a[1] = fmaf(s, __uint_as_float(x.y), a[1]);
+        a[2] = fmaf(s, __uint_as_float(x.z), a[2]); a[3] = fmaf(s, __uint_as_float(x.w), a[3]);
+#endif
+      }
+    }
+    if (meet) {
+#pragma unroll
+      for (int v = 0; v < VEC; ++v) scratch[rp * HID + c * VEC + v] = a[v];
+    } else {
+#pragma unroll
+      for (int v = 0; v < VEC; v += 4) red_add4(acc + c * VEC + v, a[v], a[v + 1], a[v + 2], a[v + 3]);
+    }
+  }
+  if (meet) {
+    __syncthreads();
+    for (int i = tid; i < HID / 4; i += NT) {
+      float4 t = ((const float4*)scratch)[i];
+      for (int q = 1; q < RP; ++q) {
+        const float4 u = ((const float4*)(scratch + q * HID))[i];
+        t.x += u.x; t.y += u.y; t.z += u.z; t.w += u.w;
+      }
+      red_add4(acc + 4 * i, t.x, t.y, t.z, t.w);
+    }
+  }
+}
+
 __device__ unsigned long long* g_trace;   // TRACE builds: 3 timestamps per step (start, wait done, end)
-struct Wait { const int* c; int target; int* status; int* abort; unsigned long long* tr;
+struct Wait { const int* c; int target; int* status; int* abort; unsigned long long* tr; int tag; volatile int* seen;
   __device__ void operator()() const {
-    block_wait(c, target, status, abort);
+    block_wait(c, target, status, abort, tag, seen);
     if (TRACE && tr && threadIdx.x == 0) tr[1] = now_ns();
   } };
+
+// the block's best (value, index) (lowest index on ties), valid in thread 0
+__device__ void block_argmax(float& best, int& idx) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ob > best || (ob == best && oi < idx)) { best = ob; idx = oi; }
+  }
+  __shared__ float bv[32];
+  __shared__ int bi[32];
+  if ((threadIdx.x & 31) == 0) { bv[threadIdx.x >> 5] = best; bi[threadIdx.x >> 5] = idx; }
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int i = 1; i < WARPS; ++i)
+      if (bv[i] > best || (bv[i] == best && bi[i] < idx)) { best = bv[i]; idx = bi[i]; }
+  __syncthreads();
+}
 
 // logits rows plus this tile's argmax (lowest index on ties), left in A for the next step's embedding
 template <typename Pro>
@@ -400,43 +506,37 @@ __device__ void lm_head(const Task& t, const w_t* W, float* A, const float* xs, 
     const float v = ldcg(logits + r);
     if (v > best) { best = v; idx = r; }
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (ob > best || (ob == best && oi < idx)) { best = ob; idx = oi; }
-  }
-  __shared__ float bv[32];
-  __shared__ int bi[32];
-  if ((threadIdx.x & 31) == 0) { bv[threadIdx.x >> 5] = best; bi[threadIdx.x >> 5] = idx; }
-  __syncthreads();
+  block_argmax(best, idx);
   if (threadIdx.x == 0) {
-    for (int i = 1; i < WARPS; ++i)
-      if (bv[i] > best || (bv[i] == best && bi[i] < idx)) { best = bv[i]; idx = bi[i]; }
     __stcg(A + t.aux0, best);
     __stcg(A + t.aux0 + 1, (float)(idx + (int)t.aux1));
   }
 }
 
-// token (from the host, or the argmax the previous step's LM-head tiles left) -> x = embedding row
+// token (from the host, or the argmax the previous step's LM-head tiles left: one slot per thread, a block-wide
+// reduction) -> x = embedding row; fuse_mlp: the MLP accumulator (g >= 0) starts the step at zero
 __device__ void embed(const Task& t, const w_t* W, float* A, int token, int epoch) {
   __shared__ int chosen;
-  if (threadIdx.x == 0) {
-    if (token < 0) {
-      float best = -3.0e38f;
-      int idx = 0x7fffffff;
-      for (int s = 0; s < t.aux1; ++s) {
-        const float v = ldcg(A + t.aux0 + 2 * s);
-        const int i = (int)ldcg(A + t.aux0 + 2 * s + 1);
-        if (v > best || (v == best && i < idx)) { best = v; idx = i; }
-      }
-      token = idx;
+  if (token < 0) {
+    float best = -3.0e38f;
+    int idx = 0x7fffffff;
+    for (int s = threadIdx.x; s < t.aux1; s += NT) {
+      const float v = ldcg(A + t.aux0 + 2 * s);
+      const int i = (int)ldcg(A + t.aux0 + 2 * s + 1);
+      if (v > best || (v == best && i < idx)) { best = v; idx = i; }
     }
+    block_argmax(best, idx);
+    token = idx;
+  }
+  if (threadIdx.x == 0) {
     chosen = token;
     __stcg(A + t.aux2 + epoch % (int)t.aux3, (float)token);
   }
   __syncthreads();
   const w_t* row = W + t.w + (long long)chosen * t.n;
-  for (int i = threadIdx.x; i < t.n; i += NT) __stcg(A + t.out + i, w2f(row[i]));
+  for (int i = threadIdx.x; i < t.n / 4; i += NT) __stcg((float4*)(A + t.out) + i, load_w4(row + 4 * i));
+  if (t.g >= 0)
+    for (int i = threadIdx.x; i < t.n / 4; i += NT) __stcg((float4*)(A + t.g) + i, make_float4(0.f, 0.f, 0.f, 0.f));
 }
 
 // attention of the GROUP query heads of KV head aux0 over positions [aux2, min(aux3, pos + 1)): partial
@@ -596,9 +696,9 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
 #define SMEM_FLOATS (KMAX > ATTN_FLOATS ? KMAX : ATTN_FLOATS)
 
 __device__ void prefetch_task(const Task& t, const w_t* W) {
-  if (PF_BYTES <= 0 || t.op < 1 || t.op > 5) return;
+  if (PF_BYTES <= 0 || t.op < 1 || t.op == 6 || t.op > 10) return;
   const long long bytes = t.n * t.k * (long long)sizeof(w_t);
-  if (t.op == 3) {
+  if (t.op == 3 || t.op == 9) {
     prefetch_l2(W + t.w, min(bytes, (long long)PF_BYTES / 2));
     prefetch_l2(W + t.w2, min(bytes, (long long)PF_BYTES / 2));
   } else {
@@ -613,12 +713,21 @@ __device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int toke
   const int n = (int)t.n, k = (int)t.k;
   switch ((int)t.op) {
   case 0: wait(); embed(t, W, A, token, epoch); break;
-  case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
-  case 2: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }); break;
-  case 3: gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, W + t.g, xs, red, wait); }, SiluGate{A + t.out}); break;
+  case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
+  case 2: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }); break;
+  case 3: gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluGate{A + t.out}); break;
   case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { plain_input(A + t.in, k, xs, wait, A + t.out, n, rs); }, Residual{A + t.out, rs}); break;
-  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait, A + t.out, n, rs); }, Residual{A + t.out, rs}); break;
+  case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait, A + t.out, n, rs, nullptr); }, Residual{A + t.out, rs}); break;
   case 6: attention(t, A, C, pos, xs, wait); break;
+  // fuse_mlp ops: the accumulator rides in aux0 (7, 8: at the tile's rows for 8) or aux2 (10); 9 adds into it
+  case 7: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, A + t.aux0, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
+  case 8: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait, A + t.out, n, rs, A + t.aux0); }, Residual{A + t.out, rs}); break;
+  case 9:
+    gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluShared{rs});
+    __syncthreads();
+    down_accumulate(W + t.aux0, rs, n, A + t.out, xs, SMEM_FLOATS);
+    break;
+  case 10: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, A + t.aux2, W + t.g, xs, red, wait); }); break;
   }
 }
 
@@ -629,16 +738,17 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
   __shared__ float red[WARPS];
   __shared__ float rs[HID];
   __shared__ int abort_flag;
-  if (threadIdx.x == 0) abort_flag = 0;
+  __shared__ volatile int poll_seen;
+  if (threadIdx.x == 0) { abort_flag = 0; poll_seen = -1; }
   __syncthreads();
   const int b = blockIdx.x, end = prog[b + 1];
   for (int i = prog[b]; i < end; ++i) {
     int kind = steps[3 * i], a = steps[3 * i + 1], n = steps[3 * i + 2];
     unsigned long long* tr = TRACE ? g_trace + 3LL * i : nullptr;
     if (TRACE && threadIdx.x == 0) tr[0] = now_ns();
-    Wait wait{nullptr, 0, status, &abort_flag, nullptr};
+    Wait wait{nullptr, 0, status, &abort_flag, nullptr, i, &poll_seen};
     if (kind == 2) {  // a wait followed by a run: the run issues its first loads, then waits (acquire)
-      wait = Wait{counters + a, n * epoch, status, &abort_flag, nullptr};
+      wait = Wait{counters + a, n * epoch, status, &abort_flag, nullptr, i, &poll_seen};
       if (i + 1 < end && steps[3 * (i + 1)] == 0) {
         ++i;
         kind = 0;

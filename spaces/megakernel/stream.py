@@ -46,8 +46,9 @@ class KernelGenes:
     head in attention; prefetch_kb = KiB of the next task's weights pulled into L2 while waiting on a counter (0 =
     off); tiles = row tiles per worker per projection (2 = finer load balance, more signals); fuse_mlp = 1: gate/up
     and the down projection in one phase, each tile adding its k-slice of the down projection into a residual
-    accumulator (`mlp_acc`, accumulate regions), 4 joins per layer instead of 5. The CUDA kernel does not run the
-    fused ops yet (certified and executed on the CPU only), so the search does not draw fuse_mlp = 1."""
+    accumulator (`mlp_acc`, accumulate regions), 4 joins per layer instead of 5; l2_evict_first = 1: streamed
+    weights are loaded with an L2 evict-first policy (read once per step, they should not push out activations);
+    pollers = warps that poll a join's counter, staggered, so a completed join is seen sooner."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -58,10 +59,12 @@ class KernelGenes:
     tiles: int = 1
     spin_ns: int = 32
     fuse_mlp: int = 0
+    l2_evict_first: int = 0
+    pollers: int = 1
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
                "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),
-               "fuse_mlp": (0,)}
+               "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -89,6 +92,9 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
              "w_embed": V * H, "w_attn_norm": L * H, "w_qkv": L * R * H, "w_o": L * H * Q, "w_mlp_norm": L * H,
              "w_gate_up": L * 2 * inter * H, "w_down": L * H * inter, "w_final_norm": H}
     fused = bool(genes.fuse_mlp)
+    if fused and -(-inter // (W * genes.tiles)) > H:   # the kernel keeps a tile's activations in HID floats
+        raise ValueError(f"fuse_mlp: tiles of {-(-inter // (W * genes.tiles))} intermediate rows exceed hidden {H}; "
+                         "use more workers or tiles")
     if fused:   # the down projection stored transposed: a tile of intermediate rows reads whole rows of it
         sizes["mlp_acc"] = H
         sizes["w_down_t"] = sizes.pop("w_down")
