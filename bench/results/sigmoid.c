@@ -51,7 +51,8 @@ EF_INLINE float ef_core(float r) {
     return v6;
 }
 
-EF_INLINE float evoforge_sigmoid_inline(float x) {
+/* x <= -80 (subnormal results below -87.3), -inf, negative NaNs: binary64, not inlined. */
+static float evoforge_sigmoid_slow(float x) {
     double t = -(double)x;
     t = t > 0x1.e000000000000p+6 ? 0x1.e000000000000p+6 : t;          /* NaN passes */
     t = t < -0x1.e000000000000p+6 ? -0x1.e000000000000p+6 : t;
@@ -67,9 +68,45 @@ EF_INLINE float evoforge_sigmoid_inline(float x) {
     return (float)(1.0 / (1.0 + e));
 }
 
+/* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (TwoSum);
+   s/D = y0 + (s - y0 D)/D with the remainder from fmas and 1/D ~ y0 2^k. Branch-free. */
+EF_INLINE float evoforge_sigmoid_fast(float x) {
+    const float t = -(x > 0x1.2000000000000p+4f ? 0x1.2000000000000p+4f : x);       /* sigmoid rounds to 1 beyond */
+    const float sh = ef_fma(t, 0x1.7154760000000p+0f, 0x1.8p23f);
+    const float kf = sh - 0x1.8p23f;
+    const float r = ef_fma(-kf, -0x1.bd01060000000p-13f, ef_fma(-kf, 0x1.6300000000000p-1f, t));
+    const float q = ef_core(r);                                 /* ~ e^r - 1 - r */
+    const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */
+    const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */
+    const uint32_t sb = ef_bits(sh);
+    const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */
+    const float inv_s = ef_float((sb - 0x4B400000u + 127u) << 23);   /* 2^k */
+    const float dh = s + ph, bp = dh - s, ap = dh - bp;           /* TwoSum */
+    const float dl = ((s - ap) + (ph - bp)) + pl;
+    const float y0 = s / dh;
+    const float e = ef_fma(-y0, dl, ef_fma(-y0, dh, s));         /* s - y0 (dh + dl) */
+    return ef_fma(e, y0 * inv_s, y0);
+}
+
+EF_INLINE float evoforge_sigmoid_inline(float x) {
+    return ef_bits(x) < 0xC2A00000u ? evoforge_sigmoid_fast(x) : evoforge_sigmoid_slow(x);
+}
+
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */
 float evoforge_sigmoid(float x) { return evoforge_sigmoid_inline(x); }
 
 void evoforge_sigmoid_array(const float *restrict in, float *restrict out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = evoforge_sigmoid_inline(in[i]);
+    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
+        const size_t m = n - i0 < 512 ? n - i0 : 512;
+        uint32_t top = 0;                          /* largest key of the block */
+        for (size_t i = 0; i < m; i++) {
+            out[i0 + i] = evoforge_sigmoid_fast(in[i0 + i]);
+            const uint32_t k = (ef_bits(in[i0 + i]));
+            top = k > top ? k : top;
+        }
+        if (top >= 0xc2a00000u)
+            for (size_t i = 0; i < m; i++)
+                if ((ef_bits(in[i0 + i])) >= 0xc2a00000u)
+                    out[i0 + i] = evoforge_sigmoid_slow(in[i0 + i]);
+    }
 }

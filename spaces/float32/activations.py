@@ -4,9 +4,16 @@ Both reduce to the same small-term core, like sin's S = sin r - r: the program m
 [-ln2/2, ln2/2] to q(r) ~ e^r - 1 - r (|q| <= 0.068, so its own float32 rounding costs at most 2^-28 relative
 to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by the C, NumPy and Triton emitters:
 
-- sigmoid's reduction (binary64): t (exact) -> k = rint(t log2 e) with the 0x1.8p52 trick, rd = (t - k LN2_HI) - k LN2_LO
-  (LN2_HI has 32 bits, so k LN2_HI is exact for |k| < 2^21), r = (float)rd for the program;
-- e^t = 2^k (1 + rd + q(r)) in binary64 (using rd, not r, in the linear term: the program only sees the small term);
+- sigmoid, common path (x > -80, +inf, positive NaNs; float32 only, 8 lanes per AVX2 vector): t = -min(x, 18),
+  k = rint(t log2 e) in [-26, 116], r = t - k ln 2 as exp's reduction (one rounding, <= 2^-26.5 relative in e^r),
+  P = e^r = 1 + r + q(r) as a double-float ph + pl (two Fast2Sums), s = 2^-k, and 1/(1 + e^t) = s / (s + P): D =
+  s + P by TwoSum, y0 = RN(s / Dh), and the remainder correction y = y0 + (s - y0 Dh - y0 Dl) 2^k y0 (2^k y0 is
+  1/Dh to 2^-24, exact scaling, so the correction's own error is ~2^-47): one final rounding that matters; every
+  intermediate stays normal (s >= 2^-116). The rare lanes (x <= -80, results subnormal below -87.3; -inf; negative NaNs)
+  take the binary64 path below, outside the vector loop in C (blocks of 512, as log and sin);
+- sigmoid's rare path (binary64): t (exact) -> k = rint(t log2 e) with the 0x1.8p52 trick, rd = (t - k LN2_HI) -
+  k LN2_LO (LN2_HI has 32 bits, so k LN2_HI is exact for |k| < 2^21), r = (float)rd for the program;
+  e^t = 2^k (1 + rd + q(r)) in binary64 (using rd, not r, in the linear term: the program only sees the small term);
 - tanh is all float32 (8 lanes per AVX2 vector, no binary64): t = 2|x| with |x| clamped to 9.5 (tanh rounds to 1
   from 9.01 on), k = rint(t log2 e) <= 27, r = t - k C1 exactly (C1 = ln 2 to 19 bits, so k C1 is exact and the
   subtraction is exact by Sterbenz), and the program's q(r) ~ e^r - 1 - r corrected for C1 != ln 2 by
@@ -16,7 +23,8 @@ to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by
   max(Eh, 2) and min(Eh, 2)). tanh |x| = Eh/Dh corrected by the exact division remainder:
   y0 = Eh/Dh, rho = fma(-y0, Dh, Eh) (exact), y = y0 + (rho + El - y0 Dl)/Dh, one final rounding that matters;
   sign of x put back; |x| < 2^-12 returns x (error < 2^-25 relative);
-- sigmoid: t = -x clamped to [-120, 120] (1 and 0 are the float32 results beyond), 1 / (1 + e^t), one rounding.
+- sigmoid's rare path: t = -x clamped to [-120, 120] (1 and 0 are the float32 results beyond), 1 / (1 + e^t), one
+  rounding.
 
 So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error, scaled by at most 1
 (tanh: by up to ~3 at k = 1, where E = 2P - 1 cancels, so its core needs one more degree than the binary64 harness
@@ -42,7 +50,18 @@ from typing import ClassVar
 import numpy as np
 
 from spaces.float32.program import fma_f32
-from spaces.float32.reduction import F32, LOG2E, MAGIC32, MAGIC64, TARGETS, Target, _around, _bit_uniform
+from spaces.float32.reduction import (
+    F32,
+    LN2_HI,
+    LN2_LO,
+    LOG2E,
+    MAGIC32,
+    MAGIC64,
+    TARGETS,
+    Target,
+    _around,
+    _bit_uniform,
+)
 
 LOG2E_D = 1.4426950408889634
 LN2_D_HI = float.fromhex("0x1.62e42fefp-1")                 # 32 significant bits
@@ -52,6 +71,8 @@ TANH_TINY = F32(2.0 ** -12)
 TANH_LN2_C1 = F32(float.fromhex("0x1.62e44p-1"))        # ln 2 to 19 bits: k C1 exact for k <= 31
 TANH_LN2_C2 = F32(float.fromhex("0x1.0105c6p-21"))       # C1 - ln 2, rounded to float32 (mpmath)
 SIGMOID_CLAMP = 120.0
+SIGMOID_FAST_CLAMP = F32(18.0)                               # sigmoid rounds to 1 from 17.33 on
+SIGMOID_RARE_BITS = 0xC2A00000                               # float32 bits of -80: x <= -80, -inf, negative NaNs
 ERF_CLAMP = F32(3.92)
 ERF_SPLITS = (F32(0.84375), F32(2.2))                         # G below the first, D1 below the second, else D2
 ERF_SHIFTS = (F32(1.52), F32(3.06))                       # centres of D1's and D2's intervals
@@ -145,23 +166,55 @@ class Tanh(Target):
 class Sigmoid(Target):
     name: ClassVar[str] = "sigmoid"
     interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
-    # 2 clamps, k: mul add sub 3, rd 4, 2 conversions, 1 + rd + q 2, scale 1, 1 + e and div 2, conversion 1
-    harness_ops: ClassVar[int] = 17
+    # common path (x > -80, float32): clamp 1, negation 1, k: fma sub 2, r: 2 fma, P = ph + pl: 7, D = s + P:
+    # TwoSum 6 + 1, s/D with its remainder correction: div, 2 fma, mul, fma 5, rare-lane test 1 (2^+-k: integer)
+    harness_ops: ClassVar[int] = 26
     reference64: ClassVar = staticmethod(lambda x: 1.0 / (1.0 + np.exp(-x)))
 
     def reduced_reference(self, r):
         return [_expm1_ref(r)]
 
     def reduce(self, x):
-        t = -np.asarray(x, F32).astype(np.float64)
-        t = np.where(t > SIGMOID_CLAMP, SIGMOID_CLAMP, t)
-        t = np.where(t < -SIGMOID_CLAMP, -SIGMOID_CLAMP, t)
-        r, rd, k = exp_reduce(t)
-        return r, {"rd": rd, "k": k}
+        x = np.asarray(x, F32)
+        fast = x.view(np.uint32) < SIGMOID_RARE_BITS
+        t = -np.where(x > SIGMOID_FAST_CLAMP, SIGMOID_FAST_CLAMP, x).astype(F32)
+        sh = fma_f32(t, LOG2E, MAGIC32)                      # k = rint(-x log2 e) in [-26, 116]
+        kf = (sh - MAGIC32).astype(F32)
+        r = fma_f32(-kf, LN2_LO, fma_f32(-kf, LN2_HI, t))    # as exp's reduction: one rounding
+        # the rare lanes (x <= -80: subnormal results below -87.3; -inf; negative NaNs): the binary64 path
+        t64 = -x.astype(np.float64)
+        t64 = np.where(t64 > SIGMOID_CLAMP, SIGMOID_CLAMP, t64)
+        t64 = np.where(t64 < -SIGMOID_CLAMP, -SIGMOID_CLAMP, t64)
+        r_slow, rd, k = exp_reduce(t64)
+        return np.where(fast, r, r_slow).astype(F32), {"fast": fast, "sh": sh, "r": r, "rd": rd, "k": k}
 
     def reconstruct(self, outputs, state, x):
-        q = outputs[0].astype(np.float64)
-        e = pow2_f64(state["k"]) * ((state["rd"] + q) + 1.0)
+        q = np.asarray(outputs[0], F32)
+        return np.where(state["fast"], self._fast(q, state), self._slow(q, state)).astype(F32)
+
+    @staticmethod
+    def _fast(q, state):
+        """1/(1 + e^-x) = s / (s + P), s = 2^-k, P = e^r = 1 + r + q as ph + pl; D = s + P by TwoSum; the quotient
+        y0 = RN(s / Dh) corrected by its remainder, e = s - y0 (Dh + Dl), times 1/Dh ~ y0 2^k (exact scaling)."""
+        r, sb = state["r"], state["sh"].view(np.uint32).astype(np.int64)
+        ph1 = (F32(1.0) + r).astype(F32)
+        pl1 = ((F32(1.0) - ph1).astype(F32) + r).astype(F32)   # exact (Fast2Sum)
+        ph = (ph1 + q).astype(F32)
+        pl = (((ph1 - ph).astype(F32) + q).astype(F32) + pl1).astype(F32)
+        s = ((0x4B400000 + 127 - sb) << 23 & 0xFFFFFFFF).astype(np.uint32).view(F32)
+        inv_s = ((sb - 0x4B400000 + 127) << 23 & 0xFFFFFFFF).astype(np.uint32).view(F32)
+        dh = (s + ph).astype(F32)
+        bp = (dh - s).astype(F32)
+        ap = (dh - bp).astype(F32)
+        dl = (((s - ap).astype(F32) + (ph - bp).astype(F32)).astype(F32) + pl).astype(F32)
+        y0 = (s / dh).astype(F32)
+        rho = fma_f32(-y0, dh, s)
+        e = fma_f32(-y0, dl, rho)
+        return fma_f32(e, (y0 * inv_s).astype(F32), y0)
+
+    @staticmethod
+    def _slow(q, state):
+        e = pow2_f64(state["k"]) * ((state["rd"] + q.astype(np.float64)) + 1.0)
         return (1.0 / (1.0 + e)).astype(F32)
 
     def sample(self, n, rng):
@@ -172,7 +225,8 @@ class Sigmoid(Target):
     def hard_points(self):
         k = np.arange(-30, 152)
         half = -(k + 0.5) * np.log(2)                  # where k changes
-        edges = [-87.33654, -103.27893, -103.97208, 16.635532, 17.328680, 0.0, 2.0 ** -25, -(2.0 ** -25)]
+        edges = [-87.33654, -103.27893, -103.97208, 16.635532, 17.328680, 0.0, 2.0 ** -25, -(2.0 ** -25), -80.0,
+                 18.0]
         return _around(np.concatenate([half, edges]), 2)
 
 
