@@ -39,6 +39,7 @@ from search.evaluation import Evaluator, evaluate_chunk  # noqa: E402
 from search.protocols import Context  # noqa: E402
 from spaces.float32.program import op_count  # noqa: E402
 from spaces.float32.space import Float32Space  # noqa: E402
+from spaces.float32.structure import space_size  # noqa: E402
 from spaces.float32.structure_space import Float32StructureSpace  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -107,7 +108,9 @@ def main() -> None:
 
     space, objective = build(args.target, args.seeded, args.max_ops, args.seed, args.space)
     structure = args.space == "structure"
-    settings = SearchSettings(population=args.population, generations=100000, wall_time=budget,
+    size = space_size(args.target) if structure else None
+    settings = SearchSettings(population=args.population, generations=1000000, wall_time=budget,
+                              max_evaluations=size,
                               targets={"max_ulp": 1.0} if args.stop_at_target else {}, hall_of_fame=20,
                               novelty_tries=5 if structure else 0, restart_after=12 if structure else 0)
     first_feasible: dict = {}
@@ -125,8 +128,11 @@ def main() -> None:
         bestv = min((i.evaluation.total_violation, i.evaluation.values) for i in state.population)
         line = {"gen": state.generation, "evals": state.evaluations, "s": round(time.perf_counter() - t0, 1),
                 "best_violation": bestv[0], "best_values": list(bestv[1]), "feasible": s.get("feasible")}
-        log.append(line)
-        print(json.dumps(line), flush=True)
+        # one line per generation that evaluated something new (a converged structure search makes many
+        # generations of cache hits), and every 100th
+        if not log or state.evaluations != log[-1]["evals"] or state.generation % 100 == 0:
+            log.append(line)
+            print(json.dumps(line), flush=True)
 
     load_start = os.getloadavg()
     with PoolEvaluator(objective, args.workers) as ev:
@@ -146,7 +152,8 @@ def main() -> None:
                      **({"structure": repr(ind.genome)} if structure else {})})
     ok = sorted([r for r in rows if r["max_ulp_200k"] <= 1.0], key=lambda r: (r["ops"], r["max_ulp_200k"]))
     name = args.target + (args.tag and f"_{args.tag}")
-    out = {"target": args.target, "space": "float32_structure" if structure else "float32", "seeded": args.seeded,
+    out = {"target": args.target, "space": "float32_structure" if structure else "float32", "space_size": size,
+           "seeded": args.seeded,
            "seconds_budget": budget, "workers": args.workers, "cpu_count": os.cpu_count(),
            "population": args.population, "stop_reason": state.stop_reason, "evaluations": state.evaluations,
            "wall_seconds": round(time.perf_counter() - t0, 1), "first_feasible": first_feasible or None,

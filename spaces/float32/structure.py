@@ -24,6 +24,7 @@ lets `structure_fit.py` fit it in milliseconds instead of running a nonlinear so
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -73,18 +74,45 @@ def genes_of(target: str) -> dict[str, tuple]:
 
 
 def make(target: str, **values) -> Genome:
-    """A genome from keyword genes (missing genes take their first allowed value), validated."""
+    """A genome from keyword genes (missing genes take their first allowed value), validated, with genes that do
+    not act in it (a denominator's degree without a `rational` form, ...) set to their first value, so that two
+    genomes are equal exactly when they compile to the same program."""
     genes = GENES[target]
     bad = [k for k in values if k not in genes]
     if bad:
         raise ValueError(f"unknown genes {bad} for {target}; allowed: {sorted(genes)}")
-    out = []
+    v = {name: values.get(name, allowed[0]) for name, allowed in genes.items()}
     for name, allowed in genes.items():
-        v = values.get(name, allowed[0])
-        if v not in allowed:
-            raise ValueError(f"gene {name}={v!r} not in {allowed}")
-        out.append((name, v))
-    return tuple(sorted(out))
+        if v[name] not in allowed:
+            raise ValueError(f"gene {name}={v[name]!r} not in {allowed}")
+    if v.get("form") == "evenodd" and v["degree"] < 2:     # two coefficients: even/odd is plain Horner
+        v["form"] = "poly"
+    for name in _inactive(target, v):
+        v[name] = genes[name][0]
+    return tuple(sorted(v.items()))
+
+
+def _inactive(target: str, v: dict) -> list[str]:
+    off = []
+    if "den_degree" in v and v.get("form") != "rational":
+        off.append("den_degree")
+    if target == "log":
+        if v["form"] == "atanh":
+            off.append("shift")
+        if v["form"] not in ("fP", "rational"):
+            off.append("pin")
+    if target in ("tanh", "sigmoid") and (v["form"] == "evenodd" or (
+            v["degree"] < 2 and (v["form"] != "rational" or v["den_degree"] < 2))):
+        off.append("scheme")                       # no polynomial of 3 or more coefficients to schedule
+    if target in ("sin", "cos") and v["s_degree"] < 3 and v["c_degree"] < 3:
+        off.append("scheme")
+    return off
+
+
+def space_size(target: str) -> int:
+    """Distinct genomes (programs) of `target`."""
+    genes = GENES[target]
+    return len({make(target, **dict(zip(genes, combo))) for combo in itertools.product(*genes.values())})
 
 
 class _Builder:

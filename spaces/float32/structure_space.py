@@ -73,7 +73,15 @@ class Float32StructureSpace(Space[Genome]):
         return make(self.target.name, **{g: v[int(rng.integers(len(v)))] for g, v in self.genes.items()})
 
     def mutate(self, genome: Genome, rng: np.random.Generator) -> Genome:
-        """One gene changes: an integer gene by one step (two thirds of the time) or to any allowed value."""
+        """One gene changes: an integer gene by one step (two thirds of the time) or to any allowed value; a
+        change to a gene that does not act (see `structure.make`) is drawn again, up to 20 times."""
+        for _ in range(20):
+            child = self._mutate_once(genome, rng)
+            if child != genome:
+                return child
+        return child
+
+    def _mutate_once(self, genome: Genome, rng: np.random.Generator) -> Genome:
         values = dict(genome)
         names = sorted(self.genes)
         name = names[int(rng.integers(len(names)))]

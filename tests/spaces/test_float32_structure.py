@@ -1,6 +1,8 @@
 """The float32 structure space: genomes compile to valid programs for every target, the linear minimax fitter reaches
 1 ULP where the degree allows it and not below, and a short search from random structures finds a program."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from search.protocols import Context, UserError
 from spaces import REGISTRY
 from spaces.float32.program import ARITY, CONST, canonical, n_constants, op_count
 from spaces.float32.reduction import TARGETS, ulp_error
-from spaces.float32.structure import GENES, compile_structure, make
+from spaces.float32.structure import GENES, compile_structure, make, space_size
 from spaces.float32.structure_fit import StructureFitSettings, _Incremental, fit_structure, reduced_sample
 from spaces.float32.structure_space import Float32StructureSpace
 
@@ -32,7 +34,7 @@ def test_every_genome_compiles_to_a_valid_program_without_dead_code(target):
         child = sp.mutate(a, rng)
         assert child != a and dict(child).keys() == GENES[target].keys()
         assert all(v in GENES[target][k] for k, v in child)
-        pop += list(sp.crossover(a, child, rng))
+        pop += list(sp.crossover(b, child, rng))
     for genome in set(pop):
         c = compile_structure(target, genome, TARGETS[target].interval)
         for i, (op, args) in enumerate(c.program):
@@ -41,6 +43,18 @@ def test_every_genome_compiles_to_a_valid_program_without_dead_code(target):
         assert n_constants(c.program) == len(c.slots)
         assert canonical(c.program, n_out, n_in) == c.program      # outputs last, nothing dead
         assert len(c.fractions) == n_out
+
+
+def test_genes_that_do_not_act_are_normalised_so_equal_genomes_mean_equal_programs():
+    assert make("exp", degree=6, den_degree=3) == make("exp", degree=6)          # no denominator without rational
+    assert make("log", form="atanh", shift=1, pin=1) == make("log", form="atanh")
+    assert make("exp", form="rational", den_degree=3) != make("exp", form="rational")
+    for target in ("exp", "log", "tanh", "sin"):
+        compiled = [compile_structure(target, make(target, **dict(zip(GENES[target], combo))))
+                    for combo in itertools.product(*GENES[target].values())]
+        programs = {(c.program, c.slots) for c in compiled}          # pins: same instructions, fixed constants
+        assert len(programs) == space_size(target)
+    assert space_size("exp") == 360 and space_size("erf") == 3388
 
 
 def test_estrin_shares_powers_and_counts_its_operations():
