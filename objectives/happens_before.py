@@ -270,49 +270,61 @@ def _accumulate_conflicts(acc: list[tuple[int, int, int, int]], storage: str, cl
     a read must follow every member of the last group; an accumulate joins a run (following what the run's first
     member had to follow) unless reads came since, which it must then follow; a write must follow the reads since
     the last group, or every member of it when there were none. Every conflicting pair is then ordered through
-    these adjacent ones, as in the module docstring. Plain Python per segment: only storages with accumulates
-    take this path."""
+    these adjacent ones, as in the module docstring.
+
+    A set of accesses is kept per segment as its latest step index per worker (a vector clock's shape): an access
+    follows every member of the set iff its own clock is at least that on every worker, so each check is one
+    vectorised comparison, not one per member (the 1B schedule has hundreds of tiles accumulating into every
+    segment of the MLP accumulator)."""
     bounds = np.unique(np.array([x for a in acc for x in a[2:]], dtype=np.int64))
-    n_seg = len(bounds) - 1
-    last: list[list[int]] = [[] for _ in range(n_seg)]        # nodes of the last group
-    last_is_run = [False] * n_seg
-    run_needs: list[list[int]] = [[] for _ in range(n_seg)]   # what the run's members must follow
-    run_came_after_reads = [False] * n_seg
-    readers: list[list[int]] = [[] for _ in range(n_seg)]
+    n_seg, W = len(bounds) - 1, len(clocks.first)
+    none = np.full(W, -1, dtype=np.int64)
+    last = np.full((n_seg, W), -1, dtype=np.int64)         # the last group
+    run_needs = np.full((n_seg, W), -1, dtype=np.int64)    # what the current run's members must follow
+    readers = np.full((n_seg, W), -1, dtype=np.int64)      # reads since the last group
+    last_is_run = np.zeros(n_seg, dtype=bool)
+    came_after_reads = np.zeros(n_seg, dtype=bool)         # the run's needs are reads (WAR), not writes (WAW)
     out: list[Conflict] = []
+
+    def most(rows: np.ndarray) -> np.ndarray:
+        return rows.max(axis=0) if len(rows) else none
+
     for t, code, start, stop in acc:
         node = int(node_of_task[t])
         mine = clocks.clock(np.array([node]))[0]
-        after_reads: set[int] = set()     # earlier reads this access must follow (WAR)
-        after_writes: set[int] = set()    # earlier writes or accumulates (RAW, WAW)
-        for g in range(int(np.searchsorted(bounds, start)), int(np.searchsorted(bounds, stop))):
-            if code == 0:
-                after_writes.update(last[g])
-                readers[g].append(node)
-                continue
-            if readers[g]:
-                after_reads.update(readers[g])
-                if code == ACCUMULATE:
-                    run_needs[g] = list(readers[g])
-            elif code == ACCUMULATE and last_is_run[g]:
-                (after_reads if run_came_after_reads[g] else after_writes).update(run_needs[g])
-            else:
-                after_writes.update(last[g])
-                if code == ACCUMULATE:
-                    run_needs[g] = list(last[g])
+        w, i = int(clocks.worker_of[node]), int(clocks.index_of[node])
+        sl = slice(int(np.searchsorted(bounds, start)), int(np.searchsorted(bounds, stop)))
+        if code == 0:
+            needs = {"RAW": most(last[sl])}
+            readers[sl, w] = np.maximum(readers[sl, w], i)
+        else:
+            seen = (readers[sl] >= 0).any(axis=1)
             if code == ACCUMULATE:
-                joins = last_is_run[g] and not readers[g]
-                run_came_after_reads[g] = run_came_after_reads[g] if joins else bool(readers[g])
-                last[g] = last[g] + [node] if joins else [node]
-                last_is_run[g] = True
+                run = last_is_run[sl] & ~seen
+                other = ~seen & ~last_is_run[sl]
+                after = came_after_reads[sl]
+                needs = {"WAR": np.maximum(most(readers[sl][seen]), most(run_needs[sl][run & after])),
+                         "WAW": np.maximum(most(run_needs[sl][run & ~after]), most(last[sl][other]))}
+                rn, la = run_needs[sl], last[sl]          # views: updated in place below
+                rn[seen] = readers[sl][seen]
+                rn[other] = la[other]
+                la[seen | other] = -1
+                la[:, w] = np.maximum(la[:, w], i)
+                came_after_reads[sl] = np.where(run, came_after_reads[sl], seen)
+                last_is_run[sl] = True
             else:
-                last[g], last_is_run[g] = [node], False
-            readers[g] = []
-        for earlier, kind in ((after_reads, "WAR"), (after_writes, "RAW" if code == 0 else "WAW")):
-            earlier.discard(node)
-            if earlier:
-                out += _report(clocks, task_of_node, np.array(sorted(earlier), dtype=np.int64), node, t, kind,
-                               storage, mine)
+                needs = {"WAR": most(readers[sl][seen]), "WAW": most(last[sl][~seen])}
+                last[sl] = -1
+                last[sl, w] = i
+                last_is_run[sl] = False
+            readers[sl] = -1
+        for kind, need in needs.items():
+            need = need.copy()
+            if need[w] == i:             # the task itself (its read before its own write)
+                need[w] = -1
+            bad = np.flatnonzero(need > mine)
+            if len(bad):
+                out += _report(clocks, task_of_node, clocks.first[bad] + need[bad], node, t, kind, storage, mine)
     return out
 
 
