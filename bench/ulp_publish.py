@@ -6,7 +6,9 @@
 Candidates: every front member in bench/results/ulp_search_*.json for the function (found by bench/ulp_search.py;
 its constants as the search fitted them, when the run recorded them), and, labelled "classic", the textbook forms
 (`space.classic_forms`) with fitted constants (left out with --search-only). Each candidate's constants are polished (`fitting.polish`, float32-aware, on 2^20 inputs), then measured on an independent sample of --points
-inputs; the fewest ops with max ULP <= --bound wins (ties: lower error). Writes NAME.c (`float evoforge_NAME(float)`),
+inputs; the lowest cost with max ULP <= --bound wins (ties: lower error), the cost being the op count with each
+division counted as --div-cost operations (default 3: a vector division's throughput is several FMAs', and the
+calibrated per-op costs in bench/README.md put it at 0.19 ns against 0.07 for an fma; 1 = plain op count). Writes NAME.c (`float evoforge_NAME(float)`),
 NAME_numpy.py and NAME.json (program, constants, origin, sample error). The exhaustive verdict is
 bench/ulp_exhaustive.py's job, not this script's.
 """
@@ -27,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from search.protocols import Context  # noqa: E402
 from spaces.float32 import emit as emitters  # noqa: E402
 from spaces.float32.fitting import polish  # noqa: E402
-from spaces.float32.program import op_count, render  # noqa: E402
+from spaces.float32.program import canonical, op_count, render  # noqa: E402
 from spaces.float32.reduction import TARGETS, ulp_error  # noqa: E402
 from spaces.float32.space import Float32Space, classic_forms  # noqa: E402
 
@@ -56,16 +58,26 @@ def candidates(name: str, max_ops: int, search_only: bool = False) -> list[tuple
     return out
 
 
-def publish(name: str, points: int, bound: float, max_ops: int, search_only: bool = False) -> dict:
+def cost(prog: tuple, n_outputs: int, n_inputs: int, div_cost: float) -> float:
+    """Live operations, a division counting `div_cost`."""
+    live = canonical(prog, n_outputs, n_inputs)
+    return len(live) + (div_cost - 1.0) * sum(1 for op, _ in live if op == "div")
+
+
+def publish(name: str, points: int, bound: float, max_ops: int, search_only: bool = False,
+            div_cost: float = 3.0) -> dict:
     target = TARGETS[name]
     space = Float32Space(Float32Space.Config(target=name, max_ops=max_ops), Context())
     x = np.concatenate([target.sample(points, np.random.default_rng(2024)), target.hard_points()])
     ref = target.reference(x)
     rows = []
     found = candidates(name, max_ops, search_only)
-    for origin, prog, start in sorted(found, key=lambda c: op_count(c[1], target.n_outputs, target.n_inputs)):
+    def cost_of(prog):
+        return cost(prog, target.n_outputs, target.n_inputs, div_cost)
+
+    for origin, prog, start in sorted(found, key=lambda c: cost_of(c[1])):
         ops = op_count(prog, target.n_outputs, target.n_inputs)
-        if any(r["ok"] and r["ops"] < ops for r in rows):
+        if any(r["ok"] and r["cost"] < cost_of(prog) for r in rows):
             break                                     # a cheaper program already passed
         if start is None:
             fit = space.fit(prog)
@@ -74,10 +86,11 @@ def publish(name: str, points: int, bound: float, max_ops: int, search_only: boo
             start = fit.constants
         consts, _ = polish(prog, name, start)
         err = float(np.max(ulp_error(target.evaluate(prog, consts, x), ref)))
-        rows.append({"origin": origin, "ops": ops, "max_ulp_sample": err, "ok": err <= bound, "program": prog,
+        rows.append({"origin": origin, "ops": ops, "cost": cost_of(prog), "max_ulp_sample": err, "ok": err <= bound,
+                     "program": prog,
                      "constants": consts})
         print(f"  {name}: {origin:<28} {ops:>3} ops  max ULP {err:.4f}", flush=True)
-    ok = sorted([r for r in rows if r["ok"]], key=lambda r: (r["ops"], r["max_ulp_sample"]))
+    ok = sorted([r for r in rows if r["ok"]], key=lambda r: (r["cost"], r["max_ulp_sample"]))
     if not ok:
         return {"function": name, "published": False, "tried": len(rows)}
     best = ok[0]
@@ -86,6 +99,7 @@ def publish(name: str, points: int, bound: float, max_ops: int, search_only: boo
     (RESULTS / f"{name}.c").write_text(emitters.emit(prog, consts, target, "c", note))
     (RESULTS / f"{name}_numpy.py").write_text(emitters.emit(prog, consts, target, "numpy", note))
     info = {"function": name, "published": True, "origin": best["origin"], "program_ops": best["ops"],
+            "program_cost": best["cost"], "division_cost": div_cost,
             "harness_ops": target.harness_ops, "max_ulp_sample": best["max_ulp_sample"], "sample_size": int(x.size),
             "program": render(prog, consts, target.n_inputs), "genome": repr(prog),
             "constants": [float(c).hex() for c in consts], **search_provenance(best["origin"])}
@@ -129,13 +143,15 @@ def main() -> None:
     ap.add_argument("--max-ops", type=int, default=24)
     ap.add_argument("--reemit", action="store_true", help="only re-emit the code of the published programs")
     ap.add_argument("--search-only", action="store_true", help="only search results compete (no classic forms)")
+    ap.add_argument("--div-cost", type=float, default=3.0, help="a division counts as this many operations")
     args = ap.parse_args()
     if args.reemit:
         for name in args.only:
             reemit(name)
         return
     t0 = time.perf_counter()
-    table = [publish(name, args.points, args.bound, args.max_ops, args.search_only) for name in args.only]
+    table = [publish(name, args.points, args.bound, args.max_ops, args.search_only, args.div_cost)
+             for name in args.only]
     print(f"\n{'function':<8} {'origin':<28} {'program ops':>11} {'max ULP (sample)':>17}")
     for r in table:
         if r["published"]:
