@@ -24,7 +24,15 @@ from search.protocols import Evaluation, Objective, UserError
 from spaces.architecture.corpus import Corpus, CorpusConfig, load_corpus
 from spaces.architecture.fidelity import mean_cosine
 from spaces.architecture.shapes import Shape
-from spaces.architecture.teacher import Teacher, WordTargets, cached_embeddings, cached_targets, load_teacher, pool
+from spaces.architecture.teacher import (
+    Teacher,
+    TokenStates,
+    WordTargets,
+    cached_embeddings,
+    cached_targets,
+    load_teacher,
+    pool,
+)
 from spaces.architecture.vocabulary import VocabularyPlan, plan_vocabulary, reduce_vocabulary, student_tokenizer
 
 
@@ -283,6 +291,7 @@ class DistillationData:
     held_out_targets: np.ndarray
     max_length: int  # teacher tokens per snippet
     train_words: WordTargets | None = None  # the teacher's word states of the training snippets, when asked for
+    train_tokens: TokenStates | None = None  # its token states averaged per token over them (static students' start)
     _embedded: dict = field(default_factory=dict, repr=False)
 
     def teacher_embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -309,11 +318,13 @@ def prepare_data(teacher: str | Teacher, data: str | None, corpus_config: Corpus
         teacher.model.to("cuda")  # targets on the GPU; the teacher goes back to the CPU for latency figures
     trainer = teacher.with_precision(teacher_precision) if device_for_training() == "cpu" else teacher
     try:
-        train_targets, train_words = cached_targets(trainer, corpus.train, max_length, cache_dir, words=words)
+        train_targets, train_words, train_tokens = cached_targets(trainer, corpus.train, max_length, cache_dir,
+                                                                  words=words, tokens=True)
         held_out_targets = cached_embeddings(teacher, corpus.held_out, max_length, cache_dir)
     finally:
         teacher.model.to("cpu")
-    return DistillationData(teacher, corpus, plan, train_targets, held_out_targets, max_length, train_words)
+    return DistillationData(teacher, corpus, plan, train_targets, held_out_targets, max_length, train_words,
+                            train_tokens)
 
 
 def train_student(shape: Shape, data: DistillationData, config: TrainingConfig, init: str = "teacher",
@@ -359,7 +370,7 @@ def _train_static(shape: Shape, data: DistillationData, config: TrainingConfig, 
             torch.manual_seed(config.seed)
             student = StaticStudent(shape.vocab, shape.hidden, data.teacher.embedding_dim)
     else:
-        student = build_static(shape, data.teacher, vocabulary)
+        student = build_static(shape, data.teacher, vocabulary, data.train_tokens)
     result = None
     if train:
         config = replace(config, learning_rate=config.learning_rate * config.static_lr_scale, word_weight=0.0)

@@ -120,7 +120,10 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
                                                         "float32 (float32 holds half the parameters)"),
              steps: int = typer.Option(2000, help="distillation steps of the transformer student (32 snippets each)"),
              prefer: str = typer.Option("fidelity", help="which student of the fidelity/latency front to write: "
-                                                          "fidelity, speed or balanced")):
+                                                          "fidelity, speed or balanced"),
+             time_budget: float = typer.Option(600.0, "--time-budget",
+                                               help="seconds the command aims for: the transformer stage runs "
+                                                    "only when its predicted time fits (0 = always run it)")):
     """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation."""
     import os
     from dataclasses import replace
@@ -137,7 +140,9 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
         raise UserError(f"--dtype: {dtype!r} is not supported; choose one of {', '.join(BYTES_PER_PARAMETER)}")
     if steps < 1:
         raise UserError(f"--steps: {steps} must be at least 1")
-    settings = replace(CompressSettings(), dtype=dtype, final_steps=steps)
+    if not time_budget >= 0:
+        raise UserError(f"--time-budget: {time_budget:g} must be 0 (no limit) or more seconds")
+    settings = replace(CompressSettings(), dtype=dtype, final_steps=steps, time_budget=time_budget)
     path = compress_model(teacher, to, data, out, search_only, workers, settings,
                           log=lambda text: console.print(text, markup=False, highlight=False), prefer=prefer)
     console.print(f"student written to {path}")

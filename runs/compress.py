@@ -12,7 +12,9 @@ Steps (Compressor, shared/papers.md, plus the re-ranking it lacks, plus the stat
      measured against the teacher: file size, GFLOPs, parameters, CPU latency at batch 1 and 32, mean cosine and
      top-1 retrieval agreement on held-out text, per domain;
   5. the static students of the space (zero layers: an int8 token table per width in `static_widths`, with as
-     many of the corpus's tokens as fit) are distilled too (seconds each) and measured the same way;
+     many of the corpus's tokens as fit) are distilled too (seconds each) and measured the same way; they are
+     trained first, and steps 3-4 run only when their time, predicted from a few timed steps, fits the
+     `time_budget` (on 2 cores at 3 MB they took 607 of 1,058 s and lost to the static table);
   6. the finished students form a front of fidelity against measured batch-1 latency (text to vector), with
      model2vec's student of the same size as a named row when model2vec is installed; `--prefer` picks the one
      written out (spaces/architecture/front.py).
@@ -65,10 +67,11 @@ class CompressSettings:
     held_out_snippets: int = 300   # per domain
     teacher_precision: str = "float32"  # or "int8": training targets 1.6x cheaper on a CPU but at cosine 0.973
                                         # to float32's (spaces/architecture/teacher.py), so off by default
-    static_widths: tuple[int, ...] = (64, 128, 256)  # static students tried (int8 tables; empty = none)
-    static_steps: int = 500        # distillation steps of each static student: 4 passes over 8,000 snippets, where
-                                   # held-out cosine peaks (W256: 300 / 500 / 800 / 1,600 steps gave 0.827 / 0.832 /
-                                   # 0.830 / 0.814 on code; the table overfits, bench/README.md)
+    static_widths: tuple[int, ...] = (64, 128, 256, 320)  # static students tried (int8 tables; empty = none)
+    static_steps: int = 300        # distillation steps of each static student. The table overfits: from the
+                                   # teacher's token states in context (teacher.TokenStates), W256 on 8,000
+                                   # snippets held out 0.834 / 0.769 (code / prose) at 200 steps, 0.836 / 0.764 at
+                                   # 500; from each token run alone 0.832 / 0.762 at 500 (bench/README.md)
     static_batch_size: int = 64
     latency_texts: int = 100       # single held-out texts timed for the batch-1 text-to-vector latency
     peer: bool = True              # add model2vec's student of the same size to the front when it is installed
@@ -76,6 +79,12 @@ class CompressSettings:
                                    # with other jobs, 1 can be several times faster)
     latency_threads: int = 1       # torch CPU threads when timing teacher and student (the same for both)
     latency_repeats: int = 20
+    time_budget: float = 600.0     # seconds the whole command aims for (0 = no limit): the transformer stage (the
+                                   # re-ranking and the final distillation) runs only when its time, predicted from
+                                   # a few timed steps of each candidate, fits what the static students left. On 2
+                                   # cores at 3 MB it took 607 of 1,058 s and its student lost to the static table on
+                                   # both domains (bench/README.md)
+    probe_steps: int = 3           # training steps timed per candidate for that prediction
     seed: int = 0
 
 
@@ -312,6 +321,45 @@ def static_shapes(limit_mb: float, plan, embedding_dim: int, settings: CompressS
     return shapes
 
 
+def plan_transformer_stage(candidates: list[Candidate], data, settings: CompressSettings, elapsed: float,
+                           log, trained: int = 1) -> dict[str, Any]:
+    """Whether the transformer stage (re-ranking every candidate, then the winner's full distillation) fits the
+    time budget, `elapsed` seconds of which are spent; with no other student `trained`, it runs regardless. Each
+    candidate trains `probe_steps` steps, timed, and the
+    stage is predicted at `rerank_steps` x the candidates' step times + `final_steps` x the slowest one's. Probing
+    stops once the part predicted so far overruns the budget. The measurements after the stage are not predicted."""
+    from objectives.distillation import TrainingConfig, train_student
+
+    stage: dict[str, Any] = {"run": bool(candidates), "budget_seconds": settings.time_budget,
+                             "elapsed_seconds": elapsed, "step_seconds": {}, "predicted_seconds": None}
+    if not candidates or settings.time_budget <= 0 or not trained:
+        return stage
+    began = time.perf_counter()
+    config = TrainingConfig(steps=settings.probe_steps, batch_size=settings.batch_size,
+                            learning_rate=settings.learning_rate, max_length=settings.seq_length,
+                            threads=settings.threads, seed=settings.seed)
+    steps: list[float] = []
+    for c in candidates:
+        if elapsed + time.perf_counter() - began >= settings.time_budget:
+            break
+        _, _, result = train_student(c.shape, data, config, init=settings.init)
+        steps.append(result.seconds / result.steps)
+        stage["step_seconds"][c.shape.describe()] = steps[-1]
+        rerank_seconds = settings.rerank_steps * sum(steps) if len(candidates) > 1 else 0.0
+        stage["predicted_seconds"] = rerank_seconds + settings.final_steps * max(steps)
+        if elapsed + time.perf_counter() - began + stage["predicted_seconds"] > settings.time_budget:
+            break
+    stage["probe_seconds"] = time.perf_counter() - began
+    left = settings.time_budget - elapsed - stage["probe_seconds"]
+    stage["run"] = len(steps) == len(candidates) and stage["predicted_seconds"] <= left
+    if not stage["run"]:
+        predicted = ("no time left to time a step" if stage["predicted_seconds"] is None else
+                     f"predicted at least {stage['predicted_seconds']:.0f} s")
+        log(f"transformer stage skipped: {predicted}, {max(left, 0.0):.0f} s of the {settings.time_budget:.0f} s "
+            "time budget left (--time-budget 0 runs it)")
+    return stage
+
+
 def train_static_students(shapes, data, settings: CompressSettings, directory: Path, log) -> list[Path]:
     """Distil and save each static shape under `directory`; returns their folders."""
     from objectives.distillation import TrainingConfig, train_student
@@ -444,8 +492,14 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
             data_ = prepare_data(loaded, data, CorpusConfig(), settings.max_length, settings.seed, corpus=corpus,
                                  teacher_precision=settings.teacher_precision)
             timings["teacher_targets"] = time.perf_counter() - mark
-            folders: list[Path] = []
-            if candidates:
+            # Static students first: seconds each, and what the transformer stage must beat to be worth its time.
+            mark = time.perf_counter()
+            folders = train_static_students(statics, data_, settings, staging / "students", log)
+            timings["static_training"] = time.perf_counter() - mark
+            stage = plan_transformer_stage(candidates, data_, settings, time.perf_counter() - began, log,
+                                           len(folders))
+            report["transformer_stage"] = stage
+            if stage["run"]:
                 mark = time.perf_counter()
                 ranked = rerank(candidates, teacher, data, settings, workers, data_)
                 timings["rerank"] = time.perf_counter() - mark
@@ -462,14 +516,11 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
                 shutil.rmtree(staging / "checkpoints", ignore_errors=True)
                 save_student(student, tokenizer, staging / "students" / "transformer", settings.dtype,
                              settings.seq_length)
-                folders.append(staging / "students" / "transformer")
+                folders.insert(0, staging / "students" / "transformer")
                 timings["final_training"] = result.seconds
                 report["training"] = {"steps": result.steps, "seconds": result.seconds,
                                       "snippets_per_s": result.snippets_per_s, "tokens_per_s": result.tokens_per_s,
                                       "final_loss": result.final_loss}
-            mark = time.perf_counter()
-            folders += train_static_students(statics, data_, settings, staging / "students", log)
-            timings["static_training"] = time.perf_counter() - mark
             mark = time.perf_counter()
             report["teacher_figures"] = teacher_figures(data_, settings)
             report["teacher_figures"]["latency_ms"] = teacher_latency_ms(data_, settings)
@@ -580,6 +631,12 @@ def report_markdown(report: dict[str, Any]) -> str:
         if "training" in report:
             lines.append(f"transformer training: {report['training']['steps']} steps in "
                          f"{report['training']['seconds']:.0f} s")
+        stage = report.get("transformer_stage") or {}
+        if stage and not stage["run"]:
+            predicted = stage["predicted_seconds"]
+            lines.append(f"transformer stage skipped (time budget {stage['budget_seconds']:.0f} s, "
+                         f"{stage['elapsed_seconds']:.0f} s spent before it" + (
+                             f", predicted at least {predicted:.0f} s)" if predicted is not None else ")"))
         lines.append("timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()))
     lines.append(f"total: {report['total_seconds']:.0f} s")
     return "\n".join(lines) + "\n"

@@ -65,9 +65,19 @@ def token_states(teacher, vocabulary: ReducedVocabulary, batch_size: int = 512) 
     return out
 
 
-def build_static(shape: Shape, teacher, vocabulary: ReducedVocabulary) -> StaticStudent:
-    """A static student initialised as model2vec does: PCA of the teacher's per-token outputs (no training)."""
-    states = token_states(teacher, vocabulary)
+def build_static(shape: Shape, teacher, vocabulary: ReducedVocabulary, contextual=None) -> StaticStudent:
+    """A static student initialised as model2vec does, PCA of per-token teacher outputs (no training). With
+    `contextual` (teacher.TokenStates: each token's state averaged over its occurrences in the training corpus),
+    a row starts from that, and only tokens the corpus never shows the teacher are run alone."""
+    if contextual is None:
+        states = token_states(teacher, vocabulary)
+    else:
+        means, found = contextual.lookup(vocabulary.teacher_ids)
+        states = means.astype(np.float64)
+        if not found.all():
+            missing = ReducedVocabulary(tuple(t for t, f in zip(vocabulary.tokens, found) if not f),
+                                        vocabulary.teacher_ids[~found])
+            states[~found] = token_states(teacher, missing)
     mean = states.mean(0)
     student = StaticStudent(shape.vocab, shape.hidden, teacher.embedding_dim)
     with torch.no_grad():

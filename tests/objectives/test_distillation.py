@@ -92,8 +92,8 @@ def test_teacher_and_student_tokenizers_share_words(data, tmp_path):
     from spaces.architecture.vocabulary import reduce_vocabulary, student_tokenizer
 
     texts = list(data.corpus.train[:16])
-    pooled, words = cached_targets(data.teacher, texts, 512, tmp_path, words=True)
-    again, cached = cached_targets(data.teacher, texts, 512, tmp_path, words=True)  # read back from the cache
+    pooled, words, _ = cached_targets(data.teacher, texts, 512, tmp_path, words=True)
+    again, cached, _ = cached_targets(data.teacher, texts, 512, tmp_path, words=True)  # read back from the cache
     assert np.array_equal(pooled, again) and np.array_equal(words.states, cached.states)
     assert words.states.shape == (words.offsets[-1], data.teacher.embedding_dim)
     tokenizer = student_tokenizer(data.teacher.tokenizer, reduce_vocabulary(data.teacher.tokenizer, data.plan,
@@ -180,6 +180,21 @@ def test_static_student_starts_from_the_teachers_token_outputs(data):
     assert residual < 0.75 < 0.9 < random_residual
 
 
+def test_static_student_starts_from_the_teachers_states_in_context(data):
+    """With the corpus's token states, a row is the teacher's mean state of that token in context; tokens the
+    corpus never showed the teacher fall back to the token run alone."""
+    from spaces.architecture.static import build_static, token_states
+    from spaces.architecture.vocabulary import reduce_vocabulary
+
+    vocabulary = reduce_vocabulary(data.teacher.tokenizer, data.plan, 400)
+    means, found = data.train_tokens.lookup(vocabulary.teacher_ids)
+    assert 0 < found.sum() < len(found)  # single characters the training snippets never use are kept too
+    student = build_static(Shape(0, 384, 1, 0, 400, 0), data.teacher, vocabulary, data.train_tokens)
+    rows = (student.embeddings.weight + student.bias).detach().double().numpy()
+    np.testing.assert_allclose(rows[found], means[found], atol=1e-5)
+    np.testing.assert_allclose(rows[~found], token_states(data.teacher, vocabulary)[~found], atol=1e-5)
+
+
 def test_static_student_trains_saves_int8_and_loads_back(data, tmp_path):
     from objectives.model_size import student_size
     from spaces.architecture.fidelity import mean_cosine
@@ -204,6 +219,22 @@ def test_static_student_trains_saves_int8_and_loads_back(data, tmp_path):
     assert mean_cosine(saved, data.train_targets) > before + 0.02
 
 
+def test_token_states_average_to_the_mean_pooled_embedding(data, tmp_path):
+    """Per-token means of the teacher's states, weighted by their counts, give back a text's mean-pooled
+    embedding (every token, [CLS] and [SEP] included, is in both); the cache returns the same arrays."""
+    from spaces.architecture.teacher import cached_targets
+
+    text = [data.corpus.train[0]]
+    pooled, _, tokens = cached_targets(data.teacher, text, 512, tmp_path, tokens=True)
+    assert tokens.counts.sum() == len(data.teacher.tokenizer(text[0])["input_ids"])
+    rebuilt = (tokens.means * tokens.counts[:, None]).sum(0) / tokens.counts.sum()
+    assert np.allclose(rebuilt, pooled[0], atol=1e-5)
+    _, _, again = cached_targets(data.teacher, text, 512, tmp_path, tokens=True)
+    assert np.array_equal(again.means, tokens.means) and np.array_equal(again.ids, tokens.ids)
+    means, found = tokens.lookup(np.array([tokens.ids[1], 999_999]))
+    assert found.tolist() == [True, False] and np.array_equal(means[0], tokens.means[1]) and not means[1].any()
+
+
 def test_int8_teacher_targets_stay_close_and_have_their_own_cache_key(data, tmp_path):
     from spaces.architecture.fidelity import mean_cosine
     from spaces.architecture.teacher import cached_targets
@@ -211,8 +242,8 @@ def test_int8_teacher_targets_stay_close_and_have_their_own_cache_key(data, tmp_
     texts = list(data.corpus.held_out)
     quantised = data.teacher.with_precision("int8")
     assert quantised.precision == "int8" and data.teacher.with_precision("float32") is data.teacher
-    int8, _ = cached_targets(quantised, texts, 48, tmp_path)
-    float32, _ = cached_targets(data.teacher, texts, 48, tmp_path)
+    int8 = cached_targets(quantised, texts, 48, tmp_path)[0]
+    float32 = cached_targets(data.teacher, texts, 48, tmp_path)[0]
     assert len(list(tmp_path.glob("teacher-*.npy"))) == 2
     assert 0.95 < mean_cosine(int8, float32) < 0.999  # per-channel int8: close, not equal
     with pytest.raises(UserError, match="teacher_precision"):

@@ -12,7 +12,7 @@ from search.protocols import UserError
 MICRO = CompressSettings(seq_length=32, population=16, generations=5, vocab_floors=2, rerank_steps=3,
                          final_steps=6, batch_size=4, max_length=32, train_snippets=40, held_out_snippets=12,
                          latency_repeats=2, static_widths=(32,), static_steps=30, static_batch_size=8,
-                         latency_texts=4, peer=False)
+                         latency_texts=4, peer=False, time_budget=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,38 @@ def test_micro_compression_writes_the_preferred_student_and_the_front(tmp_path, 
     assert not list(tmp_path.glob(".*partial*")) and not (out / "students").exists()
 
 
+def test_transformer_stage_is_skipped_when_it_cannot_fit_the_time_budget(tmp_path, text_dir):
+    """A budget already spent when the static students are done: no step is timed, no transformer is trained,
+    the static table is written and the report says why."""
+    settings = replace(MICRO, time_budget=1e-3)
+    out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, settings)
+    report = json.loads((out / "report.json").read_text())
+    assert [s["kind"] for s in report["students"]] == ["static"]
+    stage = report["transformer_stage"]
+    assert stage["run"] is False and stage["step_seconds"] == {} and stage["predicted_seconds"] is None
+    assert "final_training" not in report["timings"] and "rerank" not in report["timings"]
+
+
+def test_transformer_stage_prediction_times_each_candidate(text_dir):
+    """With room in the budget every candidate is timed and the stage runs; a budget the prediction overruns
+    stops it."""
+    from objectives.distillation import prepare_data
+    from runs.compress import Candidate, plan_transformer_stage
+    from spaces.architecture.corpus import CorpusConfig
+    from spaces.architecture.shapes import Shape
+
+    data = prepare_data("", str(text_dir), CorpusConfig(max_train=40, max_held_out=12), 32)
+    shapes = [Shape(1, 32, 2, 64, data.plan.floor + k, 32) for k in (0, 8)]
+    candidates = [Candidate(shape=s, gflops=0.0, size_mb=0.0, vocab_floor=data.plan.floor) for s in shapes]
+    roomy = plan_transformer_stage(candidates, data, replace(MICRO, time_budget=1e6), 0.0, print)
+    assert roomy["run"] and len(roomy["step_seconds"]) == 2
+    slowest = max(roomy["step_seconds"].values())
+    assert roomy["predicted_seconds"] == pytest.approx(
+        MICRO.rerank_steps * sum(roomy["step_seconds"].values()) + MICRO.final_steps * slowest)
+    tight = plan_transformer_stage(candidates, data, replace(MICRO, time_budget=1e6, final_steps=10**9), 0.0, print)
+    assert not tight["run"] and len(tight["step_seconds"]) == 1  # the first timing already overruns
+
+
 def test_micro_transformer_student_loads_with_transformers_and_sentence_transformers(tmp_path, text_dir):
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
@@ -152,7 +184,8 @@ def test_rerank_on_ray_workers_matches_in_process(tmp_path, text_dir):
 
 
 @pytest.mark.parametrize("args,message", [(["--dtype", "int4"], "--dtype"), (["--steps", "0"], "--steps"),
-                                          (["--prefer", "smallest"], "--prefer")])
+                                          (["--prefer", "smallest"], "--prefer"),
+                                          (["--time-budget", "-5"], "--time-budget")])
 def test_cli_rejects_bad_dtype_and_steps(args, message):
     import subprocess
     import sys
