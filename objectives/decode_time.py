@@ -116,7 +116,11 @@ def _verdict(args) -> str | None:
     from spaces.megakernel.stream import stream_schedule
 
     model, genes, sms, kv = args
-    verdict = validate(stream_schedule(model, genes, sms=sms, kv_length=kv))
+    try:
+        schedule = stream_schedule(model, genes, sms=sms, kv_length=kv)
+    except ValueError as e:   # genes this shape cannot lower (e.g. fused MLP tiles wider than the kernel keeps)
+        return str(e)
+    verdict = validate(schedule)
     return None if verdict.accepted else str(verdict.rejections[0])
 
 

@@ -240,3 +240,18 @@ def test_fused_mlp_lowering_accumulates_the_down_projection_and_reproduces_the_f
     assert mlp[0] == 9 and mlp[7] == layout["mlp_acc"][1] and mlp[8] == layout["w_down_t"][1]
     assert table[ops.index("embed_argmax")][5] == layout["mlp_acc"][1]
     assert table[ops.index("norm_acc_matvec")][8] == layout["mlp_acc"][1]
+
+
+def test_fused_mlp_genes_a_shape_cannot_lower_are_a_failed_evaluation_not_a_crash():
+    from objectives.decode_time import DecodeTime
+    from search.protocols import Context
+    from spaces.megakernel.stream_space import StreamKernelSpace
+
+    # one SM: a tile holds all 688 intermediate rows, wider than hidden (256), which the fused kernel cannot hold
+    space = StreamKernelSpace(StreamKernelSpace.Config(model_config="toy", kv_length=16, sms=1, dtype="float32"),
+                              Context())
+    objective = DecodeTime(DecodeTime.Config(steps=8), space, Context())
+    assert "fuse_mlp" in objective._certified(KernelGenes(fuse_mlp=1))
+    assert objective._certified(KernelGenes(fuse_mlp=0)) is None
+    with pytest.raises(ValueError, match="fuse_mlp"):
+        stream_schedule(TOY, KernelGenes(fuse_mlp=1), sms=1, kv_length=16)
