@@ -2,7 +2,8 @@
 
 Base schedules: every real lowering of 3 tiny Llama configs x 3 tilings x 3 synchronisation styles (barrier, join,
 tile counters) x RMSNorm separate or fused into its consumers: 54 lowerings; plus the streaming lowering of the
-same configs with 4 settings of its schedule-changing genes (workers, attention chunks, tiles per worker): 12. Adversarial schedules: one-edit mutations of those (spaces/megakernel/adversarial.py), labelled
+same configs with 6 settings of its schedule-changing genes (workers, attention chunks, tiles per worker, the
+fused MLP whose tiles accumulate into one residual accumulator): 18. Adversarial schedules: one-edit mutations of those (spaces/megakernel/adversarial.py), labelled
 unsafe/safe by the explicit-state explorer (spaces/megakernel/explorer.py). The peer is the explorer itself: the
 validator must agree with it on every unsafe schedule (false accepts = 0) and should agree on safe ones (false
 rejects are the price of a static check). Paper (AutoMegaKernel): 7,160 schedules, 6,091 unsafe, 0 false accepts,
@@ -40,7 +41,9 @@ CONFIGS = {
 }
 # streaming lowerings (spaces/megakernel/stream.py) with the schedule-changing genes: (SMs, genes)
 STREAM_GENES = [(2, KernelGenes(chunks=1)), (3, KernelGenes(chunks=2)), (2, KernelGenes(chunks=2, tiles=2)),
-                (2, KernelGenes(blocks_per_sm=2, chunks=4))]
+                (2, KernelGenes(blocks_per_sm=2, chunks=4)),
+                # the fused MLP: tiles accumulate (commuting +=) into the residual accumulator
+                (2, KernelGenes(chunks=2, fuse_mlp=1)), (3, KernelGenes(chunks=1, tiles=2, fuse_mlp=1))]
 TILINGS = {
     "r8-h1-w2": Tiling(rows=8, heads=1, workers=2),
     "r8-h2-w3": Tiling(rows=8, heads=2, workers=3),
