@@ -90,16 +90,23 @@ def build(target: str, seeded: bool, max_ops: int, seed: int, kind: str = "progr
 
 def runners_up(space, state, taken: set[str], per_ops: int = 3, within: int = 3) -> list:
     """Feasible evaluated genomes off the front: the `per_ops` lowest-error ones of each op count from the cheapest
-    feasible count up to `within` more. (genome, evaluation, False) triples; structure keys are genome reprs."""
+    feasible count up to `within` more, separately with and without a division (a division costs several fmas,
+    `ulp_publish.py --div-cost`). (genome, evaluation, False) triples; structure keys are genome reprs."""
     feasible = [(ast.literal_eval(k), ev) for k, ev in state.cache.items()
                 if ev.failed is None and ev.feasible and k not in taken]
     if not feasible:
         return []
     cheapest = min(ev.values[1] for _, ev in feasible)
+
+    def divides(genome) -> bool:
+        return any(op == "div" for op, _ in space.canonical(genome))
+
     out = []
     for ops in range(int(cheapest), int(cheapest) + within + 1):
-        same = sorted([(g, ev) for g, ev in feasible if ev.values[1] == ops], key=lambda p: p[1].values[0])
-        out += [(g, ev, False) for g, ev in same[:per_ops]]
+        for div in (False, True):
+            same = sorted([(g, ev) for g, ev in feasible if ev.values[1] == ops and divides(g) == div],
+                          key=lambda p: p[1].values[0])
+            out += [(g, ev, False) for g, ev in same[:per_ops]]
     return out
 
 

@@ -1,4 +1,4 @@
-"""evoforge float32 tanh, vectorised NumPy, bit-exact with the emitted C. Origin: classic; max ULP 0.7598 on 2097522 sampled inputs."""
+"""evoforge float32 tanh, vectorised NumPy, bit-exact with the emitted C. Origin: search:ulp_search_tanh_struct; max ULP 0.7598 on 2097522 sampled inputs."""
 
 import numpy as np
 
@@ -27,9 +27,9 @@ def bits(x):
 
 def core(r):
     v1 = np.asarray((r * r), F32)
-    v2 = np.asarray(fma(r, F32(float.fromhex('0x1.a071360000000p-13')), F32(float.fromhex('0x1.6d43020000000p-10'))), F32)
-    v3 = np.asarray(fma(v2, r, F32(float.fromhex('0x1.11114c0000000p-7'))), F32)
-    v4 = np.asarray(fma(v3, r, F32(float.fromhex('0x1.5554f20000000p-5'))), F32)
+    v2 = np.asarray(fma(r, F32(float.fromhex('0x1.a052f20000000p-13')), F32(float.fromhex('0x1.6d2d7c0000000p-10'))), F32)
+    v3 = np.asarray(fma(v2, r, F32(float.fromhex('0x1.11115a0000000p-7'))), F32)
+    v4 = np.asarray(fma(v3, r, F32(float.fromhex('0x1.5555020000000p-5'))), F32)
     v5 = np.asarray(fma(v4, r, F32(float.fromhex('0x1.5555560000000p-3'))), F32)
     v6 = np.asarray(fma(v5, r, F32(float.fromhex('0x1.0000000000000p-1'))), F32)
     v7 = np.asarray((v1 * v6), F32)
