@@ -51,7 +51,7 @@ EF_INLINE float ef_core(float r) {
     return v6;
 }
 
-/* x <= -80 (subnormal results below -87.3), -inf, negative NaNs: binary64, not inlined. */
+/* |x| >= 80 (1, or subnormal results below -87.3), inf, NaN: binary64, not inlined. */
 static float evoforge_sigmoid_slow(float x) {
     double t = -(double)x;
     t = t > 0x1.e000000000000p+6 ? 0x1.e000000000000p+6 : t;          /* NaN passes */
@@ -68,28 +68,27 @@ static float evoforge_sigmoid_slow(float x) {
     return (float)(1.0 / (1.0 + e));
 }
 
-/* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (TwoSum);
-   s/D = y0 + (s - y0 D)/D with the remainder from fmas and 1/D ~ y0 2^k. Branch-free. */
+/* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (Fast2Sum);
+   c = 1/dh, y0 = s c = s/dh rounded once (exact scaling), then y0 + (s - y0 D) c. Branch-free. */
 EF_INLINE float evoforge_sigmoid_fast(float x) {
-    const float t = -(x > 0x1.2000000000000p+4f ? 0x1.2000000000000p+4f : x);       /* sigmoid rounds to 1 beyond */
+    const float t = -x;
     const float sh = ef_fma(t, 0x1.7154760000000p+0f, 0x1.8p23f);
     const float kf = sh - 0x1.8p23f;
     const float r = ef_fma(-kf, -0x1.bd01060000000p-13f, ef_fma(-kf, 0x1.6300000000000p-1f, t));
     const float q = ef_core(r);                                 /* ~ e^r - 1 - r */
     const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */
     const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */
-    const uint32_t sb = ef_bits(sh);
-    const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */
-    const float inv_s = ef_float((sb - 0x4B400000u + 127u) << 23);   /* 2^k */
-    const float dh = s + ph, bp = dh - s, ap = dh - bp;           /* TwoSum */
-    const float dl = ((s - ap) + (ph - bp)) + pl;
-    const float y0 = s / dh;
+    const float s = ef_float((0x4B400000u + 127u - ef_bits(sh)) << 23);   /* 2^-k */
+    const float hi = s > ph ? s : ph, lo = s > ph ? ph : s;
+    const float dh = hi + lo, dl = (lo - (dh - hi)) + pl;        /* Fast2Sum: D = dh + dl */
+    const float c = 1.0f / dh;
+    const float y0 = s * c;                                     /* = s/dh rounded once */
     const float e = ef_fma(-y0, dl, ef_fma(-y0, dh, s));         /* s - y0 (dh + dl) */
-    return ef_fma(e, y0 * inv_s, y0);
+    return ef_fma(e, c, y0);
 }
 
 EF_INLINE float evoforge_sigmoid_inline(float x) {
-    return ef_bits(x) < 0xC2A00000u ? evoforge_sigmoid_fast(x) : evoforge_sigmoid_slow(x);
+    return (ef_bits(x) & 0x7fffffffu) < 0x42A00000u ? evoforge_sigmoid_fast(x) : evoforge_sigmoid_slow(x);
 }
 
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */
@@ -101,12 +100,12 @@ void evoforge_sigmoid_array(const float *restrict in, float *restrict out, size_
         uint32_t top = 0;                          /* largest key of the block */
         for (size_t i = 0; i < m; i++) {
             out[i0 + i] = evoforge_sigmoid_fast(in[i0 + i]);
-            const uint32_t k = (ef_bits(in[i0 + i]));
+            const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
             top = k > top ? k : top;
         }
-        if (top >= 0xc2a00000u)
+        if (top >= 0x42a00000u)
             for (size_t i = 0; i < m; i++)
-                if ((ef_bits(in[i0 + i])) >= 0xc2a00000u)
+                if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42a00000u)
                     out[i0 + i] = evoforge_sigmoid_slow(in[i0 + i]);
     }
 }

@@ -38,8 +38,8 @@ def core(r):
 def evoforge_sigmoid(x):
     x = np.asarray(x, F32)
     with np.errstate(all='ignore'):
-        fast = x.view(np.uint32) < 0xc2a00000
-        tf = -np.where(x > F32(float.fromhex('0x1.2000000000000p+4')), F32(float.fromhex('0x1.2000000000000p+4')), x).astype(F32)
+        fast = (x.view(np.uint32) & np.uint32(0x7FFFFFFF)) < 0x42a00000
+        tf = -x
         shf = fma(tf, F32(float.fromhex('0x1.7154760000000p+0')), F32(12582912.0))
         kf = (shf - F32(12582912.0)).astype(F32)
         rf = fma(-kf, F32(float.fromhex('-0x1.bd01060000000p-13')), fma(-kf, F32(float.fromhex('0x1.6300000000000p-1')), tf))
@@ -62,12 +62,12 @@ def evoforge_sigmoid(x):
         pl = (((ph1 - ph).astype(F32) + q).astype(F32) + pl1).astype(F32)
         sb = bits(shf)
         s = f32(((0x4B400000 + 127 - sb) << 23) & 0xFFFFFFFF)
-        inv_s = f32(((sb - 0x4B400000 + 127) << 23) & 0xFFFFFFFF)
-        dh = (s + ph).astype(F32)
-        bp = (dh - s).astype(F32)
-        ap = (dh - bp).astype(F32)
-        dl = (((s - ap).astype(F32) + (ph - bp).astype(F32)).astype(F32) + pl).astype(F32)
-        y0 = (s / dh).astype(F32)
+        hi = np.where(s > ph, s, ph).astype(F32)
+        lo = np.where(s > ph, ph, s).astype(F32)
+        dh = (hi + lo).astype(F32)
+        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + pl).astype(F32)
+        c = (F32(1.0) / dh).astype(F32)
+        y0 = (s * c).astype(F32)
         e = fma(-y0, dl, fma(-y0, dh, s))
-        yf = fma(e, (y0 * inv_s).astype(F32), y0)
+        yf = fma(e, c, y0)
         return np.where(fast, yf, ys).astype(F32)

@@ -4,13 +4,14 @@ Both reduce to the same small-term core, like sin's S = sin r - r: the program m
 [-ln2/2, ln2/2] to q(r) ~ e^r - 1 - r (|q| <= 0.068, so its own float32 rounding costs at most 2^-28 relative
 to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by the C, NumPy and Triton emitters:
 
-- sigmoid, common path (x > -80, +inf, positive NaNs; float32 only, 8 lanes per AVX2 vector): t = -min(x, 18),
-  k = rint(t log2 e) in [-26, 116], r = t - k ln 2 as exp's reduction (one rounding, <= 2^-26.5 relative in e^r),
-  P = e^r = 1 + r + q(r) as a double-float ph + pl (two Fast2Sums), s = 2^-k, and 1/(1 + e^t) = s / (s + P): D =
-  s + P by TwoSum, y0 = RN(s / Dh), and the remainder correction y = y0 + (s - y0 Dh - y0 Dl) 2^k y0 (2^k y0 is
-  1/Dh to 2^-24, exact scaling, so the correction's own error is ~2^-47): one final rounding that matters; every
-  intermediate stays normal (s >= 2^-116). The rare lanes (x <= -80, results subnormal below -87.3; -inf; negative NaNs)
-  take the binary64 path below, outside the vector loop in C (blocks of 512, as log and sin);
+- sigmoid, common path (|x| < 80; float32 only, 8 lanes per AVX2 vector): t = -x, k = rint(t log2 e) in
+  [-116, 116], r = t - k ln 2 as exp's reduction (one rounding, <= 2^-26.5 relative in e^r), P = e^r = 1 + r + q(r)
+  as a double-float ph + pl (two Fast2Sums), s = 2^-k, and 1/(1 + e^t) = s / (s + P): D = s + P by Fast2Sum of
+  max(s, ph) and min(s, ph), c = RN(1/Dh), y0 = s c = RN(s/Dh) (scaling by a power of two is exact while normal),
+  and the remainder correction y = y0 + (s - y0 Dh - y0 Dl) c (the correction's own error is ~2^-47): one final
+  rounding that matters; every intermediate stays normal (2^-116 <= s <= 2^116). The rare lanes (|x| >= 80: results
+  1, or subnormal below -87.3; inf; NaN) take the binary64 path below, outside the vector loop in C (blocks of 512,
+  as log and sin);
 - sigmoid's rare path (binary64): t (exact) -> k = rint(t log2 e) with the 0x1.8p52 trick, rd = (t - k LN2_HI) -
   k LN2_LO (LN2_HI has 32 bits, so k LN2_HI is exact for |k| < 2^21), r = (float)rd for the program;
   e^t = 2^k (1 + rd + q(r)) in binary64 (using rd, not r, in the linear term: the program only sees the small term);
@@ -71,8 +72,7 @@ TANH_TINY = F32(2.0 ** -12)
 TANH_LN2_C1 = F32(float.fromhex("0x1.62e44p-1"))        # ln 2 to 19 bits: k C1 exact for k <= 31
 TANH_LN2_C2 = F32(float.fromhex("0x1.0105c6p-21"))       # C1 - ln 2, rounded to float32 (mpmath)
 SIGMOID_CLAMP = 120.0
-SIGMOID_FAST_CLAMP = F32(18.0)                               # sigmoid rounds to 1 from 17.33 on
-SIGMOID_RARE_BITS = 0xC2A00000                               # float32 bits of -80: x <= -80, -inf, negative NaNs
+SIGMOID_FAST_BELOW = 0x42A00000                              # float32 bits of 80: |x| < 80 takes the float32 path
 ERF_CLAMP = F32(3.92)
 ERF_SPLITS = (F32(0.84375), F32(2.2))                         # G below the first, D1 below the second, else D2
 ERF_SHIFTS = (F32(1.52), F32(3.06))                       # centres of D1's and D2's intervals
@@ -166,9 +166,9 @@ class Tanh(Target):
 class Sigmoid(Target):
     name: ClassVar[str] = "sigmoid"
     interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
-    # common path (x > -80, float32): clamp 1, negation 1, k: fma sub 2, r: 2 fma, P = ph + pl: 7, D = s + P:
-    # TwoSum 6 + 1, s/D with its remainder correction: div, 2 fma, mul, fma 5, rare-lane test 1 (2^+-k: integer)
-    harness_ops: ClassVar[int] = 26
+    # common path (|x| < 80, float32): negation 1, k: fma sub 2, r: 2 fma, P = ph + pl: 7, D = s + P: max, min,
+    # Fast2Sum 5 + 1, s/D with its remainder correction: div, mul, 2 fma, fma 5, rare-lane test 1 (2^-k: integer)
+    harness_ops: ClassVar[int] = 24
     reference64: ClassVar = staticmethod(lambda x: 1.0 / (1.0 + np.exp(-x)))
 
     def reduced_reference(self, r):
@@ -176,12 +176,12 @@ class Sigmoid(Target):
 
     def reduce(self, x):
         x = np.asarray(x, F32)
-        fast = x.view(np.uint32) < SIGMOID_RARE_BITS
-        t = -np.where(x > SIGMOID_FAST_CLAMP, SIGMOID_FAST_CLAMP, x).astype(F32)
-        sh = fma_f32(t, LOG2E, MAGIC32)                      # k = rint(-x log2 e) in [-26, 116]
+        fast = (x.view(np.uint32) & np.uint32(0x7FFFFFFF)) < SIGMOID_FAST_BELOW
+        t = -x
+        sh = fma_f32(t, LOG2E, MAGIC32)                      # k = rint(-x log2 e) in [-116, 116]
         kf = (sh - MAGIC32).astype(F32)
         r = fma_f32(-kf, LN2_LO, fma_f32(-kf, LN2_HI, t))    # as exp's reduction: one rounding
-        # the rare lanes (x <= -80: subnormal results below -87.3; -inf; negative NaNs): the binary64 path
+        # the rare lanes (|x| >= 80: 1, or results subnormal below -87.3; inf; NaN): the binary64 path
         t64 = -x.astype(np.float64)
         t64 = np.where(t64 > SIGMOID_CLAMP, SIGMOID_CLAMP, t64)
         t64 = np.where(t64 < -SIGMOID_CLAMP, -SIGMOID_CLAMP, t64)
@@ -194,23 +194,23 @@ class Sigmoid(Target):
 
     @staticmethod
     def _fast(q, state):
-        """1/(1 + e^-x) = s / (s + P), s = 2^-k, P = e^r = 1 + r + q as ph + pl; D = s + P by TwoSum; the quotient
-        y0 = RN(s / Dh) corrected by its remainder, e = s - y0 (Dh + Dl), times 1/Dh ~ y0 2^k (exact scaling)."""
+        """1/(1 + e^-x) = s / (s + P), s = 2^-k, P = e^r = 1 + r + q as ph + pl; D = s + P by Fast2Sum of the larger
+        and the smaller; c = RN(1/Dh) and y0 = s c = RN(s/Dh) (an exact scaling: every value stays normal for
+        |x| < 80), corrected by its remainder e = s - y0 (Dh + Dl) times c."""
         r, sb = state["r"], state["sh"].view(np.uint32).astype(np.int64)
         ph1 = (F32(1.0) + r).astype(F32)
         pl1 = ((F32(1.0) - ph1).astype(F32) + r).astype(F32)   # exact (Fast2Sum)
         ph = (ph1 + q).astype(F32)
         pl = (((ph1 - ph).astype(F32) + q).astype(F32) + pl1).astype(F32)
         s = ((0x4B400000 + 127 - sb) << 23 & 0xFFFFFFFF).astype(np.uint32).view(F32)
-        inv_s = ((sb - 0x4B400000 + 127) << 23 & 0xFFFFFFFF).astype(np.uint32).view(F32)
-        dh = (s + ph).astype(F32)
-        bp = (dh - s).astype(F32)
-        ap = (dh - bp).astype(F32)
-        dl = (((s - ap).astype(F32) + (ph - bp).astype(F32)).astype(F32) + pl).astype(F32)
-        y0 = (s / dh).astype(F32)
-        rho = fma_f32(-y0, dh, s)
-        e = fma_f32(-y0, dl, rho)
-        return fma_f32(e, (y0 * inv_s).astype(F32), y0)
+        hi = np.where(s > ph, s, ph).astype(F32)
+        lo = np.where(s > ph, ph, s).astype(F32)
+        dh = (hi + lo).astype(F32)
+        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + pl).astype(F32)
+        c = (F32(1.0) / dh).astype(F32)
+        y0 = (s * c).astype(F32)
+        e = fma_f32(-y0, dl, fma_f32(-y0, dh, s))
+        return fma_f32(e, c, y0)
 
     @staticmethod
     def _slow(q, state):
@@ -226,7 +226,7 @@ class Sigmoid(Target):
         k = np.arange(-30, 152)
         half = -(k + 0.5) * np.log(2)                  # where k changes
         edges = [-87.33654, -103.27893, -103.97208, 16.635532, 17.328680, 0.0, 2.0 ** -25, -(2.0 ** -25), -80.0,
-                 18.0]
+                 80.0]
         return _around(np.concatenate([half, edges]), 2)
 
 

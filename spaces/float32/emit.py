@@ -264,8 +264,8 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
         api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))))
     elif name in ("log", "log2"):   # not a positive normal float (0, subnormal, inf, NaN, negative)
         api += _c_block_loop(name, "({v} - 0x00800000u)", 0x7F000000)
-    elif name == "sigmoid":         # x <= -80, -inf, negative NaNs
-        api += _c_block_loop(name, "({v})", A.SIGMOID_RARE_BITS)
+    elif name == "sigmoid":         # |x| >= 80, inf, NaN
+        api += _c_block_loop(name, "({v} & 0x7fffffffu)", A.SIGMOID_FAST_BELOW)
     else:
         api += f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n"
     return head + C_PRELUDE + "\n" + _c_core(program, constants, target) + "\n" + body + api

@@ -77,7 +77,7 @@ def c_body(target: Target, name: str) -> str:
               "    const double q = (double)ef_core((float)rd);          /* ~ e^rd - 1 - rd */\n"
               "    const uint64_t pb = (uint64_t)(int64_t)(k + 1023) << 52;\n"
               "    double p2; memcpy(&p2, &pb, sizeof p2);               /* 2^k */\n")
-    return (f"/* x <= -80 (subnormal results below -87.3), -inf, negative NaNs: binary64, not inlined. */\n"
+    return (f"/* |x| >= 80 (1, or subnormal results below -87.3), inf, NaN: binary64, not inlined. */\n"
             f"static float evoforge_{name}_slow(float x) {{\n"
             "    double t = -(double)x;\n"
             f"    t = t > {_d(A.SIGMOID_CLAMP)} ? {_d(A.SIGMOID_CLAMP)} : t;          /* NaN passes */\n"
@@ -87,31 +87,30 @@ def c_body(target: Target, name: str) -> str:
             "    return (float)(1.0 / (1.0 + e));\n"
             "}\n\n" + c_sigmoid_fast(name) +
             f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
-            f"    return ef_bits(x) < 0x{A.SIGMOID_RARE_BITS:08X}u ? evoforge_{name}_fast(x) : evoforge_{name}_slow(x);\n"
+            f"    return (ef_bits(x) & 0x7fffffffu) < 0x{A.SIGMOID_FAST_BELOW:08X}u ? evoforge_{name}_fast(x)"
+            f" : evoforge_{name}_slow(x);\n"
             "}\n")
 
 
 def c_sigmoid_fast(name: str) -> str:
-    """x > -80 (and +inf, positive NaNs), float32 only (activations.Sigmoid._fast: why each step is exact)."""
-    return ("/* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (TwoSum);\n"
-            "   s/D = y0 + (s - y0 D)/D with the remainder from fmas and 1/D ~ y0 2^k. Branch-free. */\n"
+    """|x| < 80, float32 only (activations.Sigmoid._fast: why each step is exact)."""
+    return ("/* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (Fast2Sum);\n"
+            "   c = 1/dh, y0 = s c = s/dh rounded once (exact scaling), then y0 + (s - y0 D) c. Branch-free. */\n"
             f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
-            f"    const float t = -(x > {_f(A.SIGMOID_FAST_CLAMP)} ? {_f(A.SIGMOID_FAST_CLAMP)} : x);"
-            "       /* sigmoid rounds to 1 beyond */\n"
+            "    const float t = -x;\n"
             f"    const float sh = ef_fma(t, {_f(LOG2E)}, 0x1.8p23f);\n"
             "    const float kf = sh - 0x1.8p23f;\n"
             f"    const float r = ef_fma(-kf, {_f(LN2_LO)}, ef_fma(-kf, {_f(LN2_HI)}, t));\n"
             "    const float q = ef_core(r);                                 /* ~ e^r - 1 - r */\n"
             "    const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */\n"
             "    const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */\n"
-            "    const uint32_t sb = ef_bits(sh);\n"
-            "    const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */\n"
-            "    const float inv_s = ef_float((sb - 0x4B400000u + 127u) << 23);   /* 2^k */\n"
-            "    const float dh = s + ph, bp = dh - s, ap = dh - bp;           /* TwoSum */\n"
-            "    const float dl = ((s - ap) + (ph - bp)) + pl;\n"
-            "    const float y0 = s / dh;\n"
+            "    const float s = ef_float((0x4B400000u + 127u - ef_bits(sh)) << 23);   /* 2^-k */\n"
+            "    const float hi = s > ph ? s : ph, lo = s > ph ? ph : s;\n"
+            "    const float dh = hi + lo, dl = (lo - (dh - hi)) + pl;        /* Fast2Sum: D = dh + dl */\n"
+            "    const float c = 1.0f / dh;\n"
+            "    const float y0 = s * c;                                     /* = s/dh rounded once */\n"
             "    const float e = ef_fma(-y0, dl, ef_fma(-y0, dh, s));         /* s - y0 (dh + dl) */\n"
-            "    return ef_fma(e, y0 * inv_s, y0);\n"
+            "    return ef_fma(e, c, y0);\n"
             "}\n\n")
 
 
@@ -179,8 +178,8 @@ def numpy_body(target: Target, name: str) -> str:
             "    x = np.asarray(x, F32)\n"
             "    with np.errstate(all='ignore'):\n")
     return (head +
-            f"        fast = x.view(np.uint32) < {A.SIGMOID_RARE_BITS:#x}\n"
-            f"        tf = -np.where(x > {h(A.SIGMOID_FAST_CLAMP)}, {h(A.SIGMOID_FAST_CLAMP)}, x).astype(F32)\n"
+            f"        fast = (x.view(np.uint32) & np.uint32(0x7FFFFFFF)) < {A.SIGMOID_FAST_BELOW:#x}\n"
+            "        tf = -x\n"
             f"        shf = fma(tf, {h(LOG2E)}, F32(12582912.0))\n"
             "        kf = (shf - F32(12582912.0)).astype(F32)\n"
             f"        rf = fma(-kf, {h(LN2_LO)}, fma(-kf, {h(LN2_HI)}, tf))\n"
@@ -197,14 +196,14 @@ def numpy_body(target: Target, name: str) -> str:
             "        pl = (((ph1 - ph).astype(F32) + q).astype(F32) + pl1).astype(F32)\n"
             "        sb = bits(shf)\n"
             "        s = f32(((0x4B400000 + 127 - sb) << 23) & 0xFFFFFFFF)\n"
-            "        inv_s = f32(((sb - 0x4B400000 + 127) << 23) & 0xFFFFFFFF)\n"
-            "        dh = (s + ph).astype(F32)\n"
-            "        bp = (dh - s).astype(F32)\n"
-            "        ap = (dh - bp).astype(F32)\n"
-            "        dl = (((s - ap).astype(F32) + (ph - bp).astype(F32)).astype(F32) + pl).astype(F32)\n"
-            "        y0 = (s / dh).astype(F32)\n"
+            "        hi = np.where(s > ph, s, ph).astype(F32)\n"
+            "        lo = np.where(s > ph, ph, s).astype(F32)\n"
+            "        dh = (hi + lo).astype(F32)\n"
+            "        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + pl).astype(F32)\n"
+            "        c = (F32(1.0) / dh).astype(F32)\n"
+            "        y0 = (s * c).astype(F32)\n"
             "        e = fma(-y0, dl, fma(-y0, dh, s))\n"
-            "        yf = fma(e, (y0 * inv_s).astype(F32), y0)\n"
+            "        yf = fma(e, c, y0)\n"
             "        return np.where(fast, yf, ys).astype(F32)\n")
 
 
@@ -241,8 +240,8 @@ def triton_tanh_lines(body: list[str], out: str) -> list[str]:
 def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[str]:
     """sigmoid: lines of the @triton.jit function after `x = x.to(tl.float32)`; `body` computes `out` from `r`."""
     f = lambda v: repr(float(np.float32(v)))  # noqa: E731
-    lines = [f"    fast = x.to(tl.uint32, bitcast=True) < {A.SIGMOID_RARE_BITS:#x}",
-             f"    tf = -tl.where(x > {f(A.SIGMOID_FAST_CLAMP)}, {f(A.SIGMOID_FAST_CLAMP)}, x)",
+    lines = [f"    fast = (x.to(tl.uint32, bitcast=True) & 0x7FFFFFFF) < {A.SIGMOID_FAST_BELOW:#x}",
+             "    tf = -x",
              f"    shf = tl.fma(tf, {f(LOG2E)}, 12582912.0)", "    kf = shf - 12582912.0",
              f"    rf = tl.fma(-kf, {f(LN2_LO)}, tl.fma(-kf, {f(LN2_HI)}, tf))",
              "    t = -(x.to(tl.float64))", f"    t = tl.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)",
@@ -259,10 +258,10 @@ def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[s
               "    ph1 = 1.0 + rf", "    pl1 = (1.0 - ph1) + rf", "    ph = ph1 + q", "    pl = ((ph1 - ph) + q) + pl1",
               "    sb = shf.to(tl.int32, bitcast=True)",
               "    s = ((0x4B400000 + 127 - sb) << 23).to(tl.float32, bitcast=True)",
-              "    inv_s = ((sb - 0x4B400000 + 127) << 23).to(tl.float32, bitcast=True)",
-              "    dh = s + ph", "    bp = dh - s", "    ap = dh - bp", "    dl = ((s - ap) + (ph - bp)) + pl",
-              "    y0 = tl.div_rn(s, dh)", "    ee = tl.fma(-y0, dl, tl.fma(-y0, dh, s))",
-              "    yf = tl.fma(ee, y0 * inv_s, y0)", "    return tl.where(fast, yf, ys)"]
+              "    hi = tl.where(s > ph, s, ph)", "    lo = tl.where(s > ph, ph, s)",
+              "    dh = hi + lo", "    dl = (lo - (dh - hi)) + pl",
+              "    c = tl.div_rn(1.0, dh)", "    y0 = s * c", "    ee = tl.fma(-y0, dl, tl.fma(-y0, dh, s))",
+              "    yf = tl.fma(ee, c, y0)", "    return tl.where(fast, yf, ys)"]
     return lines
 
 
