@@ -183,6 +183,12 @@ def main() -> None:
             old = on_disk.get(name)
             if args.below is not None and old:       # a partial walk keeps the last run over the rest
                 entry["previous_run"] = old.get("previous_run", old) if "scope" in old else old
+            if args.no_peers and old:                # the peers' code did not change: keep their last walk
+                kept = [peer for peer in ("glibc", "libmvec") if peer in old and peer not in entry]
+                for peer in kept:
+                    entry[peer] = old[peer]
+                if kept:
+                    entry["peers_from"] = old.get("peers_from", "the previous walk (--no-peers: not re-run)")
             results[name] = on_disk[name] = entry
             results_path.write_text(json.dumps(on_disk, indent=1))
             (RESULTS / f"ulp_exhaustive_{name}.json").write_text(json.dumps(results[name], indent=1))
