@@ -1,6 +1,6 @@
 """Run the from-scratch structure searches of several float32 functions at once, one process each, into one file.
 
-    python bench/ulp_search_all.py --out DIR                     # the eight functions besides exp, 420 s each
+    python bench/ulp_search_all.py --out DIR                     # the eight functions besides exp, 380 s each
     python bench/ulp_search_all.py --out DIR --only exp2 log --seconds 60 --workers 1
     python bench/ulp_search_all.py --split DIR/ulp_search_struct.json   # -> bench/results/ulp_search_NAME_struct.json
 
@@ -98,12 +98,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, help="folder for ulp_search_struct.json and .txt")
     ap.add_argument("--only", nargs="*", default=list(DEFAULT))
-    ap.add_argument("--seconds", type=float, default=420.0, help="search budget per function (the front's 200k "
-                    "re-measurement comes after it)")
+    ap.add_argument("--seconds", type=float, default=380.0, help="search budget per function (the front's 200k "
+                    "re-measurement comes after it; a search also stops once its whole space is evaluated)")
     ap.add_argument("--workers", type=int, default=2, help="evaluation processes per search")
     ap.add_argument("--population", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--grace", type=float, default=50.0, help="seconds after the budget before a search is killed")
+    ap.add_argument("--grace", type=float, default=100.0, help="seconds after the budget before a search is killed "
+                    "(its result is then lost): the last generation and the re-measurement run in it")
     ap.add_argument("--split", type=Path, help="unpack a combined result into bench/results and stop")
     args = ap.parse_args()
     if args.split:
