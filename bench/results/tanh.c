@@ -69,12 +69,11 @@ EF_INLINE float evoforge_tanh_inline(float x) {
     const float eh = e1 + w, el = w - (eh - e1);                 /* E = e^t - 1 = eh + el */
     const float hi = eh > 2.0f ? eh : 2.0f, lo = eh > 2.0f ? 2.0f : eh;
     const float dh = hi + lo, dl = (lo - (dh - hi)) + el;        /* D = E + 2 */
-    const float y0 = eh / dh;
-    const float rho = ef_fma(-y0, dh, eh);                       /* exact remainder */
-    const float y = y0 + ef_fma(-y0, dl, rho + el) / dh;
-    const uint32_t tiny = -(uint32_t)((ix & 0x7fffffffu) < 0x39800000u);   /* |x| < 2^-12 */
-    const uint32_t yb = ef_bits(y) | (ix & 0x80000000u);
-    return ef_float((ix & tiny) | (yb & ~tiny));
+    const float inv = 1.0f / dh;                                 /* the one division */
+    const float y0 = eh * inv;
+    const float rho = ef_fma(-y0, dh, eh);                       /* remainder */
+    const float y = ef_fma(ef_fma(-y0, dl, rho + el), inv, y0);  /* y0 + (E - y0 D)/D */
+    return ef_float(ef_bits(y) | (ix & 0x80000000u));
 }
 
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */

@@ -21,9 +21,11 @@ to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by
   q' = q + k (C1 - ln 2) (1 + r + q) (the factor e^{k (C1 - ln 2)}, |k (C1 - ln 2)| < 2^-16, to first order).
   E = e^t - 1 = 2^k (1 + r + q') - 1 as a double-float (Eh, El): (2^k - 1) + 2^k r is exact by Fast2Sum (k <= 24
   where it matters), 2^k q' goes into the tail, and a second Fast2Sum renormalises. D = E + 2 likewise (Fast2Sum of
-  max(Eh, 2) and min(Eh, 2)). tanh |x| = Eh/Dh corrected by the exact division remainder:
-  y0 = Eh/Dh, rho = fma(-y0, Dh, Eh) (exact), y = y0 + (rho + El - y0 Dl)/Dh, one final rounding that matters;
-  sign of x put back; |x| < 2^-12 returns x (error < 2^-25 relative);
+  max(Eh, 2) and min(Eh, 2)). tanh |x| = Eh/Dh corrected by the division remainder, with one division:
+  c = RN(1/Dh), y0 = RN(Eh c) (within ~1.5 ULP of Eh/Dh), rho = fma(-y0, Dh, Eh) (the remainder to ~2^-24 of
+  itself), y = fma(rho + El - y0 Dl, c, y0): the correction is ~2^-23 of y and computed to ~2^-23 of itself, so one
+  final rounding that matters; sign of x put back (tiny |x| need no case of their own: y0 = a, the correction
+  -a^2-ish rounds away);
 - sigmoid's rare path: t = -x clamped to [-120, 120] (1 and 0 are the float32 results beyond), 1 / (1 + e^t), one
   rounding.
 
@@ -68,7 +70,6 @@ LOG2E_D = 1.4426950408889634
 LN2_D_HI = float.fromhex("0x1.62e42fefp-1")                 # 32 significant bits
 LN2_D_LO = float.fromhex("0x1.473de6af278edp-34")          # ln 2 - LN2_HI rounded to binary64 (mpmath)
 TANH_CLAMP = F32(9.5)
-TANH_TINY = F32(2.0 ** -12)
 TANH_LN2_C1 = F32(float.fromhex("0x1.62e44p-1"))        # ln 2 to 19 bits: k C1 exact for k <= 31
 TANH_LN2_C2 = F32(float.fromhex("0x1.0105c6p-21"))       # C1 - ln 2, rounded to float32 (mpmath)
 SIGMOID_CLAMP = 120.0
@@ -113,8 +114,8 @@ class Tanh(Target):
     name: ClassVar[str] = "tanh"
     interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
     # |x| 0, clamp 1, 2|x| 1, k: fma sub 2, r 1, k(C1 - ln2) 1, q' 3, E: 2^k r, 2^k - 1, 2 Fast2Sums 8, D: compare,
-    # 2 selects, Fast2Sum 6, division and its correction 6, tiny test + select 2 (sign and 2^k: integer)
-    harness_ops: ClassVar[int] = 35
+    # 2 selects, Fast2Sum 6, one division (1/D) and the quotient with its correction 6 (sign and 2^k: integer)
+    harness_ops: ClassVar[int] = 33
     reference64: ClassVar = staticmethod(np.tanh)
 
     def reduced_reference(self, r):
@@ -143,12 +144,12 @@ class Tanh(Target):
         lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)
         dh = (hi + lo).astype(F32)                            # Fast2Sum: D = E + 2
         dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)
-        y0 = (eh / dh).astype(F32)
-        rho = fma_f32(-y0, dh, eh)                            # exact remainder
+        inv = (F32(1.0) / dh).astype(F32)                     # the one division
+        y0 = (eh * inv).astype(F32)                           # within ~1 ULP of eh / dh
+        rho = fma_f32(-y0, dh, eh)                            # the remainder, to ~2^-24 of itself
         c = fma_f32(-y0, dl, (rho + el).astype(F32))
-        y = (y0 + (c / dh).astype(F32)).astype(F32)
-        y = (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
-        return np.where(np.abs(x) < TANH_TINY, x, y).astype(F32)
+        y = fma_f32(c, inv, y0)                               # y0 + c / D, c / D to ~2^-24 of a ~2^-23 term
+        return (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
 
     def sample(self, n, rng):
         a = _bit_uniform(-float(np.finfo(F32).max), float(np.finfo(F32).max), n // 4, rng)

@@ -54,12 +54,11 @@ def c_tanh() -> str:
             "    const float eh = e1 + w, el = w - (eh - e1);                 /* E = e^t - 1 = eh + el */\n"
             "    const float hi = eh > 2.0f ? eh : 2.0f, lo = eh > 2.0f ? 2.0f : eh;\n"
             "    const float dh = hi + lo, dl = (lo - (dh - hi)) + el;        /* D = E + 2 */\n"
-            "    const float y0 = eh / dh;\n"
-            "    const float rho = ef_fma(-y0, dh, eh);                       /* exact remainder */\n"
-            "    const float y = y0 + ef_fma(-y0, dl, rho + el) / dh;\n"
-            "    const uint32_t tiny = -(uint32_t)((ix & 0x7fffffffu) < 0x39800000u);   /* |x| < 2^-12 */\n"
-            "    const uint32_t yb = ef_bits(y) | (ix & 0x80000000u);\n"
-            "    return ef_float((ix & tiny) | (yb & ~tiny));\n"
+            "    const float inv = 1.0f / dh;                                 /* the one division */\n"
+            "    const float y0 = eh * inv;\n"
+            "    const float rho = ef_fma(-y0, dh, eh);                       /* remainder */\n"
+            "    const float y = ef_fma(ef_fma(-y0, dl, rho + el), inv, y0);  /* y0 + (E - y0 D)/D */\n"
+            "    return ef_float(ef_bits(y) | (ix & 0x80000000u));\n"
             "}\n")
 
 
@@ -154,11 +153,11 @@ def numpy_tanh() -> str:
             "        lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)\n"
             "        dh = (hi + lo).astype(F32)\n"
             "        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)\n"
-            "        y0 = (eh / dh).astype(F32)\n"
+            "        inv = (F32(1.0) / dh).astype(F32)\n"
+            "        y0 = (eh * inv).astype(F32)\n"
             "        rho = fma(-y0, dh, eh)\n"
-            "        y = (y0 + (fma(-y0, dl, (rho + el).astype(F32)) / dh).astype(F32)).astype(F32)\n"
-            "        y = (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n"
-            "        return np.where(a < F32(2.0 ** -12), x, y).astype(F32)\n")
+            "        y = fma(fma(-y0, dl, (rho + el).astype(F32)), inv, y0)\n"
+            "        return (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n")
 
 
 def numpy_body(target: Target, name: str) -> str:
@@ -231,10 +230,9 @@ def triton_tanh_lines(body: list[str], out: str) -> list[str]:
              "    b = pk * r", "    am = pk - 1.0", "    e1 = am + b", "    w = tl.fma(pk, q, b - (e1 - am))",
              "    eh = e1 + w", "    el = w - (eh - e1)",
              "    hi = tl.where(eh > 2.0, eh, 2.0)", "    lo = tl.where(eh > 2.0, 2.0, eh)",
-             "    dh = hi + lo", "    dl = (lo - (dh - hi)) + el", "    y0 = tl.div_rn(eh, dh)",
-             "    rho = tl.fma(-y0, dh, eh)", "    y = y0 + tl.div_rn(tl.fma(-y0, dl, rho + el), dh)",
-             "    y = (y.to(tl.int32, bitcast=True) | (ix & -2147483648)).to(tl.float32, bitcast=True)",
-             "    return tl.where(a < 0.000244140625, x, y)"])
+             "    dh = hi + lo", "    dl = (lo - (dh - hi)) + el", "    inv = tl.div_rn(1.0, dh)",
+             "    y0 = eh * inv", "    rho = tl.fma(-y0, dh, eh)", "    y = tl.fma(tl.fma(-y0, dl, rho + el), inv, y0)",
+             "    return (y.to(tl.int32, bitcast=True) | (ix & -2147483648)).to(tl.float32, bitcast=True)"])
 
 
 def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[str]:
