@@ -16,10 +16,14 @@ compress_band: the same for shapes whose GFLOPs all lie within 0.4-0.6, where GF
 refitted per-layer, LayerNorm/GELU and softmax costs have to.
 float32_found: the exp program the op-count search found against hand-written Horner polynomials, measured the
 same way in the same run (round-robin, medians): does the proxy's pick hold up when timed?
+compress_found: at 1, 3 and 10 MB, the student `evoforge compress` writes (defaults) against the hand-picked
+one-layer transformer distilled as the command distils one, held-out cosine per domain and batch-1 latency timed
+round-robin (`compress_found_vs_hand`); not in the default parts (about half an hour on 2 cores).
 
 Writes bench/results/search_vs_hand.json, keeping keys of other parts (e.g. "megakernel") already there.
     python bench/search_vs_hand.py [--part float32 compress compress_band float32_found] [--candidates 60]
         [--rounds 15] [--seed 0]
+    python bench/search_vs_hand.py --part compress_found [--sizes 3 1 10]
 """
 
 from __future__ import annotations
@@ -165,10 +169,79 @@ def float32_found_vs_hand(rounds: int, seed: int) -> dict:
     return {"rounds": rounds, "programs": rows}
 
 
+def _encoder(folder: Path, length: int):
+    """`encode(texts) -> vectors` of a saved student, static or transformer, as runs.compress measures it."""
+    from spaces.architecture.static import StaticEncoder, is_static
+    from spaces.architecture.student import embed, load_student
+
+    if is_static(folder):
+        encoder = StaticEncoder(folder)
+        return lambda texts: encoder.encode(texts, length)
+    student, tokenizer = load_student(folder)
+    return lambda texts: embed(student, tokenizer, texts, length)
+
+
+def compress_found_vs_hand(size_mb: float, rounds: int, seed: int, workdir: Path) -> dict:
+    """At one size: the student `evoforge compress` writes (its defaults: GA shapes and the static slice, the time
+    budget, --prefer fidelity) against the hand-picked one (runs.compress.hand_picked_shape: one layer, the
+    teacher's head size, 4x feed-forward, as wide as fits, with the vocabulary of the GA's largest floor), distilled
+    as the command distils a transformer (final_steps, its init). Fidelity: held-out cosine and top-1 per domain
+    (runs.compress.measure). Latency: batch 1, text to vector, one thread, the two students timed round-robin for
+    `rounds` rounds (median of 100 texts each round; the median of the rounds is compared)."""
+    import torch
+
+    from objectives.distillation import TrainingConfig, prepare_data, train_student
+    from runs.compress import CompressSettings, compress, hand_picked_shape, measure
+    from spaces.architecture.corpus import CorpusConfig
+    from spaces.architecture.fidelity import encode_latency
+    from spaces.architecture.student import save_student
+
+    settings = CompressSettings(peer=False, seed=seed)
+    began = time.perf_counter()
+    found_dir = compress("", f"{size_mb:g}MB", None, str(workdir / f"found-{size_mb:g}"), False, 1, settings)
+    command_seconds = time.perf_counter() - began
+    report = json.loads((found_dir / "report.json").read_text())
+    data = prepare_data("", None, CorpusConfig(max_train=settings.train_snippets,
+                                               max_held_out=settings.held_out_snippets),
+                        settings.max_length, settings.seed)   # the command's corpus and targets, from the cache
+    vocab = max(c["vocab_floor"] for c in report["candidates"])
+    hand = hand_picked_shape("", size_mb, vocab, settings)
+    config = TrainingConfig(steps=settings.final_steps, batch_size=settings.batch_size,
+                            learning_rate=settings.learning_rate, max_length=settings.seq_length,
+                            threads=settings.threads, seed=settings.seed)
+    student, tokenizer, result = train_student(hand, data, config, init=settings.init)
+    hand_dir = workdir / f"hand-{size_mb:g}"
+    save_student(student, tokenizer, hand_dir, settings.dtype, settings.seq_length)
+    rows = {"found": measure(found_dir, data, settings), "hand": measure(hand_dir, data, settings)}
+    rows["hand"]["train_seconds"] = result.seconds
+    torch.set_num_threads(settings.latency_threads)
+    encoders = {"found": _encoder(found_dir, settings.seq_length), "hand": _encoder(hand_dir, settings.seq_length)}
+    timings: dict[str, list[float]] = {k: [] for k in encoders}
+    for _ in range(rounds):
+        for name, encode in encoders.items():
+            timings[name].append(1e3 * encode_latency(encode, data.corpus.held_out, settings.latency_texts))
+    for name, row in rows.items():
+        row["latency_ms_rounds"] = timings[name]
+        row["latency_ms"] = statistics.median(timings[name])
+    found, hand_row = rows["found"], rows["hand"]
+    speedup = hand_row["latency_ms"] / found["latency_ms"]
+    cosine_gain = found["mean_cosine"] - hand_row["mean_cosine"]
+    return {"size_mb": size_mb, "command_seconds": command_seconds,
+            "transformer_stage": report.get("transformer_stage"),
+            "found": found, "hand": hand_row, "speedup_found_over_hand": speedup,
+            "cosine_found_minus_hand": cosine_gain,
+            "at_least_as_good": bool(cosine_gain >= 0 and speedup >= 1.0),
+            "strictly_better": bool(cosine_gain >= 0 and speedup >= 1.0 and
+                                    (cosine_gain >= 0.01 or speedup >= 1.2)),
+            "found_3mb_cosine_at_least_0.85": (found["mean_cosine"] >= 0.85) if size_mb == 3 else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", nargs="+", default=["float32", "compress", "compress_band", "float32_found"],
-                        choices=["float32", "compress", "compress_band", "float32_found"])
+                        choices=["float32", "compress", "compress_band", "float32_found", "compress_found"])
+    parser.add_argument("--sizes", type=float, nargs="+", default=[3.0, 1.0, 10.0],
+                        help="compress_found: student sizes in MB (each merged into the JSON when done)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--candidates", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
@@ -177,6 +250,18 @@ def main() -> None:
     for part in args.part:
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
+        if part == "compress_found":
+            import tempfile
+
+            block = results.setdefault("compress", {}).setdefault("found_vs_hand", {})
+            for size in args.sizes:
+                load = os.getloadavg()[0]
+                row = compress_found_vs_hand(size, 5, args.seed, Path(tempfile.mkdtemp(prefix="found-vs-hand-")))
+                row["load_average_start_end"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+                block[f"{size:g}MB"] = row
+                RESULTS.write_text(json.dumps(results, indent=2) + "\n")   # after every size
+                _print_found_vs_hand(block)
+            continue
         if part == "float32_found":
             found = float32_found_vs_hand(args.rounds, args.seed)
             found["load_average_start_end"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -190,7 +275,7 @@ def main() -> None:
                                    if "found_vs_hand" in results.get(part, {}) else {})}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    spearman_parts = [p for p in args.part if p != "float32_found"]
+    spearman_parts = [p for p in args.part if p not in ("float32_found", "compress_found")]
     if spearman_parts:
         print("\n| space | candidates | proxy | Spearman before | after (in-sample) | after (5-fold) | between passes "
               "| proxy s/eval | measure s/eval |")
@@ -207,6 +292,19 @@ def main() -> None:
             print(f"| {name} | {row['ops']} | {row['max_ulp_sample']:.3f} | {row['ns_per_element_median']:.3f} | "
                   f"{row['time_vs_found']:.2f}x |")
     print(f"wrote {RESULTS}")
+
+
+def _print_found_vs_hand(block: dict) -> None:
+    print("\n| size | student | MB | latency ms | cosine code | cosine prose | cosine mean | top-1 mean | verdict |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size, row in block.items():
+        for who in ("found", "hand"):
+            r = row[who]
+            verdict = ("" if who == "hand" else
+                       f"{row['speedup_found_over_hand']:.1f}x faster, {row['cosine_found_minus_hand']:+.3f} cosine")
+            print(f"| {size} | {who}: {r['name']} | {r['file_mb']:.3f} | {r['latency_ms']:.3f} | "
+                  + " | ".join(f"{r['domains'][d]['mean_cosine']:.4f}" for d in ("code", "prose"))
+                  + f" | {r['mean_cosine']:.4f} | {r['top1_agreement']:.3f} | {verdict} |")
 
 
 if __name__ == "__main__":
