@@ -16,9 +16,10 @@ when it pays back.
    Target: 2 workers >= 1.6x in-process evaluations/s.
 4. `--part scaling16` (for a 16-core host; runs standalone with numpy, deap and ray): deceptive-trap bit strings
    (400 bits) whose evaluations spin the CPU for 1 ms and 0.1 ms; a population of 512 as 16 islands of 32 (what
-   auto derives for 16 workers) on 16 Ray actors vs the same islands in-process, same seed (identical
-   evaluations): parallel efficiency = in-process seconds / (16 x Ray seconds), and the peer: one population with
-   each generation's evaluations on 16 Ray workers (the generational mode) against it in-process.
+   auto derives for 16 workers; 120 and 400 generations) on 16 Ray actors (median of `--scaling-repeats` runs)
+   vs the same islands in-process, same seed (identical evaluations): parallel efficiency = in-process seconds /
+   (16 x Ray seconds) after generation 0, and the peer: one population with each generation's evaluations on 16
+   Ray workers (the generational mode; 30 and 100 generations) against it in-process.
    Targets: >= 80% at 1 ms, >= 50% at 0.1 ms.
 
 Every part records `uptime`'s load before and after. Writes bench/results/cheap_evals.json (parts merge into it).
@@ -278,9 +279,13 @@ def trap_job(work_seconds: float):
     return space, Trap(Trap.Config(k=4, work_seconds=work_seconds), space, Context())
 
 
-def timed_islands(work_seconds: float, workers: int, total: int, generations: int, use_ray: bool) -> dict:
+def timed_islands(work_seconds: float, workers: int, total: int, generations: int, use_ray: bool,
+                  repeats: int = 1) -> dict:
     """Islands as auto derives them for `workers`; seconds from the end of generation 0 (actors started, first
-    population evaluated) to the end, and the evaluations made in that span."""
+    population evaluated) to the end, and the evaluations made in that span; on Ray the median of `repeats` runs
+    in one Ray session (every run must give the same front). island_step_seconds: the islands' own step time in
+    that span, summed (on Ray: what the actors spent evolving, the rest of workers x seconds is waiting and
+    shipping)."""
     from search.engine import SearchSettings
     from search.islands import IslandSettings, evolve_islands
     from search.placement import DERIVED_MIGRATION_INTERVAL
@@ -289,20 +294,28 @@ def timed_islands(work_seconds: float, workers: int, total: int, generations: in
     space, objective = trap_job(work_seconds)
     settings = SearchSettings(population=math.ceil(total / workers), generations=generations)
     islands = IslandSettings(islands=workers, migration_interval=DERIVED_MIGRATION_INTERVAL, migrants=2)
-    marks: list[tuple[float, int]] = []
+    runs = []
     started = connect(workers) if use_ray else False
     try:
-        begin = time.perf_counter()
-        state = evolve_islands(space, objective, settings, islands, seed=0, use_ray=use_ray,
-                               on_epoch=lambda s, r: marks.append((time.perf_counter(), s.evaluations)))
-        end = time.perf_counter()
+        for _ in range(repeats):
+            marks: list[tuple[float, int, float]] = []
+            begin = time.perf_counter()
+            state = evolve_islands(space, objective, settings, islands, seed=0, use_ray=use_ray,
+                                   on_epoch=lambda s, r, marks=marks: marks.append((time.perf_counter(), s.evaluations,
+                                                                       sum(i.elapsed for i in s.islands))))
+            end = time.perf_counter()
+            runs.append({"seconds": round(end - marks[0][0], 3), "evaluations": state.evaluations - marks[0][1],
+                         "seconds_with_start": round(end - begin, 3), "epochs": state.epoch,
+                         "island_step_seconds": round(sum(i.elapsed for i in state.islands) - marks[0][2], 3),
+                         "front": [f.key for f in state.front]})
     finally:
         if started:
             import ray
 
             ray.shutdown()
-    return {"seconds": round(end - marks[0][0], 3), "evaluations": state.evaluations - marks[0][1],
-            "seconds_with_start": round(end - begin, 3), "front": [f.key for f in state.front]}
+    assert all(r["front"] == runs[0]["front"] for r in runs), "same seed: the same front in every run"
+    median = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    return {**median, "all_seconds": [r["seconds"] for r in runs]}
 
 
 def timed_generational(work_seconds: float, workers: int, total: int, generations: int, use_ray: bool) -> dict:
@@ -332,16 +345,20 @@ def auto_choice(work_seconds: float, workers: int, total: int, generations: int)
     return choose(costs, settings, workers, usable_cores(), cluster=False, islands_in_spec=False).reason
 
 
-def part_scaling(workers: int, total: int) -> dict:
+# (label, seconds an evaluation spins, island generations, generations of the one-population peer). The island
+# runs are long enough (4-6 s on 16 Ray actors) that the first epoch and the last details fetch are a small part.
+SCALING_LEVELS = (("1ms", 1e-3, 120, 30), ("0.1ms", 1e-4, 400, 100))
+
+
+def part_scaling(workers: int, total: int, repeats: int) -> dict:
     out = {}
-    for label, work, generations in (("1ms", 1e-3, 60), ("0.1ms", 1e-4, 200)):
+    for label, work, generations, gen_generations in SCALING_LEVELS:
         before = load()
         choice = auto_choice(work, workers, total, generations)
         local = timed_islands(work, workers, total, generations, use_ray=False)
-        ray_run = timed_islands(work, workers, total, generations, use_ray=True)
+        ray_run = timed_islands(work, workers, total, generations, use_ray=True, repeats=repeats)
         assert ray_run["front"] == local["front"], "same seed, same islands: the front must not depend on hosting"
         efficiency = local["seconds"] / (workers * ray_run["seconds"])
-        gen_generations = generations // 2
         gen_local = timed_generational(work, workers, total, gen_generations, use_ray=False)
         gen_ray = timed_generational(work, workers, total, gen_generations, use_ray=True)
         gen_efficiency = gen_local["seconds"] / (workers * gen_ray["seconds"])
@@ -350,6 +367,10 @@ def part_scaling(workers: int, total: int) -> dict:
             "islands_in_process": {k: v for k, v in local.items() if k != "front"},
             "islands_on_ray": {k: v for k, v in ray_run.items() if k != "front"},
             "islands_efficiency": round(efficiency, 3),
+            # where the Ray run's workers x seconds went: the islands' own steps (slower than in-process when
+            # actors are preempted), the rest waiting at migration barriers and shipping
+            "ray_step_share": round(ray_run["island_step_seconds"] / (workers * ray_run["seconds"]), 3),
+            "step_seconds_ray_over_in_process": round(ray_run["island_step_seconds"] / local["island_step_seconds"], 3),
             "islands_evals_per_s": round(ray_run["evaluations"] / ray_run["seconds"], 1),
             "in_process_evals_per_s": round(local["evaluations"] / local["seconds"], 1),
             "peer_generational": {"generations": gen_generations, "in_process": gen_local, "on_ray": gen_ray,
@@ -357,7 +378,9 @@ def part_scaling(workers: int, total: int) -> dict:
             "load_before": before, "load_after": load(),
         }
         print(f"{label}: islands on {workers} Ray workers {out[label]['islands_evals_per_s']:.0f} evals/s vs "
-              f"in-process {out[label]['in_process_evals_per_s']:.0f}: efficiency {100 * efficiency:.1f}%; "
+              f"in-process {out[label]['in_process_evals_per_s']:.0f}: efficiency {100 * efficiency:.1f}% (median "
+              f"of {repeats}: {ray_run['all_seconds']} s; steps {100 * out[label]['ray_step_share']:.1f}% of the "
+              f"actors' time, {out[label]['step_seconds_ray_over_in_process']:.2f}x their in-process time); "
               f"generational peer {100 * gen_efficiency:.1f}%  [{choice}]", flush=True)
     return out
 
@@ -393,6 +416,7 @@ def main() -> None:
     parser.add_argument("--rows-50us", type=int, default=16, help="CSV rows of the cheap EML job (its cheapest)")
     parser.add_argument("--rows-1ms", type=int, default=4000, help="CSV rows of the ~1 ms EML job (2-core, quiet)")
     parser.add_argument("--max-workers", type=int, default=16)
+    parser.add_argument("--scaling-repeats", type=int, default=3, help="Ray island runs per level (median)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = json.loads(args.results.read_text()) if args.results.exists() else {}
@@ -407,7 +431,7 @@ def main() -> None:
     if "scaling16" in args.part:
         workers = min(args.max_workers, usable_cores())
         key = f"scaling{workers}"  # scaling16 on the 16-core host; scaling2 under `taskset -c 0,1` (2 quiet cores)
-        results[key] = part_scaling(workers, total=32 * workers)
+        results[key] = part_scaling(workers, total=32 * workers, repeats=args.scaling_repeats)
         results[f"{key}_machine"] = f"{machine()}, {usable_cores()} cores usable"
     table(results)
     args.results.parent.mkdir(parents=True, exist_ok=True)

@@ -3,14 +3,20 @@
 Each island is an ordinary `EngineState` with its own seed (spawned from the run seed), stepped by the same
 `search.engine.step`. Migration is synchronous per epoch: every island runs `migration_interval` generations,
 then each sends its best `migrants` to its neighbour (a ring, or a random derangement drawn from the driver's
-seeded generator). Islands are hosted by Ray actors that evolve them `migration_interval` generations at a time,
-selection and variation included, so cheap evaluations pay one round trip per epoch instead of one per generation.
-The driver keeps every island's whole state and sends it in each epoch (the caches only as the entries new since
-the last epoch, which the actors keep between epochs), so
+seeded generator). Islands live on hosts (Ray actors, or the driver itself) that keep each island's whole state
+between epochs and evolve it `migration_interval` generations per call, selection and variation included, so cheap
+evaluations pay one round trip per epoch instead of one per generation.
 
-* the result does not depend on how many actors (or machines) host the islands: same seed, same front;
-* an actor that dies is restarted by Ray and the epoch is replayed from the island's last state (whole cache
-  included), which is exactly what the checkpoint on disk holds, so nothing is lost and nothing changes.
+An epoch's call gives back two things. Its summary (the island's emigrants and front, its counts: a few kB) is all
+the migration barrier waits for: the driver routes the emigrants and starts the next epoch at once. Its details
+(the island's state without cache, the cache entries the epoch added, the generation reports: ~100 kB for 32
+individuals of 400 bits) are fetched while the hosts run that next epoch, and keep the driver's copy of every
+island in step (what a checkpoint holds and `on_epoch` sees). So
+
+* the result does not depend on how many actors (or machines) host the islands: same seed, same front, Ray or not;
+* the barrier costs one small message per host, not the shipping of every population through the driver;
+* an actor that dies is restarted by Ray and the epoch is replayed from the driver's copy of its islands (whole
+  cache included), which is exactly what the checkpoint on disk holds, so nothing is lost and nothing changes.
 """
 
 from __future__ import annotations
@@ -72,45 +78,83 @@ class ArchipelagoState:
         return [ind for s in self.islands for ind in s.population]
 
 
+@dataclass(frozen=True)
+class EpochSummary:
+    """What the migration barrier needs from one island after an epoch: its best `migrants` (emigrants), its
+    front, and its generation and evaluation counts."""
+
+    emigrants: list[Individual]
+    front: list[Individual]
+    generation: int
+    evaluations: int
+
+
+# An island's part of an epoch as the driver's copy takes it in: (state without cache or logbook, the cache entries
+# the epoch added, the epoch's generation reports).
+Details = tuple[EngineState, list, list[GenerationReport]]
+
+
+def emigrants(population: list[Individual], objective: Objective, count: int) -> list[Individual]:
+    """The `count` best of an island, best first: what it sends at a migration."""
+    return [population[j] for j in rank_order(population, objective.directions)[:count]]
+
+
+def receive(state: EngineState, newcomers: list[Individual], objective: Objective,
+            settings: SearchSettings) -> EngineState:
+    """The island after a migration: newcomers join it (and its cache), and it keeps its best `population`."""
+    for ind in newcomers:
+        state.cache.setdefault(ind.key, ind.evaluation)
+    population = select_survivors(state.population + newcomers, settings.population, objective.directions)
+    return replace(state, population=population)
+
+
 class IslandHost:
-    """Steps islands for the driver. Holds the space, objective and settings (shipped once) and, between epochs, each
-    of its islands' evaluation caches, so that an epoch ships only the cache entries that are new on either side."""
+    """Evolves islands for the driver. Holds the space, objective and settings (shipped once) and, between epochs,
+    each of its islands' whole state, so that an epoch ships only migrants in and a summary plus details out."""
 
-    def __init__(self, space: Space, objective: Objective, settings: SearchSettings, timeout: float | None):
-        self.space, self.objective, self.settings = space, objective, settings
+    def __init__(self, space: Space, objective: Objective, settings: SearchSettings, timeout: float | None,
+                 migrants: int = 2):
+        self.space, self.objective, self.settings, self.migrants = space, objective, settings, migrants
         self.evaluator = LocalEvaluator(objective, timeout=timeout)
-        self.caches: dict[int, dict] = {}  # island index -> its cache, in step with the driver's copy
+        self.islands: dict[int, EngineState] = {}  # island index -> its state (cache included), as the driver's
 
-    def start(self, islands: list[tuple[int, int]]) -> list[tuple[EngineState, list, list[GenerationReport]]]:
-        """Generation 0 of each (island index, seed): (state without its cache, the cache's entries, reports)."""
+    def _out(self, index: int, state: EngineState, before: int, reports: list[GenerationReport],
+             ) -> tuple[EpochSummary, Details]:
+        self.islands[index] = state
+        summary = EpochSummary(emigrants(state.population, self.objective, self.migrants), state.front,
+                               state.generation, state.evaluations)
+        return summary, (replace(state, cache={}, logbook=[]), list(islice(state.cache.items(), before, None)),
+                         reports)
+
+    def start(self, islands: list[tuple[int, int]]) -> tuple[list[EpochSummary], list[Details]]:
+        """Generation 0 of each (island index, seed)."""
         out = []
         for index, seed in islands:
             state, report = initialise(self.space, self.objective, self.settings, seed, self.evaluator)
-            self.caches[index] = state.cache
-            out.append((replace(state, cache={}, logbook=[]), list(state.cache.items()), [report]))
-        return out
+            out.append(self._out(index, replace(state, logbook=[]), 0, [report]))
+        return [s for s, _ in out], [d for _, d in out]
 
-    def advance(self, islands: list[tuple[int, EngineState, list, bool]], generations: int,
-                ) -> list[tuple[EngineState, list, list[GenerationReport]]]:
-        """Step each (island index, state without cache, cache entries, full) `generations` times. `full`: the
-        entries are the whole cache (first epoch here, or a replay); otherwise the ones added since the last epoch
-        (migrants). Returns (state without cache or logbook, entries added by this epoch, reports)."""
+    def advance(self, islands: list[tuple[int, EngineState | None, list[Individual] | None]], generations: int,
+                ) -> tuple[list[EpochSummary], list[Details]]:
+        """Migrate, then step `generations` times, each (island index, whole state or None, newcomers or None).
+        A whole state (the driver's copy, cache included: first epoch here, or a replay) replaces what is held;
+        newcomers (None: no migration before this epoch) join the island first. Returns summaries and details."""
         out = []
-        for index, state, entries, full in islands:
-            if not full and index not in self.caches:
-                raise LookupError(f"island {index}'s cache is not held here")  # the driver replays with it
-            cache = dict(entries) if full else self.caches[index]
-            if not full:
-                cache.update(entries)
-            self.caches[index] = cache
-            before = len(cache)
-            state = replace(state, cache=cache, logbook=[])
-            reports = []
+        for index, whole, newcomers in islands:
+            if whole is not None:
+                state = replace(whole, cache=dict(whole.cache))  # its own cache: the driver's copy stays as it is
+            elif index in self.islands:
+                state = self.islands[index]
+            else:
+                raise LookupError(f"island {index} is not held here")  # the driver replays it whole
+            if newcomers is not None:
+                state = receive(state, newcomers, self.objective, self.settings)
+            state, before, reports = replace(state, logbook=[]), len(state.cache), []
             for _ in range(generations):
                 state, report = step(state, self.space, self.objective, self.settings, self.evaluator)
                 reports.append(report)
-            out.append((replace(state, cache={}, logbook=[]), list(islice(cache.items(), before, None)), reports))
-        return out
+            out.append(self._out(index, state, before, reports))
+        return [s for s, _ in out], [d for _, d in out]
 
 
 def island_seeds(seed: int, count: int) -> list[int]:
@@ -130,90 +174,132 @@ def destinations(count: int, topology: str, rng: np.random.Generator) -> list[in
             return [int(p) for p in perm]
 
 
+def route(sent: list[list[Individual]], topology: str, rng: np.random.Generator) -> list[list[Individual]]:
+    """Newcomers of each island, given what each island sends: in sender order, per `destinations`."""
+    targets = destinations(len(sent), topology, rng)
+    incoming: list[list[Individual]] = [[] for _ in sent]
+    for i, individuals in enumerate(sent):
+        incoming[targets[i]] += individuals
+    return incoming
+
+
 def migrate(states: list[EngineState], objective: Objective, settings: SearchSettings, islands: IslandSettings,
             rng: np.random.Generator) -> list[EngineState]:
     """Each island's best `migrants` join its destination, which keeps its best `population` of old + newcomers."""
-    targets = destinations(len(states), islands.topology, rng)
-    incoming: list[list[Individual]] = [[] for _ in states]
-    for i, state in enumerate(states):
-        order = rank_order(state.population, objective.directions)
-        incoming[targets[i]] += [state.population[j] for j in order[: islands.migrants]]
-    migrated = []
-    for state, newcomers in zip(states, incoming):
-        cache = state.cache
-        for ind in newcomers:
-            cache.setdefault(ind.key, ind.evaluation)
-        population = select_survivors(state.population + newcomers, settings.population, objective.directions)
-        migrated.append(replace(state, population=population, cache=cache))
-    return migrated
+    incoming = route([emigrants(s.population, objective, islands.migrants) for s in states], islands.topology, rng)
+    return [receive(s, newcomers, objective, settings) for s, newcomers in zip(states, incoming)]
+
+
+@dataclass
+class _Share:
+    """One host's part of an epoch: its islands, the call, how to rebuild an island's argument whole (for a replay
+    from the driver's copy), and the call's two results (Ray object refs, or values when run in-process)."""
+
+    host: int
+    group: list[int]
+    method: str
+    extra: tuple
+    whole: Callable[[int, list[EngineState] | None], Any]
+    summaries: Any = None
+    details: Any = None
+    done_here: bool = False
 
 
 class _Hosts:
-    """Runs `IslandHost` calls in-process or on Ray actors (island i on host i mod count), replaying a host's share
-    of an epoch, with whole caches, when its actor dies."""
+    """Runs `IslandHost` calls in-process or on Ray actors (island i on host i mod count). `held`: islands whose
+    whole state their host holds, in step with the driver's copy; the others are sent whole."""
 
     def __init__(self, space, objective, settings, islands: IslandSettings, timeout, use_ray: bool):
         self.use_ray = use_ray
-        self.args = (space, objective, settings, timeout)
-        count = islands.hosts or islands.islands
-        self.count = max(1, min(count, islands.islands))
-        self.held: set[int] = set()  # islands whose cache a host holds, in step with the driver's
+        args = (space, objective, settings, timeout, islands.migrants)
+        self.count = max(1, min(islands.hosts or islands.islands, islands.islands))
+        self.held: set[int] = set()
+        self.local = IslandHost(*args)
         if use_ray:
             import ray
 
             remote = ray.remote(max_restarts=MAX_ACTOR_RESTARTS, max_task_retries=0)(IslandHost)
-            refs = [ray.put(a) for a in self.args]  # shipped through the object store once, not per actor
+            refs = [ray.put(a) for a in args]  # shipped through the object store once, not per actor
             self.actors = [remote.remote(*refs) for _ in range(self.count)]
-        self.local = IslandHost(*self.args)
 
-    def call(self, method: str, islands: int, parcel: Callable[[int, bool], Any], *extra) -> list[Any]:
-        """`method` for islands 0..islands-1; `parcel(i, full)` is island i's argument, `full` when its host does
-        not hold its cache. Results in island order."""
-        return self.collect(self.submit(method, islands, parcel, *extra))
+    def holds_all(self, islands: int) -> bool:
+        return len(self.held) == islands
 
-    def submit(self, method: str, islands: int, parcel: Callable[[int, bool], Any], *extra) -> dict[str, Any]:
-        """Start `call`'s work and return at once (on Ray; in-process it is done here); `collect` waits for it, so
-        the driver can checkpoint the last epoch while the hosts run the next."""
-        groups = {h: list(range(h, islands, self.count)) for h in range(self.count)}
-        groups = {h: g for h, g in groups.items() if g}
-        job = {"method": method, "islands": islands, "parcel": parcel, "extra": extra, "groups": groups}
+    def start(self, seeds: list[int]) -> list[_Share]:
+        """Generation 0 of every island (seeds[i] for island i)."""
+        return self._submit("start", len(seeds), lambda i: (i, seeds[i]), lambda i, mirror: (i, seeds[i]))
+
+    def advance(self, newcomers: list[list[Individual] | None], generations: int,
+                mirror: list[EngineState] | None) -> list[_Share]:
+        """One epoch of every island: held islands get their newcomers; the others their whole state from `mirror`
+        (the driver's copy, which must then be the island at the start of this epoch, newcomers included)."""
+        def whole(i: int, copy: list[EngineState] | None) -> tuple:
+            if copy is None:
+                raise RuntimeError(f"island {i} must be sent whole, but the driver's copy is not up to date")
+            return i, copy[i], None
+
+        return self._submit("advance", len(newcomers),
+                            lambda i: (i, None, newcomers[i]) if i in self.held else whole(i, mirror), whole,
+                            generations)
+
+    def _submit(self, method: str, islands: int, parcel: Callable[[int], Any],
+                whole: Callable[[int, list[EngineState] | None], Any], *extra) -> list[_Share]:
+        shares = [_Share(h, list(range(h, islands, self.count)), method, extra, whole)
+                  for h in range(min(self.count, islands))]
+        for share in shares:
+            self._call(share, [parcel(i) for i in share.group], here=not self.use_ray)
+            if not self.use_ray:
+                self.held.update(share.group)
+        return shares
+
+    def _call(self, share: _Share, parcels: list, here: bool) -> None:
+        if here:
+            share.summaries, share.details = getattr(self.local, share.method)(parcels, *share.extra)
+            share.done_here = True
+        else:
+            method = getattr(self.actors[share.host], share.method)
+            share.summaries, share.details = method.options(num_returns=2).remote(parcels, *share.extra)
+
+    def summaries(self, shares: list[_Share], mirror: list[EngineState] | None) -> list[EpochSummary]:
+        """Wait for every island's summary (the barrier), in island order. A share whose actor died is replayed
+        whole from `mirror`, the driver's copy at the start of the epoch."""
         if not self.use_ray:
-            results: list[Any] = [None] * islands
-            for group in groups.values():
-                out = getattr(self.local, method)([parcel(i, i not in self.held) for i in group], *extra)
-                for i, r in zip(group, out):
-                    results[i] = r
-                self.held.update(group)
-            job["results"] = results
-            return job
-        job["refs"] = {h: getattr(self.actors[h], method).remote([parcel(i, i not in self.held) for i in g], *extra)
-                       for h, g in groups.items()}
-        return job
-
-    def collect(self, job: dict[str, Any]) -> list[Any]:
-        if "results" in job:
-            return job["results"]
+            return _in_order(shares, [s.summaries for s in shares])
         import ray
 
-        method, parcel, extra = job["method"], job["parcel"], job["extra"]
-        results: list[Any] = [None] * job["islands"]
-        for h, ref in job["refs"].items():
-            group, out = job["groups"][h], None
-            for _ in range(MAX_ACTOR_RESTARTS + 1):
+        out = []
+        for share in shares:
+            for attempt in range(MAX_ACTOR_RESTARTS + 1):
                 try:
-                    out = ray.get(ref)
+                    out.append(ray.get(share.summaries))
+                    self.held.update(share.group)
                     break
-                except ray.exceptions.RayError:  # the actor died (Ray restarts it): replay with whole caches
-                    self.held.difference_update(group)
-                    ref = getattr(self.actors[h], method).remote([parcel(i, True) for i in group], *extra)
-            if out is None:  # restarts exhausted: the driver runs this host's islands itself
-                out = getattr(self.local, method)([parcel(i, True) for i in group], *extra)
-                self.held.difference_update(group)
-            else:
-                self.held.update(group)
-            for i, r in zip(group, out):
-                results[i] = r
-        return results
+                except ray.exceptions.RayError:  # the actor died (Ray restarts it): replay with whole states
+                    self.held.difference_update(share.group)
+                    last = attempt == MAX_ACTOR_RESTARTS  # restarts spent: the driver runs the share itself
+                    self._call(share, [share.whole(i, mirror) for i in share.group], here=last)
+                    if last:
+                        out.append(share.summaries)
+        return _in_order(shares, out)
+
+    def details(self, shares: list[_Share], mirror: list[EngineState] | None) -> list[Details]:
+        """Every island's details, in island order (after `summaries`). One whose object was lost with its node is
+        recomputed in-process from `mirror`, the driver's copy at the start of the epoch."""
+        if not self.use_ray:
+            return _in_order(shares, [s.details for s in shares])
+        import ray
+
+        remote = [s for s in shares if not s.done_here]
+        try:
+            fetched = dict(zip((s.host for s in remote), ray.get([s.details for s in remote])))
+        except ray.exceptions.RayError:
+            fetched = {}
+            for share in remote:
+                try:
+                    fetched[share.host] = ray.get(share.details)
+                except ray.exceptions.RayError:  # the actor still holds its islands: it made the summary
+                    self._call(share, [share.whole(i, mirror) for i in share.group], here=True)
+        return _in_order(shares, [s.details if s.done_here else fetched[s.host] for s in shares])
 
     def close(self):
         if self.use_ray:
@@ -223,13 +309,33 @@ class _Hosts:
                 ray.kill(actor, no_restart=True)
 
 
+def _in_order(shares: list[_Share], results: list[list[Any]]) -> list[Any]:
+    """Per-host result lists back in island order."""
+    out: list[Any] = [None] * sum(len(s.group) for s in shares)
+    for share, result in zip(shares, results):
+        for i, r in zip(share.group, result):
+            out[i] = r
+    return out
+
+
+@dataclass(frozen=True)
+class _Progress:
+    """The archipelago as the barrier sees it, before the details arrive: enough for `stop_reason`."""
+
+    front: list[Individual]
+    generation: int
+    evaluations: int
+    elapsed: float
+
+
 def _epoch_line(state: ArchipelagoState) -> dict[str, Any]:
     return {"epoch": state.epoch, "generation": state.generation, "evaluations": state.evaluations,
             "elapsed": round(state.elapsed, 6)}
 
 
-def _merge(state: EngineState, light: EngineState, entries: list, reports: list[GenerationReport]) -> EngineState:
-    """The driver's full island state: a host's state without cache, plus the driver's cache and logbook."""
+def _merge(state: EngineState | None, details: Details) -> EngineState:
+    """The driver's copy of an island: a host's state without cache, plus the driver's cache and logbook."""
+    light, entries, reports = details
     cache = state.cache if state is not None else {}
     cache.update(entries)
     logbook = (list(state.logbook) if state is not None else []) + [r.stats for r in reports]
@@ -244,59 +350,55 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
     """Run K islands to a stopping rule (generations per island, total evaluations, wall time, target on the
     global front). Same seed and settings give the same global front whatever `use_ray` and `islands.hosts`.
 
-    The driver keeps every island's whole state (what a checkpoint holds); hosts keep each island's cache between
-    epochs, so an epoch ships populations and only the cache entries new on either side."""
-    hosts = _Hosts(space, objective, settings, islands, timeout, use_ray)
+    On Ray the next epoch starts as soon as every summary is in: the driver then brings its copy of the islands up
+    to date and calls `on_epoch` (a checkpoint) while the hosts work."""
+    hosts, count = _Hosts(space, objective, settings, islands, timeout, use_ray), islands.islands
     try:
         if state is None:
-            start = time.perf_counter()
-            seeds = island_seeds(seed, islands.islands)
-            started = hosts.call("start", islands.islands, lambda i, full: (i, seeds[i]))
-            states = [_merge(None, light, entries, reports) for light, entries, reports in started]
-            front = update_front([], [ind for s in states for ind in s.front], objective.directions,
+            begin = time.perf_counter()
+            shares = hosts.start(island_seeds(seed, count))
+            summaries, details = hosts.summaries(shares, None), hosts.details(shares, None)
+            front = update_front([], [ind for s in summaries for ind in s.front], objective.directions,
                                  settings.hall_of_fame)
-            rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(islands.islands + 1)[-1])
-            state = ArchipelagoState(epoch=0, islands=states, front=front, rng_state=rng.bit_generator.state,
-                                     elapsed=time.perf_counter() - start)
+            rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(count + 1)[-1])
+            state = ArchipelagoState(epoch=0, islands=[_merge(None, d) for d in details], front=front,
+                                     rng_state=rng.bit_generator.state, elapsed=time.perf_counter() - begin)
             state.logbook.append(_epoch_line(state))
             if on_epoch:
-                on_epoch(state, [r for _, _, r in started])
-
-        def launch(state: ArchipelagoState, synced: list[int]) -> tuple[dict[str, Any], int]:
-            """Submit the next epoch; a host holding island i's cache has its first synced[i] entries."""
+                on_epoch(state, [d[2] for d in details])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng_state
+        # `newcomers`: what each island takes in before its next epoch (None: no migration); the driver's copy has
+        # them already, the hosts get them with that epoch's call.
+        mark, shares, newcomers = time.perf_counter(), None, [None] * count
+        reason = stop_reason(state, objective, settings)
+        while reason is None:
             generations = min(islands.migration_interval, settings.generations - state.generation)
-            current = state.islands
-
-            def parcel(i: int, full: bool):
-                items = current[i].cache.items()
-                entries = list(items) if full else list(islice(items, synced[i], None))
-                return i, replace(current[i], cache={}, logbook=[]), entries, full
-
-            return hosts.submit("advance", len(current), parcel, generations), generations
-
-        mark, pending, synced = time.perf_counter(), None, [len(s.cache) for s in state.islands]
-        while (reason := stop_reason(state, objective, settings)) is None:
-            job, generations = pending or launch(state, synced)
-            advanced = hosts.collect(job)
-            states = [_merge(s, light, entries, reports)
-                      for s, (light, entries, reports) in zip(state.islands, advanced)]
-            synced = [len(s.cache) for s in states]  # migrants, added next, reach the hosts as new entries
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state.rng_state
-            if state.generation + generations < settings.generations:
-                states = migrate(states, objective, settings, islands, rng)
-            newcomers = [ind for s in states for ind in s.front]
-            front = update_front(state.front, newcomers, objective.directions, settings.hall_of_fame)
+            shares = shares or hosts.advance(newcomers, generations, state.islands)
+            summaries = hosts.summaries(shares, state.islands)
+            migrating = state.generation + generations < settings.generations
+            newcomers = route([s.emigrants for s in summaries], islands.topology, rng) if migrating else [None] * count
+            front = update_front(state.front, [ind for s in summaries for ind in s.front], objective.directions,
+                                 settings.hall_of_fame)
             now = time.perf_counter()
+            progress = _Progress(front, min(s.generation for s in summaries), sum(s.evaluations for s in summaries),
+                                 state.elapsed + now - mark)
+            reason = stop_reason(progress, objective, settings)
+            following = None
+            if reason is None and use_ray and hosts.holds_all(count):  # the hosts work while the driver catches up
+                following = hosts.advance(newcomers, min(islands.migration_interval,
+                                                         settings.generations - progress.generation), None)
+            details = hosts.details(shares, state.islands)
+            states = [_merge(s, d) for s, d in zip(state.islands, details)]
+            if migrating:
+                states = [receive(s, n, objective, settings) for s, n in zip(states, newcomers)]
             state = ArchipelagoState(epoch=state.epoch + 1, islands=states, front=front,
-                                     rng_state=rng.bit_generator.state, elapsed=state.elapsed + now - mark,
+                                     rng_state=rng.bit_generator.state, elapsed=progress.elapsed,
                                      logbook=state.logbook + [])
             state.logbook.append(_epoch_line(state))
-            mark = now
-            # On Ray the next epoch starts before this one is checkpointed: the actors work while the driver writes.
-            pending = launch(state, synced) if use_ray and stop_reason(state, objective, settings) is None else None
+            mark, shares = now, following
             if on_epoch:
-                on_epoch(state, [r for _, _, r in advanced])
+                on_epoch(state, [d[2] for d in details])
     finally:
         hosts.close()
     state.stop_reason = reason

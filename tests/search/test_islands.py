@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -74,19 +76,24 @@ def test_resuming_from_an_epoch_checkpoint_gives_the_uninterrupted_run():
     assert [len(s.logbook) for s in whole.islands] == [13, 13, 13]  # generation 0 and 12 more, per island
 
 
-def test_a_host_without_an_island_cache_refuses_a_partial_one():
+def test_a_host_without_an_island_refuses_newcomers_alone():
+    """A host keeps each island's whole state between epochs; one that does not hold an island (a restarted actor)
+    must be sent it whole, and then gives back a small summary and the epoch's new cache entries."""
     from search.islands import IslandHost
 
     space, objective = trap_problem(length=16)
     settings = SearchSettings(population=6, generations=2)
-    host = IslandHost(space, objective, settings, timeout=None)
-    light, entries, _ = host.start([(0, 1)])[0]
-    assert len(entries) == 6 and light.cache == {}
-    fresh = IslandHost(space, objective, settings, timeout=None)
+    host = IslandHost(space, objective, settings, timeout=None, migrants=2)
+    (summary,), ((light, entries, _),) = host.start([(0, 1)])
+    assert len(entries) == 6 and light.cache == {} and len(summary.emigrants) == 2
+    fresh = IslandHost(space, objective, settings, timeout=None, migrants=2)
     with pytest.raises(LookupError):
-        fresh.advance([(0, light, [], False)], 1)
-    (state, new, reports), = fresh.advance([(0, light, entries, True)], 1)
+        fresh.advance([(0, None, [])], 1)
+    whole = replace(light, cache=dict(entries))
+    (summary,), ((state, new, reports),) = fresh.advance([(0, whole, None)], 1)
     assert len(reports) == 1 and len(new) == reports[0].stats["new_evaluations"]
+    assert summary.generation == 1 and summary.evaluations == 6 + len(new)
+    assert len(whole.cache) == 6  # the driver's copy is not touched by the host
 
 
 def test_the_archipelago_logs_one_line_per_epoch():
@@ -96,3 +103,39 @@ def test_the_archipelago_logs_one_line_per_epoch():
     assert [(line["epoch"], line["generation"]) for line in state.logbook] == [(0, 0), (1, 2), (2, 4), (3, 5)]
     assert state.logbook[-1]["evaluations"] == state.evaluations
     assert all(a["elapsed"] <= b["elapsed"] for a, b in zip(state.logbook, state.logbook[1:]))
+
+
+def test_an_actor_that_dies_mid_run_is_replayed_to_the_same_front(ray_two_workers, tmp_path):
+    """The actor hosting islands 0 and 2 exits after its 150th evaluation (once: a marker file): Ray restarts it,
+    the driver replays that share of the epoch from its copy of the islands, and the front is the in-process one."""
+    import os
+    from dataclasses import dataclass
+
+    from search.protocols import Evaluation
+
+    class DyingTrap(Trap):
+        @dataclass(frozen=True)
+        class Config:
+            k: int = 4
+            work_seconds: float = 0.0
+            marker: str = ""
+            driver: int = 0
+
+        made = 0
+
+        def evaluate(self, genome) -> Evaluation:
+            self.made += 1
+            if self.made == 150 and os.getpid() != self.config.driver and not os.path.exists(self.config.marker):
+                open(self.config.marker, "w").close()
+                os._exit(1)
+            return super().evaluate(genome)
+
+    space = BitStringSpace(BitStringSpace.Config(length=48), Context())
+    objective = DyingTrap(DyingTrap.Config(marker=str(tmp_path / "died"), driver=os.getpid()), space, Context())
+    settings = SearchSettings(population=20, generations=12)
+    islands = IslandSettings(islands=4, migration_interval=3, migrants=2, hosts=2)
+    remote = evolve_islands(space, objective, settings, islands, seed=5, use_ray=True)  # first: `made` is 0
+    local = evolve_islands(space, objective, settings, islands, seed=5)
+    assert (tmp_path / "died").exists()
+    assert keys(remote) == keys(local) and remote.evaluations == local.evaluations
+    assert [list(s.cache) for s in remote.islands] == [list(s.cache) for s in local.islands]
