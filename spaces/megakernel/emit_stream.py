@@ -61,7 +61,7 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
 #define QDIM {d.heads * d.head_dim}
 #define KVLEN {d.max_positions}
 #define KMAX {kmax}
-#define PSTRIDE (HD + 4)
+#define PART16 {1 if (bf16 and genes.partial_fp16) else 0}
 #define SUB {SUB_POSITIONS if bf16 else SUB_POSITIONS // 2}
 #define EPS {d.eps!r}f
 #define WATCHDOG_NS {WATCHDOG_NS}ULL
@@ -244,10 +244,27 @@ __device__ void plain_input(const float* x, int k, float* xs, Pro wait, const fl
   __syncthreads();
 }
 
-// flash-decoding combine: attention output of every head from its CHUNKS partial (o, m, l) records (PSTRIDE
-// floats each, 16-byte aligned), in one round of L2 loads: each thread fetches its 4 output dims of every chunk and
-// its head's (m, l) pairs and weighs the chunks itself (a head's threads repeat a few exps instead of waiting for a
-// second round trip, which costs ~1 us while the other SMs saturate memory)
+// partial (o, m, l) records of attention: HD fp32 o (or, PART16, HD fp16 o / l), then m and l, 16-byte aligned.
+// PART16 halves the bytes every output-projection block reads in the combine (all heads' records, from L2); its
+// rounding (2^-11 relative) is below the bf16 KV cache's own (2^-8).
+#define RHEAD (PART16 ? HD / 2 : HD)
+#define RSTRIDE (RHEAD + 4)
+__device__ __forceinline__ float h2f(unsigned h) {
+  float f;
+  const unsigned short b = (unsigned short)(h & 0xffffu);
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(b));
+  return f;
+}
+__device__ __forceinline__ void st_f16(void* p, float v) {
+  unsigned short h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+  asm volatile("st.global.cg.u16 [%0], %1;" :: "l"(p), "h"(h) : "memory");
+}
+
+// flash-decoding combine: attention output of every head from its CHUNKS partial records, in one round of L2
+// loads: each thread fetches its 4 output dims of every chunk and its head's (m, l) pairs and weighs the chunks
+// itself (a head's threads repeat a few exps instead of waiting for a second round trip, which costs ~1 us while
+// the other SMs saturate memory)
 template <typename Pro>
 __device__ void combined_input(const float* part, float* xs, Pro wait, const float* y, int n, float* rs,
                                float* acc) {
@@ -255,13 +272,18 @@ __device__ void combined_input(const float* part, float* xs, Pro wait, const flo
   residual_rows(y, n, rs, acc);
   for (int i = threadIdx.x; i < QDIM / 4; i += NT) {
     const int h = (4 * i) / HD, d = 4 * i - h * HD;
-    const float* p = part + (long long)h * CHUNKS * PSTRIDE;
+    const float* p = part + (long long)h * CHUNKS * RSTRIDE;
     float4 o[CHUNKS];
     float2 ml[CHUNKS];
 #pragma unroll
     for (int c = 0; c < CHUNKS; ++c) {
-      o[c] = __ldcg((const float4*)(p + c * PSTRIDE + d));
-      ml[c] = __ldcg((const float2*)(p + c * PSTRIDE + HD));
+#if PART16
+      const uint2 u = __ldcg((const uint2*)(p + c * RSTRIDE + d / 2));
+      o[c] = make_float4(h2f(u.x & 0xffffu), h2f(u.x >> 16), h2f(u.y & 0xffffu), h2f(u.y >> 16));
+#else
+      o[c] = __ldcg((const float4*)(p + c * RSTRIDE + d));
+#endif
+      ml[c] = __ldcg((const float2*)(p + c * RSTRIDE + RHEAD));
     }
     float m = -3.0e38f;
 #pragma unroll
@@ -270,8 +292,9 @@ __device__ void combined_input(const float* part, float* xs, Pro wait, const flo
     float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
     for (int c = 0; c < CHUNKS; ++c) {
-      const float f = __expf(ml[c].x - m);
-      den = fmaf(f, ml[c].y, den);
+      // PART16 records hold o / l (normalised, so fp16's range suffices): weigh them by l
+      const float f = PART16 ? __expf(ml[c].x - m) * ml[c].y : __expf(ml[c].x - m);
+      den = PART16 ? den + f : fmaf(f, ml[c].y, den);
       sum.x = fmaf(f, o[c].x, sum.x); sum.y = fmaf(f, o[c].y, sum.y);
       sum.z = fmaf(f, o[c].z, sum.z); sum.w = fmaf(f, o[c].w, sum.w);
     }
@@ -577,6 +600,10 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
       ((uint4*)vst)[i] = b;
     }
   };
+  // RoPE's rotation at `pos` does not depend on this step's projections either: computed before the wait
+  float* rope = stat + 3 * GROUP;   // cos[PAIRS], sin[PAIRS]
+  const float* inv = A + t.g;
+  if (tid < PAIRS) sincosf((float)pos * inv[tid], &rope[PAIRS + tid], &rope[tid]);
   if (p1 > p0) {
     if (tid == 0 && p1 - p0 > SUB) {
       const long long bytes = ((long long)(p1 - p0 - SUB) * HD * (long long)sizeof(c_t) + 15) / 16 * 16;
@@ -586,23 +613,22 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
     stage_kv(p0, min(SUB, p1 - p0));
   }
   wait();
+  // the queries and (the task owning `pos`) the new key and value, one index space over the threads so all their
+  // L2 loads are in flight together: the owner is every layer's last attention task otherwise
   const float* qkv = A + t.in;
-  const float* inv = A + t.g;
-  for (int i = tid; i < GROUP * HD; i += NT) {
-    const int h = kvh * GROUP + i / HD, d = i % HD, p = d % PAIRS;
-    float sn, cs;
-    sincosf((float)pos * inv[p], &sn, &cs);
-    const float x = ldcg(qkv + h * HD + d);
-    const float rot = d < PAIRS ? -ldcg(qkv + h * HD + d + PAIRS) : ldcg(qkv + h * HD + d - PAIRS);
-    qs[i] = x * cs + rot * sn;
-  }
-  if (pos >= p0 && pos < t.aux3) {
-    const float* kn = qkv + QDIM + kvh * HD;
-    const float* vn = qkv + QDIM + NKV * HD + kvh * HD;
-    for (int d = tid; d < HD; d += NT) {
-      const int p = d % PAIRS;
-      float sn, cs;
-      sincosf((float)pos * inv[p], &sn, &cs);
+  const bool owner = pos >= p0 && pos < t.aux3;
+  const float* kn = qkv + QDIM + kvh * HD;
+  const float* vn = qkv + QDIM + NKV * HD + kvh * HD;
+  for (int i = tid; i < GROUP * HD + (owner ? HD : 0); i += NT) {
+    if (i < GROUP * HD) {
+      const int h = kvh * GROUP + i / HD, d = i % HD, p = d % PAIRS;
+      const float cs = rope[p], sn = rope[PAIRS + p];
+      const float x = ldcg(qkv + h * HD + d);
+      const float rot = d < PAIRS ? -ldcg(qkv + h * HD + d + PAIRS) : ldcg(qkv + h * HD + d - PAIRS);
+      qs[i] = x * cs + rot * sn;
+    } else {
+      const int d = i - GROUP * HD, p = d % PAIRS;
+      const float cs = rope[p], sn = rope[PAIRS + p];
       const float rot = d < PAIRS ? -ldcg(kn + d + PAIRS) : ldcg(kn + d - PAIRS);
       const c_t kc = f2c(ldcg(kn + d) * cs + rot * sn), vc = f2c(ldcg(vn + d));
       K[(long long)(pos - p0) * HD + d] = kc;
@@ -682,17 +708,23 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
     const int idx = tid + e * NT;
     if (idx < GROUP * HD) {
       const int g = idx / HD, d = idx - g * HD;
-      __stcg(part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * PSTRIDE + d, o[e]);
+      float* rec = part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * RSTRIDE;
+#if PART16
+      const float l = stat[GROUP + g];
+      st_f16((unsigned short*)rec + d, l > 0.f ? o[e] / l : 0.f);
+#else
+      __stcg(rec + d, o[e]);
+#endif
     }
   }
   if (tid < GROUP) {
-    float* dst = part + ((long long)(kvh * GROUP + tid) * CHUNKS + chunk) * PSTRIDE;
-    __stcg(dst + HD, p1 > p0 ? stat[tid] : -3.0e38f);
-    __stcg(dst + HD + 1, stat[GROUP + tid]);
+    float* dst = part + ((long long)(kvh * GROUP + tid) * CHUNKS + chunk) * RSTRIDE;
+    __stcg(dst + RHEAD, p1 > p0 ? stat[tid] : -3.0e38f);
+    __stcg(dst + RHEAD + 1, stat[GROUP + tid]);
   }
 }
 
-#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * WPR + GROUP * SUB + 3 * GROUP)
+#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * WPR + GROUP * SUB + 3 * GROUP + HD)
 #define SMEM_FLOATS (KMAX > ATTN_FLOATS ? KMAX : ATTN_FLOATS)
 
 __device__ void prefetch_task(const Task& t, const w_t* W) {

@@ -48,7 +48,9 @@ class KernelGenes:
     and the down projection in one phase, each tile adding its k-slice of the down projection into a residual
     accumulator (`mlp_acc`, accumulate regions), 4 joins per layer instead of 5; l2_evict_first = 1: streamed
     weights are loaded with an L2 evict-first policy (read once per step, they should not push out activations);
-    pollers = warps that poll a join's counter, staggered, so a completed join is seen sooner."""
+    pollers = warps that poll a join's counter, staggered, so a completed join is seen sooner; partial_fp16 = 1:
+    attention's partial outputs are stored normalised in fp16 (bfloat16 kernels only), halving the bytes every
+    output-projection block reads to combine them."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -61,10 +63,11 @@ class KernelGenes:
     fuse_mlp: int = 0
     l2_evict_first: int = 0
     pollers: int = 1
+    partial_fp16: int = 0
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
                "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),
-               "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2)}
+               "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2), "partial_fp16": (0, 1)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

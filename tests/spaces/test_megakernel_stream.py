@@ -121,7 +121,9 @@ def test_a_hugging_face_checkpoint_runs_through_the_streaming_layout(tmp_path):
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
 @pytest.mark.parametrize("genes,dtype,trace", [(KernelGenes(warps=4, unroll=2, chunks=2), "float32", False),
-                                               (KernelGenes(warps=16, rows=2, chunks=16), "bfloat16", True)])
+                                               (KernelGenes(warps=16, rows=2, chunks=16), "bfloat16", True),
+                                               (KernelGenes(warps=16, chunks=16, fuse_mlp=1, partial_fp16=1,
+                                                            prefetch_kb=16), "bfloat16", False)])
 def test_the_emitted_kernel_compiles_for_hopper(tmp_path, genes, dtype, trace):
     from spaces.megakernel.emit_stream import emit_stream_cuda
 
@@ -161,6 +163,27 @@ def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers()
         tokens, _ = mk.generate([1, 2, 3, 4], 24)
         ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
         assert tokens == ref
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU with torch and cupy")
+def test_on_a_gpu_fp16_partials_change_the_bf16_logits_by_rounding_only():
+    import torch
+
+    from spaces.megakernel.stream_runtime import StreamMegakernel, random_weights_gpu
+
+    d = ModelDims.of(TOY, 64)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    weights = random_weights_gpu(d, "bfloat16", seed=0)
+    runs = []
+    for genes in (KernelGenes(warps=16, chunks=16, fuse_mlp=1),
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, partial_fp16=1, prefetch_kb=16)):
+        mk = StreamMegakernel(stream_schedule(TOY, genes, sms=sms, kv_length=64), weights, "bfloat16")
+        runs.append(mk.generate([1, 2, 3, 4], 24))
+    (plain, plain_logits), (fp16, fp16_logits) = runs
+    assert fp16 == plain
+    scale = max(float(x.abs().max()) for x in plain_logits)
+    assert max(float((a - b).abs().max()) for a, b in zip(plain_logits, fp16_logits)) < 0.01 * scale
 
 
 def test_an_emitted_kernel_carries_a_certificate_that_verify_rechecks(tmp_path):
