@@ -1,20 +1,22 @@
 """The island model: K populations evolving apart, exchanging their best every few generations.
 
 Each island is an ordinary `EngineState` with its own seed (spawned from the run seed), stepped by the same
-`search.engine.step`. Migration is synchronous per epoch: every island runs `migration_interval` generations,
-then each sends its best `migrants` to its neighbour (a ring, or a random derangement drawn from the driver's
+`search.engine.step`. Migration is per epoch: every island runs `migration_interval` generations, then each sends
+its best `migrants` to its destination (the next island on a ring, or a random derangement drawn from the driver's
 seeded generator). Islands live on hosts (Ray actors, or the driver itself) that keep each island's whole state
 between epochs and evolve it `migration_interval` generations per call, selection and variation included, so cheap
 evaluations pay one round trip per epoch instead of one per generation.
 
-An epoch's call gives back two things. Its summary (the island's emigrants and front, its counts: a few kB) is all
-the migration barrier waits for: the driver routes the emigrants and starts the next epoch at once. Its details
-(the island's state without cache, the cache entries the epoch added, the generation reports: ~100 kB for 32
-individuals of 400 bits) are fetched while the hosts run that next epoch, and keep the driver's copy of every
-island in step (what a checkpoint holds and `on_epoch` sees). So
+An epoch's call gives back two things. Its summary (the island's emigrants and front, its counts: a few kB) is what
+migration waits for: a host's next epoch starts as soon as its own islands and those sending to them are done,
+with no barrier across the archipelago. Its details (the island's state without cache, the cache entries the epoch
+added, the generation reports: ~150 kB for 32 individuals of 400 bits) are fetched while the hosts work, and keep
+the driver's copy of every island in step (what a checkpoint holds and `on_epoch` sees). So
 
-* the result does not depend on how many actors (or machines) host the islands: same seed, same front, Ray or not;
-* the barrier costs one small message per host, not the shipping of every population through the driver;
+* the result does not depend on how many actors (or machines) host the islands, or on which finishes first: same
+  seed, same front (and same island states), Ray or not;
+* a slow island delays the islands it sends to, not the whole archipelago, and no population passes through the
+  driver on the way from one epoch to the next;
 * an actor that dies is restarted by Ray and the epoch is replayed from the driver's copy of its islands (whole
   cache included), which is exactly what the checkpoint on disk holds, so nothing is lost and nothing changes.
 """
@@ -22,7 +24,7 @@ island in step (what a checkpoint holds and `on_epoch` sees). So
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from typing import Any
@@ -193,7 +195,8 @@ def migrate(states: list[EngineState], objective: Objective, settings: SearchSet
 @dataclass
 class _Share:
     """One host's part of an epoch: its islands, the call, how to rebuild an island's argument whole (for a replay
-    from the driver's copy), and the call's two results (Ray object refs, or values when run in-process)."""
+    from the driver's copy), and the call's two results (Ray object refs, or values when run in-process).
+    `summaries` holds the values once they have arrived."""
 
     host: int
     group: list[int]
@@ -203,6 +206,8 @@ class _Share:
     summaries: Any = None
     details: Any = None
     done_here: bool = False
+    fetched: bool = False
+    failures: int = 0
 
 
 class _Hosts:
@@ -212,7 +217,8 @@ class _Hosts:
     def __init__(self, space, objective, settings, islands: IslandSettings, timeout, use_ray: bool):
         self.use_ray = use_ray
         args = (space, objective, settings, timeout, islands.migrants)
-        self.count = max(1, min(islands.hosts or islands.islands, islands.islands))
+        count = max(1, min(islands.hosts or islands.islands, islands.islands))
+        self.groups = [list(range(h, islands.islands, count)) for h in range(count)]
         self.held: set[int] = set()
         self.local = IslandHost(*args)
         if use_ray:
@@ -220,37 +226,35 @@ class _Hosts:
 
             remote = ray.remote(max_restarts=MAX_ACTOR_RESTARTS, max_task_retries=0)(IslandHost)
             refs = [ray.put(a) for a in args]  # shipped through the object store once, not per actor
-            self.actors = [remote.remote(*refs) for _ in range(self.count)]
+            self.actors = [remote.remote(*refs) for _ in range(count)]
 
-    def holds_all(self, islands: int) -> bool:
-        return len(self.held) == islands
+    def holds(self, host: int) -> bool:
+        return all(i in self.held for i in self.groups[host])
 
     def start(self, seeds: list[int]) -> list[_Share]:
         """Generation 0 of every island (seeds[i] for island i)."""
-        return self._submit("start", len(seeds), lambda i: (i, seeds[i]), lambda i, mirror: (i, seeds[i]))
+        return [self._submit(h, "start", lambda i: (i, seeds[i]), lambda i, mirror: (i, seeds[i]))
+                for h in range(len(self.groups))]
 
-    def advance(self, newcomers: list[list[Individual] | None], generations: int,
-                mirror: list[EngineState] | None) -> list[_Share]:
-        """One epoch of every island: held islands get their newcomers; the others their whole state from `mirror`
-        (the driver's copy, which must then be the island at the start of this epoch, newcomers included)."""
+    def advance(self, host: int, newcomers: dict[int, list[Individual] | None], generations: int,
+                mirror: list[EngineState] | None) -> _Share:
+        """One epoch of `host`'s islands: held islands get `newcomers[i]`; the others their whole state from
+        `mirror` (the driver's copy, which must then be the island at the start of this epoch, newcomers in)."""
         def whole(i: int, copy: list[EngineState] | None) -> tuple:
             if copy is None:
                 raise RuntimeError(f"island {i} must be sent whole, but the driver's copy is not up to date")
             return i, copy[i], None
 
-        return self._submit("advance", len(newcomers),
-                            lambda i: (i, None, newcomers[i]) if i in self.held else whole(i, mirror), whole,
-                            generations)
+        return self._submit(host, "advance", lambda i: (i, None, newcomers[i]) if i in self.held else whole(i, mirror),
+                            whole, generations)
 
-    def _submit(self, method: str, islands: int, parcel: Callable[[int], Any],
-                whole: Callable[[int, list[EngineState] | None], Any], *extra) -> list[_Share]:
-        shares = [_Share(h, list(range(h, islands, self.count)), method, extra, whole)
-                  for h in range(min(self.count, islands))]
-        for share in shares:
-            self._call(share, [parcel(i) for i in share.group], here=not self.use_ray)
-            if not self.use_ray:
-                self.held.update(share.group)
-        return shares
+    def _submit(self, host: int, method: str, parcel: Callable[[int], Any],
+                whole: Callable[[int, list[EngineState] | None], Any], *extra) -> _Share:
+        share = _Share(host, self.groups[host], method, extra, whole)
+        self._call(share, [parcel(i) for i in share.group], here=not self.use_ray)
+        if not self.use_ray:
+            self.held.update(share.group)
+        return share
 
     def _call(self, share: _Share, parcels: list, here: bool) -> None:
         if here:
@@ -260,46 +264,51 @@ class _Hosts:
             method = getattr(self.actors[share.host], share.method)
             share.summaries, share.details = method.options(num_returns=2).remote(parcels, *share.extra)
 
-    def summaries(self, shares: list[_Share], mirror: list[EngineState] | None) -> list[EpochSummary]:
-        """Wait for every island's summary (the barrier), in island order. A share whose actor died is replayed
-        whole from `mirror`, the driver's copy at the start of the epoch."""
+    def arrivals(self, shares: list[_Share], mirror: list[EngineState] | None) -> Iterator[_Share]:
+        """Each share once its summaries have arrived, in the order they arrive (`summaries` then holds them). A
+        share whose actor died is replayed whole from `mirror`, the driver's copy at the start of the epoch."""
         if not self.use_ray:
-            return _in_order(shares, [s.summaries for s in shares])
+            yield from shares
+            return
         import ray
 
-        out = []
-        for share in shares:
-            for attempt in range(MAX_ACTOR_RESTARTS + 1):
-                try:
-                    out.append(ray.get(share.summaries))
-                    self.held.update(share.group)
-                    break
-                except ray.exceptions.RayError:  # the actor died (Ray restarts it): replay with whole states
-                    self.held.difference_update(share.group)
-                    last = attempt == MAX_ACTOR_RESTARTS  # restarts spent: the driver runs the share itself
-                    self._call(share, [share.whole(i, mirror) for i in share.group], here=last)
-                    if last:
-                        out.append(share.summaries)
-        return _in_order(shares, out)
+        waiting = {share.summaries: share for share in shares if not share.done_here}
+        yield from (share for share in shares if share.done_here)
+        while waiting:
+            ready, _ = ray.wait(list(waiting), num_returns=1)  # blocks in Ray's core worker: no polling here
+            share = waiting.pop(ready[0])
+            try:
+                share.summaries = ray.get(share.summaries)
+            except ray.exceptions.RayError:  # the actor died (Ray restarts it): replay with whole states
+                self.held.difference_update(share.group)
+                share.failures += 1
+                last = share.failures > MAX_ACTOR_RESTARTS  # restarts spent: the driver runs the share itself
+                self._call(share, [share.whole(i, mirror) for i in share.group], here=last)
+                if not last:
+                    waiting[share.summaries] = share
+                    continue
+            else:
+                self.held.update(share.group)
+            yield share
+
+    def fetch(self, share: _Share, mirror: list[EngineState] | None) -> None:
+        """Bring a share's details here (after its summaries arrived). One whose object was lost with its node is
+        recomputed in-process from `mirror`, the driver's copy at the start of the epoch."""
+        if share.done_here or share.fetched:
+            return
+        import ray
+
+        try:
+            share.details = ray.get(share.details)
+        except ray.exceptions.RayError:  # the actor still holds its islands: it made the summary
+            self._call(share, [share.whole(i, mirror) for i in share.group], here=True)
+        share.fetched = True
 
     def details(self, shares: list[_Share], mirror: list[EngineState] | None) -> list[Details]:
-        """Every island's details, in island order (after `summaries`). One whose object was lost with its node is
-        recomputed in-process from `mirror`, the driver's copy at the start of the epoch."""
-        if not self.use_ray:
-            return _in_order(shares, [s.details for s in shares])
-        import ray
-
-        remote = [s for s in shares if not s.done_here]
-        try:
-            fetched = dict(zip((s.host for s in remote), ray.get([s.details for s in remote])))
-        except ray.exceptions.RayError:
-            fetched = {}
-            for share in remote:
-                try:
-                    fetched[share.host] = ray.get(share.details)
-                except ray.exceptions.RayError:  # the actor still holds its islands: it made the summary
-                    self._call(share, [share.whole(i, mirror) for i in share.group], here=True)
-        return _in_order(shares, [s.details if s.done_here else fetched[s.host] for s in shares])
+        """Every island's details, in island order (after `arrivals`)."""
+        for share in shares:
+            self.fetch(share, mirror)
+        return _in_order(shares, [s.details for s in shares])
 
     def close(self):
         if self.use_ray:
@@ -333,6 +342,11 @@ def _epoch_line(state: ArchipelagoState) -> dict[str, Any]:
             "elapsed": round(state.elapsed, 6)}
 
 
+def _incoming(j: int, sources: list[list[int]], summaries: list[EpochSummary | None]) -> list[Individual]:
+    """Island j's newcomers: the emigrants of the islands sending to it, in their order (as `route` gives)."""
+    return [ind for i in sources[j] for ind in summaries[i].emigrants]
+
+
 def _merge(state: EngineState | None, details: Details) -> EngineState:
     """The driver's copy of an island: a host's state without cache, plus the driver's cache and logbook."""
     light, entries, reports = details
@@ -350,14 +364,20 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
     """Run K islands to a stopping rule (generations per island, total evaluations, wall time, target on the
     global front). Same seed and settings give the same global front whatever `use_ray` and `islands.hosts`.
 
-    On Ray the next epoch starts as soon as every summary is in: the driver then brings its copy of the islands up
-    to date and calls `on_epoch` (a checkpoint) while the hosts work."""
+    On Ray there is no global barrier: a host starts its next epoch as soon as its own islands and the islands
+    sending them migrants have finished this one (the destinations are drawn before the epoch ends), so a slow
+    island delays its neighbours, not the archipelago. The stopping rules are checked once every island is in; an
+    epoch started by then is dropped if the run stops (its result would not be used either way). The driver
+    brings its copy of the islands up to date and calls `on_epoch` (a checkpoint) while the hosts work."""
     hosts, count = _Hosts(space, objective, settings, islands, timeout, use_ray), islands.islands
     try:
         if state is None:
             begin = time.perf_counter()
             shares = hosts.start(island_seeds(seed, count))
-            summaries, details = hosts.summaries(shares, None), hosts.details(shares, None)
+            for _ in hosts.arrivals(shares, None):
+                pass
+            summaries = _in_order(shares, [s.summaries for s in shares])
+            details = hosts.details(shares, None)
             front = update_front([], [ind for s in summaries for ind in s.front], objective.directions,
                                  settings.hall_of_fame)
             rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(count + 1)[-1])
@@ -368,26 +388,36 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
                 on_epoch(state, [d[2] for d in details])
         rng = np.random.default_rng()
         rng.bit_generator.state = state.rng_state
-        # `newcomers`: what each island takes in before its next epoch (None: no migration); the driver's copy has
+        # `newcomers[i]`: what island i takes in before its next epoch (None: no migration); the driver's copy has
         # them already, the hosts get them with that epoch's call.
-        mark, shares, newcomers = time.perf_counter(), None, [None] * count
+        mark, newcomers, following = time.perf_counter(), [None] * count, {}
         reason = stop_reason(state, objective, settings)
         while reason is None:
             generations = min(islands.migration_interval, settings.generations - state.generation)
-            shares = shares or hosts.advance(newcomers, generations, state.islands)
-            summaries = hosts.summaries(shares, state.islands)
-            migrating = state.generation + generations < settings.generations
-            newcomers = route([s.emigrants for s in summaries], islands.topology, rng) if migrating else [None] * count
+            after = min(islands.migration_interval, settings.generations - state.generation - generations)
+            migrating = after > 0
+            shares = [following.get(h) or hosts.advance(h, dict(enumerate(newcomers)), generations, state.islands)
+                      for h in range(len(hosts.groups))]
+            targets = destinations(count, islands.topology, rng) if migrating else []
+            sources = [[i for i in range(count) if targets[i] == j] for j in range(count)] if migrating else []
+            summaries: list[EpochSummary | None] = [None] * count
+            following = {}
+            for share in hosts.arrivals(shares, state.islands):
+                for i, summary in zip(share.group, share.summaries):
+                    summaries[i] = summary
+                for h, group in enumerate(hosts.groups):  # hosts whose next epoch has all it needs: start it
+                    if use_ray and migrating and h not in following and hosts.holds(h) and all(
+                            summaries[k] is not None for i in group for k in [i, *sources[i]]):
+                        following[h] = hosts.advance(h, {i: _incoming(i, sources, summaries) for i in group},
+                                                     after, None)
+                hosts.fetch(share, state.islands)  # while the others finish
+            newcomers = [_incoming(j, sources, summaries) if migrating else None for j in range(count)]
             front = update_front(state.front, [ind for s in summaries for ind in s.front], objective.directions,
                                  settings.hall_of_fame)
             now = time.perf_counter()
             progress = _Progress(front, min(s.generation for s in summaries), sum(s.evaluations for s in summaries),
                                  state.elapsed + now - mark)
             reason = stop_reason(progress, objective, settings)
-            following = None
-            if reason is None and use_ray and hosts.holds_all(count):  # the hosts work while the driver catches up
-                following = hosts.advance(newcomers, min(islands.migration_interval,
-                                                         settings.generations - progress.generation), None)
             details = hosts.details(shares, state.islands)
             states = [_merge(s, d) for s, d in zip(state.islands, details)]
             if migrating:
@@ -396,7 +426,10 @@ def evolve_islands(space: Space, objective: Objective, settings: SearchSettings,
                                      rng_state=rng.bit_generator.state, elapsed=progress.elapsed,
                                      logbook=state.logbook + [])
             state.logbook.append(_epoch_line(state))
-            mark, shares = now, following
+            mark = now
+            if reason is None and use_ray:  # the rest of the next epoch starts before the checkpoint
+                following.update({h: hosts.advance(h, dict(enumerate(newcomers)), after, state.islands)
+                                  for h in range(len(hosts.groups)) if h not in following})
             if on_epoch:
                 on_epoch(state, [d[2] for d in details])
     finally:

@@ -139,3 +139,18 @@ def test_an_actor_that_dies_mid_run_is_replayed_to_the_same_front(ray_two_worker
     assert (tmp_path / "died").exists()
     assert keys(remote) == keys(local) and remote.evaluations == local.evaluations
     assert [list(s.cache) for s in remote.islands] == [list(s.cache) for s in local.islands]
+
+
+@pytest.mark.parametrize("stop", [{"targets": {"trap": 44.0}}, {"max_evaluations": 900}])
+def test_a_run_stopped_early_on_ray_is_the_in_process_run(ray_two_workers, stop):
+    """On Ray a host starts its next epoch before the stopping rules are checked; when they stop the run, that
+    epoch is dropped, so the result is the in-process one (states, caches and all)."""
+    space, objective = trap_problem()
+    settings = SearchSettings(population=20, generations=40, **stop)
+    islands = IslandSettings(islands=5, migration_interval=3, migrants=2, topology="random")
+    local = evolve_islands(space, objective, settings, islands, seed=3)
+    remote = evolve_islands(space, objective, settings, IslandSettings(**{**islands.__dict__, "hosts": 3}), seed=3,
+                            use_ray=True)
+    assert local.generation < 40 and remote.stop_reason == local.stop_reason
+    assert keys(remote) == keys(local) and remote.epoch == local.epoch and remote.rng_state == local.rng_state
+    assert [list(s.cache) for s in remote.islands] == [list(s.cache) for s in local.islands]
