@@ -298,11 +298,14 @@ def timed_islands(work_seconds: float, workers: int, total: int, generations: in
     started = connect(workers) if use_ray else False
     try:
         for _ in range(repeats):
-            marks: list[tuple[float, int, float]] = []
+            marks: list[tuple[float, int, float]] = []  # per epoch: wall clock, evaluations, islands' step seconds
+
+            def mark(archipelago, reports, marks=marks):
+                marks.append((time.perf_counter(), archipelago.evaluations,
+                              sum(i.elapsed for i in archipelago.islands)))
+
             begin = time.perf_counter()
-            state = evolve_islands(space, objective, settings, islands, seed=0, use_ray=use_ray,
-                                   on_epoch=lambda s, r, marks=marks: marks.append((time.perf_counter(), s.evaluations,
-                                                                       sum(i.elapsed for i in s.islands))))
+            state = evolve_islands(space, objective, settings, islands, seed=0, use_ray=use_ray, on_epoch=mark)
             end = time.perf_counter()
             runs.append({"seconds": round(end - marks[0][0], 3), "evaluations": state.evaluations - marks[0][1],
                          "seconds_with_start": round(end - begin, 3), "epochs": state.epoch,
@@ -368,7 +371,7 @@ def part_scaling(workers: int, total: int, repeats: int) -> dict:
             "islands_on_ray": {k: v for k, v in ray_run.items() if k != "front"},
             "islands_efficiency": round(efficiency, 3),
             # where the Ray run's workers x seconds went: the islands' own steps (slower than in-process when
-            # actors are preempted), the rest waiting at migration barriers and shipping
+            # actors are preempted), the rest waiting for migrants and shipping states
             "ray_step_share": round(ray_run["island_step_seconds"] / (workers * ray_run["seconds"]), 3),
             "step_seconds_ray_over_in_process": round(ray_run["island_step_seconds"] / local["island_step_seconds"], 3),
             "islands_evals_per_s": round(ray_run["evaluations"] / ray_run["seconds"], 1),
