@@ -39,7 +39,7 @@ from search.combined import CombinedObjective  # noqa: E402
 from search.engine import SearchSettings, evolve  # noqa: E402
 from search.evaluation import Evaluator, evaluate_chunk  # noqa: E402
 from search.protocols import Context  # noqa: E402
-from spaces.float32.program import op_count  # noqa: E402
+from spaces.float32.program import depth, op_count  # noqa: E402
 from spaces.float32.space import Float32Space  # noqa: E402
 from spaces.float32.structure import space_size  # noqa: E402
 from spaces.float32.structure_space import Float32StructureSpace  # noqa: E402
@@ -91,7 +91,9 @@ def build(target: str, seeded: bool, max_ops: int, seed: int, kind: str = "progr
 def runners_up(space, state, taken: set[str], per_ops: int = 3, within: int = 3) -> list:
     """Feasible evaluated genomes off the front: the `per_ops` lowest-error ones of each op count from the cheapest
     feasible count up to `within` more, separately with and without a division (a division costs several fmas,
-    `ulp_publish.py --div-cost`). (genome, evaluation, False) triples; structure keys are genome reprs."""
+    `ulp_publish.py --div-cost`), plus, up to 2 `within` more, the lowest-error one of each other dependency-chain
+    length (a shorter chain can run faster with more operations: `ulp_publish.py --time-within`). (genome, evaluation, False) triples;
+    structure keys are genome reprs."""
     feasible = [(ast.literal_eval(k), ev) for k, ev in state.cache.items()
                 if ev.failed is None and ev.feasible and k not in taken]
     if not feasible:
@@ -101,12 +103,19 @@ def runners_up(space, state, taken: set[str], per_ops: int = 3, within: int = 3)
     def divides(genome) -> bool:
         return any(op == "div" for op, _ in space.canonical(genome))
 
+    def chain(genome) -> int:
+        return depth(space.canonical(genome), space.target.n_inputs)
+
     out = []
-    for ops in range(int(cheapest), int(cheapest) + within + 1):
+    for ops in range(int(cheapest), int(cheapest) + 2 * within + 1):
         for div in (False, True):
             same = sorted([(g, ev) for g, ev in feasible if ev.values[1] == ops and divides(g) == div],
                           key=lambda p: p[1].values[0])
-            out += [(g, ev, False) for g, ev in same[:per_ops]]
+            picked = same[:per_ops] if ops <= cheapest + within else []
+            for g, ev in same:                  # and the lowest-error one of each dependency-chain length
+                if all(chain(g) != chain(h) for h, _ in picked):
+                    picked.append((g, ev))
+            out += [(g, ev, False) for g, ev in picked]
     return out
 
 
@@ -175,6 +184,7 @@ def main() -> None:
     for genome, evaluation, on_front in members:
         err = float(np.max(check.errors(genome)))
         rows.append({"ops": op_count(space.canonical(genome), space.target.n_outputs, space.target.n_inputs),
+                     "depth": depth(space.canonical(genome), space.target.n_inputs),
                      "max_ulp_search": evaluation.values[0], "max_ulp_200k": err, "on_front": on_front,
                      "program": space.describe(genome), "genome": repr(space.canonical(genome)),
                      "constants": [float(c).hex() for c in space.fit(genome).constants],

@@ -1,6 +1,6 @@
 """Fixed harnesses for the functions machine-learning code calls constantly: tanh, the logistic sigmoid and erf.
 
-Both reduce to the same small-term core, like sin's S = sin r - r: the program maps a float32 r in
+tanh and sigmoid reduce to the same small-term core, like sin's S = sin r - r: the program maps a float32 r in
 [-ln2/2, ln2/2] to q(r) ~ e^r - 1 - r (|q| <= 0.068, so its own float32 rounding costs at most 2^-28 relative
 to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by the C, NumPy and Triton emitters:
 
@@ -16,12 +16,13 @@ to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by
   k LN2_LO (LN2_HI has 32 bits, so k LN2_HI is exact for |k| < 2^21), r = (float)rd for the program;
   e^t = 2^k (1 + rd + q(r)) in binary64 (using rd, not r, in the linear term: the program only sees the small term);
 - tanh is all float32 (8 lanes per AVX2 vector, no binary64): t = 2|x| with |x| clamped to 9.5 (tanh rounds to 1
-  from 9.01 on), k = rint(t log2 e) <= 27, r = t - k C1 exactly (C1 = ln 2 to 19 bits, so k C1 is exact and the
-  subtraction is exact by Sterbenz), and the program's q(r) ~ e^r - 1 - r corrected for C1 != ln 2 by
-  q' = q + k (C1 - ln 2) (1 + r + q) (the factor e^{k (C1 - ln 2)}, |k (C1 - ln 2)| < 2^-16, to first order).
-  E = e^t - 1 = 2^k (1 + r + q') - 1 as a double-float (Eh, El): (2^k - 1) + 2^k r is exact by Fast2Sum (k <= 24
-  where it matters), 2^k q' goes into the tail, and a second Fast2Sum renormalises. D = E + 2 likewise (Fast2Sum of
-  max(Eh, 2) and min(Eh, 2)). tanh |x| = Eh/Dh corrected by the division remainder, with one division:
+  from 9.01 on), k = rint(t log2 e) <= 27, r = fma(-k, C, t) with C = ln 2 rounded to float32: exact for k = 0
+  (r = t) and k = 1 (Sterbenz), where E = 2^k e^r - 1 cancels and the result is most sensitive to r; for k >= 2
+  one rounding (<= 2^-26) and k (ln 2 - C) (|ln 2 - C| = 1.9e-9) reach y scaled by 2^-k-ish, since tanh flattens:
+  no correction term (the exact 19-bit split with q' = q + k (C1 - ln 2)(1 + r + q) cost 4 operations on the
+  critical path). E = e^t - 1 = 2^k (1 + r + q) - 1 as a double-float (Eh, El): (2^k - 1) + 2^k r is exact by Fast2Sum (k <= 24
+  where it matters), 2^k q goes into the tail, and a second Fast2Sum renormalises. D = E + 2 by TwoSum (6 adds
+  and no compare or select; the max/min Fast2Sum it replaced gave the same bits). tanh |x| = Eh/Dh corrected by the division remainder, with one division:
   c = RN(1/Dh), y0 = RN(Eh c) (within ~1.5 ULP of Eh/Dh), rho = fma(-y0, Dh, Eh) (the remainder to ~2^-24 of
   itself), y = fma(rho + El - y0 Dl, c, y0): the correction is ~2^-23 of y and computed to ~2^-23 of itself, so one
   final rounding that matters; sign of x put back (tiny |x| need no case of their own: y0 = a, the correction
@@ -29,20 +30,19 @@ to e^r). Everything around it is branch-free (vectorisable), mirrored exactly by
 - sigmoid's rare path: t = -x clamped to [-120, 120] (1 and 0 are the float32 results beyond), 1 / (1 + e^t), one
   rounding.
 
-So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error, scaled by at most 1
-(tanh: by up to ~3 at k = 1, where E = 2P - 1 cancels, so its core needs one more degree than the binary64 harness
-did; the double-float steps add about 2^-24 ULP; tanh near 0, sigmoid for x -> -inf, where the result is e^x or
-2|x|-proportional). NaN -> NaN, +-inf -> +-1 (tanh), 1 or 0 (sigmoid).
+So the result carries one float32 rounding (0.5 ULP) plus the program's approximation error and a few roundings
+scaled well below 1 (sigmoid for x -> -inf, where the result is e^x, likewise). NaN -> NaN, +-inf -> +-1 (tanh),
+1 or 0 (sigmoid).
 
-erf has no exp-shaped reduction; the program gets a = |x| (clamped to 3.92, where erf rounds to 1) and two
-shifted copies a - 1.52 and a - 3.06 (exact by Sterbenz where they are used, and centred so that float32 Horner
-steps do not cancel), and has three outputs, each fitted on its own interval in absolute error (what matters
-next to a result near 1): G(a) ~ erf(a)/a - 2/sqrt(pi) on [0, 0.84375], D1 ~ erfc(a) on [0.84375, 2.2],
-D2 ~ erfc(a) on [2.2, 3.92]. erf |x| = a (2/sqrt(pi) + G) in binary64 rounded once for a < 0.84375 (the split
-of glibc's erff: further up, the roundings of t = a^2 inside G and of G itself grow towards 0.55 ULP on top of
-the final 0.5), else 1 - D (one float32 rounding; |D| < 1/4, so D's own rounding costs <= 1/8 ULP), and 1 from
-3.92 on; the sign of x is put back. All three are computed and
-selected, so the loop stays branch-free.
+erf has two pieces, both computed on every lane and one selected (branch-free; |x| clamped to 3.92 on the bits,
+where erf rounds to 1, NaN or-ed back in at the end): below a = |x| = 1.125, y = a + a G(v) with
+v = fma(a, a, -81/128) (a^2 centred on [0, 1.27]: one rounding of at most 2^-25) and the program's
+G ~ erf(a)/a - 1 (|G| <= 0.21, so its rounding costs <= 0.14 ULP of y); from 1.125 on, y = 1 - D(u) with
+u = a - 2.5 (exact: both multiples of 2^-23, |u| < 2) and the program's D ~ erfc(a) (D <= 0.112 < 1/8: its
+rounding <= 1/16 ULP). Each output is fitted on its own interval, G in error relative to y, D in absolute error
+(what matters next to a result near 1). The split sits where D drops below 1/8: at 1.0 (D up to 0.157, its
+rounding 1/8 ULP) the best 21-op program was 1.0015 ULP on 2 of the 2^32 inputs. The sign of x is put back. The
+program is two plain polynomials: no binary64, no division, no exp, 5 harness operations.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import numpy as np
 from spaces.float32.program import fma_f32
 from spaces.float32.reduction import (
     F32,
+    LN2_F,
     LN2_HI,
     LN2_LO,
     LOG2E,
@@ -69,14 +70,15 @@ from spaces.float32.reduction import (
 LOG2E_D = 1.4426950408889634
 LN2_D_HI = float.fromhex("0x1.62e42fefp-1")                 # 32 significant bits
 LN2_D_LO = float.fromhex("0x1.473de6af278edp-34")          # ln 2 - LN2_HI rounded to binary64 (mpmath)
-TANH_CLAMP = F32(9.5)
-TANH_LN2_C1 = F32(float.fromhex("0x1.62e44p-1"))        # ln 2 to 19 bits: k C1 exact for k <= 31
-TANH_LN2_C2 = F32(float.fromhex("0x1.0105c6p-21"))       # C1 - ln 2, rounded to float32 (mpmath)
+TANH_CLAMP = F32(9.5)                                        # tanh rounds to 1 from 9.01 on
 SIGMOID_CLAMP = 120.0
 SIGMOID_FAST_BELOW = 0x42A00000                              # float32 bits of 80: |x| < 80 takes the float32 path
-ERF_CLAMP = F32(3.92)
-ERF_SPLITS = (F32(0.84375), F32(2.2))                         # G below the first, D1 below the second, else D2
-ERF_SHIFTS = (F32(1.52), F32(3.06))                       # centres of D1's and D2's intervals
+ERF_CLAMP = F32(3.92)                                        # erf rounds to 1 from 3.833 on
+ERF_CLAMP_BITS = np.uint32(ERF_CLAMP.view(np.uint32))
+ERF_SPLIT = F32(1.125)                                       # below: a + a G(v); from here: 1 - D(u)
+ERF_SPLIT_BITS = np.uint32(ERF_SPLIT.view(np.uint32))
+ERF_V_CENTRE = F32(0.6328125)                                # v = a^2 - 81/128, centred on [0, 1.125^2]
+ERF_U_CENTRE = F32(2.5)                                      # u = a - 2.5, centred on [1.125, 3.875]
 TWO_OVER_SQRT_PI = 1.1283791670955126                     # 2/sqrt(pi) in binary64
 
 
@@ -113,9 +115,9 @@ def _expm1_ref(r: np.ndarray) -> np.ndarray:
 class Tanh(Target):
     name: ClassVar[str] = "tanh"
     interval: ClassVar[tuple[float, float]] = (-0.3467, 0.3467)
-    # |x| 0, clamp 1, 2|x| 1, k: fma sub 2, r 1, k(C1 - ln2) 1, q' 3, E: 2^k r, 2^k - 1, 2 Fast2Sums 8, D: compare,
-    # 2 selects, Fast2Sum 6, one division (1/D) and the quotient with its correction 6 (sign and 2^k: integer)
-    harness_ops: ClassVar[int] = 33
+    # |x| 0, clamp 1, 2|x| 1, k: fma sub 2, r 1, E: 2^k r, 2^k - 1, 2 Fast2Sums 8, D: TwoSum and the tail 6,
+    # one division (1/D) and the quotient with its correction 6 (sign and 2^k: integer)
+    harness_ops: ClassVar[int] = 28
     reference64: ClassVar = staticmethod(np.tanh)
 
     def reduced_reference(self, r):
@@ -128,22 +130,20 @@ class Tanh(Target):
         sh = fma_f32(t, LOG2E, MAGIC32)
         kf = (sh - MAGIC32).astype(F32)
         pk = ((sh.view(np.uint32).astype(np.uint64) - 0x4B400000 + 127) << np.uint64(23)) & np.uint64(0xFFFFFFFF)
-        r = fma_f32(-kf, TANH_LN2_C1, t)                     # exact
-        return r, {"kd": (kf * TANH_LN2_C2).astype(F32), "pk": pk.astype(np.uint32).view(F32), "r": r}
+        r = fma_f32(-kf, LN2_F, t)                            # exact for k <= 1, one rounding beyond
+        return r, {"pk": pk.astype(np.uint32).view(F32), "r": r}
 
     def reconstruct(self, outputs, state, x):
-        q0, r, kd, pk = outputs[0], state["r"], state["kd"], state["pk"]
-        q = fma_f32(kd, ((F32(1.0) + r).astype(F32) + q0).astype(F32), q0)
+        q, r, pk = np.asarray(outputs[0], F32), state["r"], state["pk"]
         b = (pk * r).astype(F32)                              # exact
         am = (pk - F32(1.0)).astype(F32)
         e1 = (am + b).astype(F32)                             # Fast2Sum: |am| >= |b| or am = 0
         w = fma_f32(pk, q, (b - (e1 - am).astype(F32)).astype(F32))
         eh = (e1 + w).astype(F32)
         el = (w - (eh - e1).astype(F32)).astype(F32)
-        hi = np.where(eh > F32(2.0), eh, F32(2.0)).astype(F32)
-        lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)
-        dh = (hi + lo).astype(F32)                            # Fast2Sum: D = E + 2
-        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)
+        dh = (eh + F32(2.0)).astype(F32)                      # TwoSum: D = E + 2 (no compare, no select)
+        bb = (dh - eh).astype(F32)
+        dl = (((eh - (dh - bb).astype(F32)).astype(F32) + (F32(2.0) - bb).astype(F32)).astype(F32) + el).astype(F32)
         inv = (F32(1.0) / dh).astype(F32)                     # the one division
         y0 = (eh * inv).astype(F32)                           # within ~1 ULP of eh / dh
         rho = fma_f32(-y0, dh, eh)                            # the remainder, to ~2^-24 of itself
@@ -234,38 +234,43 @@ class Sigmoid(Target):
 @dataclass(frozen=True)
 class Erf(Target):
     name: ClassVar[str] = "erf"
-    n_outputs: ClassVar[int] = 3
-    n_inputs: ClassVar[int] = 3
+    n_outputs: ClassVar[int] = 2
+    n_inputs: ClassVar[int] = 2
     interval: ClassVar[tuple[float, float]] = (0.0, 3.92)
-    output_intervals: ClassVar[tuple[tuple[float, float], ...]] = ((0.0, 0.84375), (0.84375, 2.2), (2.2, 3.92))
-    # |x| 0, clamp 1, 2 shifts, A: 2 conversions + add + mul + conversion, B: 2 subs, 3 compares + 3 selects
-    harness_ops: ClassVar[int] = 16
+    output_intervals: ClassVar[tuple[tuple[float, float], ...]] = (
+        (-float(ERF_V_CENTRE), float(ERF_SPLIT) ** 2 - float(ERF_V_CENTRE)),
+        (float(ERF_SPLIT) - float(ERF_U_CENTRE), float(ERF_CLAMP) - float(ERF_U_CENTRE)))
+    # v = fma(a, a, -c) 1, u = a - c 1, a + a G 1, 1 - D 1, the select 1 (|x|, the clamp, sign and NaN: integer)
+    harness_ops: ClassVar[int] = 5
     reference64: ClassVar = staticmethod(erf64)
 
     def reduced_reference(self, r):
         with np.errstate(all="ignore"):
-            g = np.where(r == 0, 0.0, erf64(r) / np.where(r == 0, 1.0, r) - TWO_OVER_SQRT_PI)
-        return [g, 1.0 - erf64(r), 1.0 - erf64(r)]
+            a = np.sqrt(np.maximum(r + float(ERF_V_CENTRE), 0.0))
+            g = np.where(a > 0, erf64(a) / np.where(a > 0, a, 1.0), TWO_OVER_SQRT_PI) - 1.0
+        return [g, 1.0 - erf64(r + float(ERF_U_CENTRE))]
 
     def reduced_scale(self, r, refs):
-        return [np.ones_like(r)] * 3                 # absolute: each output sits next to a value near 1
+        # G enters as a + a G: its error relative to y is dG / (1 + G); D as 1 - D next to ~1: absolute
+        return [1.0 / (1.0 + refs[0]), np.ones_like(r)]
 
     def program_inputs(self, r):
-        return [r, r - float(ERF_SHIFTS[0]), r - float(ERF_SHIFTS[1])]
+        return [r, r]
 
     def reduce(self, x):
-        a = np.abs(np.asarray(x, F32))
-        ac = np.where(a > ERF_CLAMP, ERF_CLAMP, a).astype(F32)
-        return [ac, (ac - ERF_SHIFTS[0]).astype(F32), (ac - ERF_SHIFTS[1]).astype(F32)], {"a": a, "ac": ac}
+        xb = np.asarray(x, F32).view(np.uint32)
+        ia = xb & np.uint32(0x7FFFFFFF)
+        a = np.minimum(ia, ERF_CLAMP_BITS).view(F32)           # NaN lanes get the clamp; fixed at the end
+        v = fma_f32(a, a, -ERF_V_CENTRE)
+        u = (a - ERF_U_CENTRE).astype(F32)                      # exact (both multiples of 2^-23, |u| < 2)
+        return [v, u], {"a": a, "ia": ia, "xb": xb}
 
     def reconstruct(self, outputs, state, x):
-        g, d1, d2 = outputs
-        a, ac = state["a"], state["ac"]
-        ya = (ac.astype(np.float64) * (TWO_OVER_SQRT_PI + g.astype(np.float64))).astype(F32)
-        y = np.where(a < ERF_SPLITS[1], (F32(1.0) - d1).astype(F32), (F32(1.0) - d2).astype(F32))
-        y = np.where(a < ERF_SPLITS[0], ya, y)
-        y = np.where(a >= ERF_CLAMP, F32(1.0), y).astype(F32)   # erf rounds to 1 from 3.92 on (NaN keeps y)
-        return (y.view(np.uint32) | (np.asarray(x, F32).view(np.uint32) & np.uint32(0x80000000))).view(F32)
+        g, d = (np.asarray(o, F32) for o in outputs)
+        a = state["a"]
+        y = np.where(state["ia"] < ERF_SPLIT_BITS, fma_f32(a, g, a), (F32(1.0) - d).astype(F32)).astype(F32)
+        nan = np.where(state["ia"] > 0x7F800000, np.uint32(0x7FC00000), np.uint32(0))
+        return (y.view(np.uint32) | (state["xb"] & np.uint32(0x80000000)) | nan).view(F32)
 
     def sample(self, n, rng):
         a = _bit_uniform(-float(np.finfo(F32).max), float(np.finfo(F32).max), n // 4, rng)
@@ -273,7 +278,8 @@ class Erf(Target):
         return np.concatenate([a, b, rng.uniform(-4.0, 4.0, n - n // 2).astype(F32)])
 
     def hard_points(self):
-        pts = _around([0.84375, 1.0, 2.2, 3.92, 3.8, 0.5, 0.75, 2.0 ** -12, 1e-30, 1.5, 3.0], 3)
+        pts = _around([float(ERF_SPLIT), 1.0, 2.2, 3.92, 3.8, 0.5, 0.75, 2.0 ** -12, 1e-30, 1.5, 3.0, 0.84375, 1.1,
+                       1.15], 3)
         return np.concatenate([pts, -pts])
 
 

@@ -430,9 +430,8 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
         outs = [register_name(n_in + len(program) - 2 + j, n_in) for j in range(2)]
         return "\n".join(lines + triton_trig.triton_lines(target, body, outs)) + "\n"
     if name == "erf":
-        outs = [register_name(n_in + len(program) - 3 + j, n_in) for j in range(3)]
-        lines += EA.triton_erf_lines(body, outs)
-        return "\n".join(lines[:5] + EA.triton_helpers() + lines[5:]) + "\n"
+        outs = [register_name(n_in + len(program) - 2 + j, n_in) for j in range(2)]
+        return "\n".join(lines + EA.triton_erf_lines(body, outs)) + "\n"
     if name == "tanh":
         return "\n".join(lines + EA.triton_tanh_lines(body, out)) + "\n"
     if name == "sigmoid":

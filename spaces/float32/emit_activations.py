@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from spaces.float32 import activations as A
-from spaces.float32.reduction import LN2_HI, LN2_LO, LOG2E, Target
+from spaces.float32.reduction import LN2_F, LN2_HI, LN2_LO, LOG2E, Target
 
 
 def _d(v: float) -> str:
@@ -19,18 +19,22 @@ def _f(v) -> str:
     return f"{float(np.float32(v)).hex()}f"
 
 
+def _bits(v) -> str:
+    return f"0x{int(np.float32(v).view(np.uint32)):08X}u"
+
+
 def c_erf() -> str:
+    """Two pieces, both computed, one selected (activations.py: why each step is exact or small)."""
     return ("EF_INLINE float evoforge_erf_inline(float x) {\n"
-            "    const uint32_t ix = ef_bits(x);\n"
-            "    const float a = ef_float(ix & 0x7fffffffu);\n"
-            f"    const float ac = a > {_f(A.ERF_CLAMP)} ? {_f(A.ERF_CLAMP)} : a;     /* erf rounds to 1 beyond; NaN passes */\n"
-            "    float g, d1, d2;\n"
-            f"    ef_core(ac, ac - {_f(A.ERF_SHIFTS[0])}, ac - {_f(A.ERF_SHIFTS[1])}, &g, &d1, &d2);"
-            "   /* shifts exact where used */\n"
-            f"    const float ya = (float)((double)ac * ({_d(A.TWO_OVER_SQRT_PI)} + (double)g));   /* a < 1 */\n"
-            f"    float y = a < {_f(A.ERF_SPLITS[1])} ? 1.0f - d1 : 1.0f - d2;\n"
-            f"    y = a < {_f(A.ERF_SPLITS[0])} ? ya : y;\n"            f"    y = a >= {_f(A.ERF_CLAMP)} ? 1.0f : y;                     /* erf rounds to 1; NaN keeps y */\n"
-            "    return ef_float(ef_bits(y) | (ix & 0x80000000u));          /* erf is odd */\n"
+            "    const uint32_t ix = ef_bits(x), ia = ix & 0x7fffffffu;\n"
+            f"    const float a = ef_float(ia < {_bits(A.ERF_CLAMP)} ? ia : {_bits(A.ERF_CLAMP)});"
+            "   /* |x| clamped to 3.92, where erf rounds to 1 */\n"
+            "    float g, d;\n"
+            f"    ef_core(ef_fma(a, a, -{_f(A.ERF_V_CENTRE)}), a - {_f(A.ERF_U_CENTRE)}, &g, &d);"
+            "   /* G(a^2 - c) ~ erf(a)/a - 1, D(a - c) ~ erfc(a) */\n"
+            f"    const float y = ia < {_bits(A.ERF_SPLIT)} ? ef_fma(a, g, a) : 1.0f - d;\n"
+            "    const uint32_t nan = ia > 0x7f800000u ? 0x7fc00000u : 0u;\n"
+            "    return ef_float(ef_bits(y) | (ix & 0x80000000u) | nan);      /* erf is odd; NaN stays NaN */\n"
             "}\n")
 
 
@@ -44,16 +48,14 @@ def c_tanh() -> str:
             f"    const float sh = ef_fma(t, {_f(LOG2E)}, 0x1.8p23f);\n"
             "    const float kf = sh - 0x1.8p23f;\n"
             "    const float pk = ef_float((ef_bits(sh) - 0x4B400000u + 127u) << 23);      /* 2^k */\n"
-            f"    const float r = ef_fma(-kf, {_f(A.TANH_LN2_C1)}, t);                 /* exact */\n"
-            f"    const float kd = kf * {_f(A.TANH_LN2_C2)};\n"
-            "    const float q0 = ef_core(r);                                /* ~ e^r - 1 - r */\n"
-            "    const float q = ef_fma(kd, (1.0f + r) + q0, q0);             /* times e^{k (C1 - ln 2)} */\n"
+            f"    const float r = ef_fma(-kf, {_f(LN2_F)}, t);                 /* exact for k <= 1 */\n"
+            "    const float q = ef_core(r);                                 /* ~ e^r - 1 - r */\n"
             "    const float b = pk * r, am = pk - 1.0f;\n"
             "    const float e1 = am + b;                                     /* Fast2Sum */\n"
             "    const float w = ef_fma(pk, q, b - (e1 - am));\n"
             "    const float eh = e1 + w, el = w - (eh - e1);                 /* E = e^t - 1 = eh + el */\n"
-            "    const float hi = eh > 2.0f ? eh : 2.0f, lo = eh > 2.0f ? 2.0f : eh;\n"
-            "    const float dh = hi + lo, dl = (lo - (dh - hi)) + el;        /* D = E + 2 */\n"
+            "    const float dh = eh + 2.0f, bb = dh - eh;\n"
+            "    const float dl = ((eh - (dh - bb)) + (2.0f - bb)) + el;       /* D = E + 2 (TwoSum) */\n"
             "    const float inv = 1.0f / dh;                                 /* the one division */\n"
             "    const float y0 = eh * inv;\n"
             "    const float rho = ef_fma(-y0, dh, eh);                       /* remainder */\n"
@@ -118,15 +120,13 @@ def numpy_erf() -> str:
     return ("def evoforge_erf(x):\n"
             "    x = np.asarray(x, F32)\n"
             "    with np.errstate(all='ignore'):\n"
-            "        a = np.abs(x)\n"
-            f"        ac = np.where(a > {h(A.ERF_CLAMP)}, {h(A.ERF_CLAMP)}, a).astype(F32)\n"
-            f"        g, d1, d2 = core(ac, (ac - {h(A.ERF_SHIFTS[0])}).astype(F32), (ac - {h(A.ERF_SHIFTS[1])}).astype(F32))\n"
-            f"        ya = (ac.astype(np.float64) * ({A.TWO_OVER_SQRT_PI!r} + np.asarray(g, F32).astype(np.float64)))"
-            ".astype(F32)\n"
-            f"        y = np.where(a < {h(A.ERF_SPLITS[1])}, (F32(1.0) - d1).astype(F32), (F32(1.0) - d2).astype(F32))\n"
-            f"        y = np.where(a < {h(A.ERF_SPLITS[0])}, ya, y)\n"
-            f"        y = np.where(a >= {h(A.ERF_CLAMP)}, F32(1.0), y).astype(F32)\n"
-            "        return (y.view(np.uint32) | (x.view(np.uint32) & np.uint32(0x80000000))).view(F32)\n")
+            "        xb = x.view(np.uint32)\n"
+            "        ia = xb & np.uint32(0x7FFFFFFF)\n"
+            f"        a = np.minimum(ia, np.uint32({_bits(A.ERF_CLAMP)[:-1]})).view(F32)\n"
+            f"        g, d = core(fma(a, a, -{h(A.ERF_V_CENTRE)}), (a - {h(A.ERF_U_CENTRE)}).astype(F32))\n"
+            f"        y = np.where(ia < {_bits(A.ERF_SPLIT)[:-1]}, fma(a, g, a), (F32(1.0) - d).astype(F32)).astype(F32)\n"
+            "        nan = np.where(ia > 0x7F800000, np.uint32(0x7FC00000), np.uint32(0))\n"
+            "        return (y.view(np.uint32) | (xb & np.uint32(0x80000000)) | nan).view(F32)\n")
 
 
 def numpy_tanh() -> str:
@@ -139,20 +139,18 @@ def numpy_tanh() -> str:
             f"        sh = fma(t, {h(LOG2E)}, F32(12582912.0))\n"
             "        kf = (sh - F32(12582912.0)).astype(F32)\n"
             "        pk = f32(((bits(sh) - 0x4B400000 + 127) << 23) & 0xFFFFFFFF)\n"
-            f"        r = fma(-kf, {h(A.TANH_LN2_C1)}, t)\n"
-            f"        kd = (kf * {h(A.TANH_LN2_C2)}).astype(F32)\n"
-            "        q0 = np.asarray(core(r), F32)\n"
-            "        q = fma(kd, ((F32(1.0) + r).astype(F32) + q0).astype(F32), q0)\n"
+            f"        r = fma(-kf, {h(LN2_F)}, t)\n"
+            "        q = np.asarray(core(r), F32)\n"
             "        b = (pk * r).astype(F32)\n"
             "        am = (pk - F32(1.0)).astype(F32)\n"
             "        e1 = (am + b).astype(F32)\n"
             "        w = fma(pk, q, (b - (e1 - am).astype(F32)).astype(F32))\n"
             "        eh = (e1 + w).astype(F32)\n"
             "        el = (w - (eh - e1).astype(F32)).astype(F32)\n"
-            "        hi = np.where(eh > F32(2.0), eh, F32(2.0)).astype(F32)\n"
-            "        lo = np.where(eh > F32(2.0), F32(2.0), eh).astype(F32)\n"
-            "        dh = (hi + lo).astype(F32)\n"
-            "        dl = ((lo - (dh - hi).astype(F32)).astype(F32) + el).astype(F32)\n"
+            "        dh = (eh + F32(2.0)).astype(F32)\n"
+            "        bb = (dh - eh).astype(F32)\n"
+            "        dl = (((eh - (dh - bb).astype(F32)).astype(F32) + (F32(2.0) - bb).astype(F32)).astype(F32)"
+            " + el).astype(F32)\n"
             "        inv = (F32(1.0) / dh).astype(F32)\n"
             "        y0 = (eh * inv).astype(F32)\n"
             "        rho = fma(-y0, dh, eh)\n"
@@ -217,6 +215,12 @@ def triton_helpers() -> list[str]:
             "    return tl.full((1,), bits, tl.int64).to(tl.float64, bitcast=True)", "", ""]
 
 
+def _tri_tail(y: str) -> list[str]:
+    """The sign of x and NaN as bits (ix, ia: x's int32 bits and |x|'s)."""
+    return ["    nan = tl.where(ia > 0x7F800000, 0x7FC00000, 0)",
+            f"    return ({y}.to(tl.int32, bitcast=True) | (ix & -2147483648) | nan).to(tl.float32, bitcast=True)"]
+
+
 def triton_tanh_lines(body: list[str], out: str) -> list[str]:
     """tanh's float32 harness in Triton (tl.div_rn: the IEEE division the C and the simulation use)."""
     f = lambda v: repr(float(np.float32(v)))  # noqa: E731
@@ -224,13 +228,12 @@ def triton_tanh_lines(body: list[str], out: str) -> list[str]:
              f"    t = 2.0 * tl.where(a > {f(A.TANH_CLAMP)}, {f(A.TANH_CLAMP)}, a)",
              f"    sh = tl.fma(t, {f(LOG2E)}, 12582912.0)", "    kf = sh - 12582912.0",
              "    pk = ((sh.to(tl.int32, bitcast=True) - 0x4B400000 + 127) << 23).to(tl.float32, bitcast=True)",
-             f"    r = tl.fma(-kf, {f(A.TANH_LN2_C1)}, t)", f"    kd = kf * {f(A.TANH_LN2_C2)}"]
+             f"    r = tl.fma(-kf, {f(LN2_F)}, t)"]
             + body +
-            [f"    q0 = {out}", "    q = tl.fma(kd, (1.0 + r) + q0, q0)",
+            [f"    q = {out}",
              "    b = pk * r", "    am = pk - 1.0", "    e1 = am + b", "    w = tl.fma(pk, q, b - (e1 - am))",
              "    eh = e1 + w", "    el = w - (eh - e1)",
-             "    hi = tl.where(eh > 2.0, eh, 2.0)", "    lo = tl.where(eh > 2.0, 2.0, eh)",
-             "    dh = hi + lo", "    dl = (lo - (dh - hi)) + el", "    inv = tl.div_rn(1.0, dh)",
+             "    dh = eh + 2.0", "    bb = dh - eh", "    dl = ((eh - (dh - bb)) + (2.0 - bb)) + el", "    inv = tl.div_rn(1.0, dh)",
              "    y0 = eh * inv", "    rho = tl.fma(-y0, dh, eh)", "    y = tl.fma(tl.fma(-y0, dl, rho + el), inv, y0)",
              "    return (y.to(tl.int32, bitcast=True) | (ix & -2147483648)).to(tl.float32, bitcast=True)"])
 
@@ -265,12 +268,11 @@ def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[s
 
 def triton_erf_lines(body: list[str], outs: list[str]) -> list[str]:
     f = lambda v: repr(float(np.float32(v)))  # noqa: E731
-    return (["    a = tl.abs(x)", f"    ac = tl.where(a > {f(A.ERF_CLAMP)}, {f(A.ERF_CLAMP)}, a)",
-             "    r = ac", f"    r1 = ac - {f(A.ERF_SHIFTS[0])}", f"    r2 = ac - {f(A.ERF_SHIFTS[1])}"]
+    clamp = int(np.float32(A.ERF_CLAMP).view(np.uint32))
+    return (["    ix = x.to(tl.int32, bitcast=True)", "    ia = ix & 0x7FFFFFFF",
+             f"    a = tl.where(ia < {clamp:#x}, ia, {clamp:#x}).to(tl.float32, bitcast=True)",
+             f"    r = tl.fma(a, a, -{f(A.ERF_V_CENTRE)})", f"    r1 = a - {f(A.ERF_U_CENTRE)}"]
             + body +
-            [f"    ya = (ac.to(tl.float64) * ({_t64(A.TWO_OVER_SQRT_PI)} + {outs[0]}.to(tl.float64))).to(tl.float32)",
-             f"    y = tl.where(a < {f(A.ERF_SPLITS[1])}, 1.0 - {outs[1]}, 1.0 - {outs[2]})",
-             f"    y = tl.where(a < {f(A.ERF_SPLITS[0])}, ya, y)",
-             f"    y = tl.where(a >= {f(A.ERF_CLAMP)}, 1.0, y)",
-             "    sign = x.to(tl.int32, bitcast=True) & -2147483648",
-             "    return (y.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)"])
+            [f"    y = tl.where(ia < {int(np.float32(A.ERF_SPLIT).view(np.uint32)):#x}, tl.fma(a, {outs[0]}, a), "
+             f"1.0 - {outs[1]})"]
+            + _tri_tail("y"))

@@ -87,6 +87,15 @@ def op_count(program: Program, n_outputs: int, n_inputs: int = 1) -> int:
     return len(live_instructions(program, n_outputs, n_inputs))
 
 
+def depth(program: Program, n_inputs: int = 1) -> int:
+    """Longest chain of dependent operations (inputs at 0): what bounds throughput once the out-of-order window is
+    full, where the op count does not (Estrin has more operations than Horner and a shorter chain)."""
+    level = [0] * n_inputs
+    for _, args in program:
+        level.append(1 + max((level[a] for a in args if a != CONST), default=0))
+    return max(level[n_inputs:], default=0)
+
+
 def _run(program: Program, constants: Sequence[float], inputs: list[np.ndarray], n_outputs: int,
          dtype) -> list[np.ndarray]:
     n_in = len(inputs)

@@ -203,8 +203,7 @@ def classic_forms(target: Target, max_ops: int) -> list[Program]:
     n_in = target.n_inputs
     forms: list[Program] = []
     if target.name == "erf":
-        return [f for f in (_erf_form(*d) for d in ((3, 8, 9), (4, 9, 9), (4, 9, 10), (4, 10, 10), (5, 10, 10),
-                                                    (5, 10, 11), (5, 11, 11))) if len(f) <= max_ops]
+        return [f for f in (_erf_form(*d) for d in ((5, 12), (6, 13), (6, 14), (7, 14), (7, 15))) if len(f) <= max_ops]
     if target.name in ("tanh", "sigmoid"):
         for d in range(1, max_ops - 1):
             prog = [("mul", (0, 0))]                                    # r^2
@@ -239,11 +238,11 @@ def classic_forms(target: Target, max_ops: int) -> list[Program]:
     return [f for f in forms if len(f) <= max_ops]
 
 
-def _erf_form(p_a: int, d1: int, d2: int) -> Program:
-    """erf's three outputs: G = t P(t) with t = r^2 and P of degree p_a; D1, D2 Horner polynomials of degree d1, d2
-    in the shifted inputs r1, r2 (registers 1 and 2); the three outputs come last, in order."""
-    n_in = 3
-    prog: list[Instruction] = [("mul", (0, 0))]                    # t, register 3
+def _erf_form(g: int, d: int) -> Program:
+    """erf's two outputs: G, a Horner polynomial of degree g in r (= a^2 - 81/128), and D, one of degree d in r1
+    (= a - 2.5); all but the last Horner step of each first, then the two last steps (the outputs, in order)."""
+    n_in = 2
+    prog: list[Instruction] = []
 
     def steps(var: int, count: int) -> int:
         prog.append(("fma", (var, CONST, CONST)))
@@ -251,8 +250,7 @@ def _erf_form(p_a: int, d1: int, d2: int) -> Program:
             prog.append(("fma", (n_in + len(prog) - 1, var, CONST)))
         return n_in + len(prog) - 1
 
-    ha = steps(n_in, p_a)
-    h1 = steps(1, d1 - 1)
-    h2 = steps(2, d2 - 1)
-    prog += [("mul", (n_in, ha)), ("fma", (h1, 1, CONST)), ("fma", (h2, 2, CONST))]
+    hg = steps(0, g - 1)
+    hd = steps(1, d - 1)
+    prog += [("fma", (hg, 0, CONST)), ("fma", (hd, 1, CONST))]
     return tuple(prog)

@@ -11,9 +11,10 @@ values; `compile_structure` turns a genome into a straight-line `program.Program
 The genes (not every target has all of them):
 - form: what the core is. `poly` P(r); `rational` P(r) / Q(r) with Q(0) = 1; for log `fP` f P(f), `small`
   f + f^2 P(f), `atanh` s P(s^2) with s = f / (2 + f) computed in the program (an in-program reduction);
-- degree / den_degree: of P / Q (for sin, cos: s_degree, c_degree; for erf: g_degree, d1_degree, d2_degree);
+- degree / den_degree: of P / Q (for sin, cos: s_degree, c_degree; for erf: g_degree, d_degree, the polynomials
+  of its two pieces);
 - scheme: how a polynomial is evaluated: `horner`, `estrin` (pairs, then powers of r^2: shorter dependency chains,
-  a few more multiplications) or `evenodd` (E(r^2) + r O(r^2));
+  a few more multiplications) or `evenodd` (E(r^2) + r O(r^2)); g_scheme / d_scheme per polynomial (erf);
 - pin: how many of P's low coefficients are fixed to their Taylor values (0: all fitted);
 - shift: P's variable centred on the reduced interval's midpoint (one subtraction; for the asymmetric log interval);
 - s_form / c_form (sin, cos): where the rounding of the r^3 and r^4 factors falls.
@@ -51,8 +52,8 @@ GENES: dict[str, dict[str, tuple]] = {
     "cos": _TRIG,
     "tanh": _SMALL_TERM,
     "sigmoid": _SMALL_TERM,
-    "erf": {"g_degree": tuple(range(2, 9)), "d1_degree": tuple(range(4, 15)), "d2_degree": tuple(range(4, 15)),
-            "g_form": ("tP", "rational"), "scheme": ("horner", "estrin")},
+    "erf": {"g_degree": tuple(range(3, 11)), "d_degree": tuple(range(6, 19)),
+            "g_scheme": ("horner", "estrin"), "d_scheme": ("horner", "estrin")},
 }
 
 # Taylor coefficients that `pin` may fix, per target and core (P's coefficients, low to high)
@@ -200,7 +201,7 @@ def compile_structure(target: str, genome: Genome, interval: tuple[float, float]
     """The program of `genome` for `target` (inputs: the harness's reduced registers, outputs last, in order).
     `interval`: the reduced interval (its midpoint is the `shift` gene's centre)."""
     g = dict(genome)
-    b = _Builder(3 if target == "erf" else 1)
+    b = _Builder(2 if target == "erf" else 1)
     outs: list[int] = []
     fractions: list[tuple[int, int | None]] = []
 
@@ -246,12 +247,9 @@ def compile_structure(target: str, genome: Genome, interval: tuple[float, float]
         p = b.poly(0, _coefs(0, "num", g["degree"] + 1, _TAYLOR[target][: g["pin"]]), scheme)
         num = _times(b, z, p)
         quotient(num, 0, 0, g["den_degree"]) if g["form"] == "rational" else plain(num)
-    elif target == "erf":                          # G ~ erf(a)/a - 2/sqrt(pi) = t P(t); D1, D2 ~ erfc
-        t = b.op("mul", 0, 0)
-        num = _times(b, t, b.poly(t, _coefs(0, "num", g["g_degree"] + 1), g["scheme"]))
-        quotient(num, t, 0, 2) if g["g_form"] == "rational" else plain(num)
-        plain(b.poly(1, _coefs(1, "num", g["d1_degree"] + 1), g["scheme"]))
-        plain(b.poly(2, _coefs(2, "num", g["d2_degree"] + 1), g["scheme"]))
+    elif target == "erf":                          # G(v) ~ erf(a)/a - 1 below 1, D(u) ~ erfc(a) above
+        plain(b.poly(0, _coefs(0, "num", g["g_degree"] + 1), g["g_scheme"]))
+        plain(b.poly(1, _coefs(1, "num", g["d_degree"] + 1), g["d_scheme"]))
     else:
         raise ValueError(f"no structure genes for target {target!r}")
     return b.finish(outs, fractions)
