@@ -130,8 +130,8 @@ def _c_log_like(target: R.Target, name: str) -> str:
     if target.name == "log":
         combine = (f"    const float y = ef_fma(ef, {_c_float(R.LN2_F)}, ef_fma(ef, {_c_float(R.LN2_F_LO)}, p));\n")
     else:
-        combine = (f"    const float v = ef_fma(f, {_c_float(R.INVLN2_HI)}, ef_fma(f, p, f * {_c_float(R.INVLN2_LO)}));"
-                   "   /* log2(1 + f), one rounding */\n"
+        combine = (f"    const float v = ef_fma(f, {_c_float(R.INVLN2_HI)}, f * p);"
+                   "   /* log2(1 + f), one rounding that matters */\n"
                    "    const float y = ef + v;\n")
     return (f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
             "    const uint32_t ix0 = ef_bits(x);\n"
@@ -213,11 +213,11 @@ def _c_trig(target: R.Target, name: str) -> str:
             f"/* {name} of x, |x| = n pi/2 + rh + rl: only the value the quadrant needs is kept (one blend); sign is\n"
             "   the sign bit to put back (sin is odd, cos even). */\n"
             f"EF_INLINE float ef_{name}_finish(float rh, float rl, int32_t n, uint32_t sign) {{\n"
-            "    float sp, cp;\n"
-            "    ef_core(rh, &sp, &cp);                      /* sin(rh) - rh, cos(rh) - 1 + rh^2/2 */\n"
-            "    const float hr = 0.5f * rh;\n"
-            "    const float c = 1.0f - ef_fma(rh, hr, ef_fma(rh, rl, -cp));   /* 1 - cos, rounded once */\n"
-            "    const float s = rh + ef_fma(rl, c, sp);\n"
+            "    float p, q2;\n"
+            "    ef_core(rh, &p, &q2);     /* (sin(rh) - rh)/rh^3, (cos(rh) - 1 + rh^2/2)/rh^4, polynomials in rh^2 */\n"
+            "    const float z = rh * rh, z2 = z * z, r3 = rh * z, t = rh * rl, hr = 0.5f * rh;\n"
+            "    const float c = 1.0f - ef_fma(rh, hr, ef_fma(-z2, q2, t));    /* 1 - cos, rounded once */\n"
+            "    const float s = rh + ef_fma(r3, p, ef_fma(-t, hr, rl));       /* rl cos(rh) ~ rl - rl rh^2/2 */\n"
             f"    const uint32_t q = (uint32_t)n + {target.quadrant_shift}u;\n"
             "    /* a float select on the sign bit of q << 31 (odd quadrant): gcc emits one blend */\n"
             "    const float y = (int32_t)(q << 31) < 0 ? c : s;\n"
@@ -228,7 +228,7 @@ def _c_trig(target: R.Target, name: str) -> str:
             "    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);\n"
             f"    const float sh = ef_fma(ax, {_c_float(R.INV_PIO2_F)}, 0x1.8p23f);   /* rint(|x| 2/pi) in the low bits */\n"
             "    const float kf = sh - 0x1.8p23f;\n"
-            "    const int32_t n = (int32_t)(ef_bits(sh) - 0x4B400000u);\n"
+            "    const int32_t n = (int32_t)ef_bits(sh);      /* k + 0x4B400000: the same two low bits as k */\n"
             f"    const float r1 = ef_fma(-kf, {_c_float(R.PIO2_C1)}, ax);      /* exact */\n"
             f"    const float rh = ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1);\n"
             f"    const float rl = ef_fma(-kf, {_c_float(R.PIO2_C3)}, ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1 - rh));"
@@ -345,7 +345,7 @@ def _np_body(target: R.Target) -> str:
         if name == "log":
             comb = f"        y = fma(ef, {_np_h(R.LN2_F)}, fma(ef, {_np_h(R.LN2_F_LO)}, p))\n"
         else:
-            comb = (f"        v = fma(f, {_np_h(R.INVLN2_HI)}, fma(f, p, (f * {_np_h(R.INVLN2_LO)}).astype(F32)))\n"
+            comb = (f"        v = fma(f, {_np_h(R.INVLN2_HI)}, (f * p).astype(F32))\n"
                     "        y = (ef + v).astype(F32)\n")
         return (f"def evoforge_{name}(x):\n"
                 "    x = np.asarray(x, F32)\n"
@@ -390,10 +390,12 @@ def _np_body(target: R.Target) -> str:
             "        rbh = rb.astype(F32)\n"
             "        rh = np.where(large, rbh, rh).astype(F32)\n"
             "        rl = np.where(large, (rb - rbh.astype(np.float64)).astype(F32), rl).astype(F32)\n"
-            "        sp, cp = core(rh)\n"
-            "        hr = (F32(0.5) * rh).astype(F32)\n"
-            "        c = (F32(1.0) - fma(rh, hr, fma(rh, rl, -cp))).astype(F32)\n"
-            "        s = (rh + fma(rl, c, sp)).astype(F32)\n"
+            "        p, q2 = core(rh)\n"
+            "        z = (rh * rh).astype(F32)\n"
+            "        z2, r3, t, hr = ((z * z).astype(F32), (rh * z).astype(F32), (rh * rl).astype(F32),\n"
+            "                         (F32(0.5) * rh).astype(F32))\n"
+            "        c = (F32(1.0) - fma(rh, hr, fma(-z2, q2, t))).astype(F32)\n"
+            "        s = (rh + fma(r3, p, fma(-t, hr, rl))).astype(F32)\n"
             f"        q = (n + {target.quadrant_shift}) & 3\n"
             "        y = np.where(q & 1 == 0, s, c)\n"
             "        flip = (q & 2) != 0\n"
@@ -459,7 +461,7 @@ def emit_triton(program: Program, constants: Sequence[float], target: R.Target, 
         if name == "log":
             lines += [f"    y = tl.fma(ef, {float(R.LN2_F)!r}, tl.fma(ef, {float(R.LN2_F_LO)!r}, p))"]
         else:
-            lines += [f"    v = tl.fma(f, {float(R.INVLN2_HI)!r}, tl.fma(f, p, f * {float(R.INVLN2_LO)!r}))",
+            lines += [f"    v = tl.fma(f, {float(R.INVLN2_HI)!r}, f * p)",
                       "    y = ef + v"]
         lines += ["    y = tl.where(x == float('inf'), x, y)", "    y = tl.where(x == 0.0, float('-inf'), y)",
                   "    return tl.where((x < 0.0) | (x != x), float('nan'), y)"]

@@ -10,10 +10,11 @@ by the C and NumPy emitters (`emit.py`), so the error measured on this simulatio
 - exp2:  k = rint(x); r = x - k exactly; r in [-1/2, 1/2]; exp2(x) = p(r) * 2^k1 * 2^k2.
 - log:   x = 2^e m with m in [sqrt(1/2), sqrt(2)) by integer arithmetic on the bits (subnormals scaled by 2^23 first);
          f = m - 1 is exact (Sterbenz); log(x) = fma(e, LN2_HI, fma(e, LN2_LO, p(f))), p ~ log1p on [-0.293, 0.415].
-- log2:  same split; p ~ g(f) = log2(1 + f)/f - 1/ln 2, and log2(x) = e + v with
-         v = fma(f, INVLN2_HI, fma(f, p, f INVLN2_LO)) ~ log2(1 + f) rounded once (4 ops): for e != 0, |y| >= 1/2
-         while |v| <= 1/2, so v's rounding is <= 1/4 ULP of the result and the sum rounds once more; for e = 0,
-         y = v. The program's error enters only through f p (at most 1/4 of the result).
+- log2:  same split; p ~ g(f) = log2(1 + f)/f - INVLN2_HI (1/ln 2 rounded to float32: p's constant term carries
+         the 1.9e-8 that INVLN2_HI misses), and log2(x) = e + v with v = fma(f, INVLN2_HI, f p) ~ log2(1 + f)
+         (3 ops): |f p| <= 0.15 |v|, so the roundings of p and f p are <= 0.15 ULP of v each; for e != 0,
+         |y| >= 1/2 while |v| <= 1/2, so v's rounding is <= 1/4 ULP of the result and the sum rounds once more;
+         for e = 0, y = v.
 - sin/cos: on a = |x| (sin(-x) = -sin x: the sign of x is put back at the end as a bit; cos is even).
          a < 120 (the vectorised fast path, float32 only, 7 ops): k = rint(a 2/pi) (one fma); a - k pi/2 as a double-float
          (rh, rl) by a three-part Cody-Waite split pi/2 = PIO2_C1 + PIO2_C2 + PIO2_C3 + 1.2e-18 where C1 and C2
@@ -24,18 +25,21 @@ by the C and NumPy emitters (`emit.py`), so the error measured on this simulatio
          terms. The split's own error (k 1.2e-18) and the tail's rounding keep rh + rl within 2^-29 of a - k pi/2,
          relatively, for every float32 a < 120 (the closest to a multiple of pi/2 is 1.19e-8 away). a >= 120, inf, NaN (the scalar slow path): Payne-Hanek in
          integers with 2/pi bits (the scheme of glibc's sinf, table generated from mpmath), r in binary64,
-         rh = (float)r, rl = (float)(r - rh); inf and NaN give NaN. The program maps rh to S ~ sin(rh) - rh and
-         C ~ cos(rh) - 1 + rh^2/2 on [-pi/4, pi/4] (small terms, so their rounding errors shrink: |S| <= |rh|^3/6,
-         |C| <= 0.016). Per lane only the value its quadrant q = k mod 4 needs is kept (a blend on q's parity):
-         cos(r) = 1 - D with D = fma(rh, rh/2, fma(rh, rl, -C)), the exact 1 - cos(r) rounded once (D <= 0.293,
-         so its rounding is <= 1/4 ULP of the result), and sin(r) = rh + fma(rl, cos(r), S) (6 ops for both);
-         negated when q & 2, and for sin when x < 0. sin(+-0) = +-0 and subnormals come out exact (rh = x, S underflows).
+         rh = (float)r, rl = (float)(r - rh); inf and NaN give NaN. The program maps rh to P(z) ~ (sin(rh) - rh)/rh^3
+         and Q(z) ~ (cos(rh) - 1 + rh^2/2)/rh^4 on [-pi/4, pi/4] (z = rh^2; the harness applies the r^3 and z^2 factors
+         inside its own fmas, so the program is the two polynomials). Per lane only the value its quadrant q = k mod 4
+         needs is kept (a blend on q's parity): cos(r) = 1 - D with D = fma(rh, rh/2, fma(-z^2, Q, rh rl)), the exact
+         1 - cos(r) rounded once (D <= 0.293, so its rounding is <= 1/4 ULP of the result), and
+         sin(r) = rh + fma(rh z, P, fma(-rh rl, rh/2, rl)) (rl cos(rh) to within rl rh^4/24; not waiting for cos(r)
+         keeps the chain short); negated when q & 2, and for sin when x < 0. sin(+-0) = +-0 and subnormals come out
+         exact (rh = x, rh z underflows).
 Special cases, all targets: NaN -> NaN. exp: x > 89 acts as 89 (-> +inf), x < -104 acts as -104 (-> +0).
 exp2: clamp to [-151, 129]. log/log2: x < 0 -> NaN, +-0 -> -inf, +inf -> +inf. sin/cos: +-inf -> NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -55,7 +59,6 @@ LN2_F_LO = F32(0.6931471805599453 - float(LN2_F))
 SQRT_HALF_BITS = 0x3F3504F3        # float32 bits of sqrt(1/2)
 INVLN2 = 1.4426950408889634
 INVLN2_HI = F32(INVLN2)
-INVLN2_LO = F32(INVLN2 - float(INVLN2_HI))
 PI63 = float.fromhex("0x1.921fb54442d18p-62")              # pi / 2^63
 INV_PIO2_F = F32(float.fromhex("0x1.45f306p-1"))             # 2/pi in float32
 PIO2_C1 = F32(float.fromhex("0x1.921fp0"))                   # pi/2 = C1 + C2 + C3 + 1.2e-18 (C1, C2: 17 bits;
@@ -303,12 +306,12 @@ class Log(Target):
 @dataclass(frozen=True)
 class Log2(Log):
     name: ClassVar[str] = "log2"
-    harness_ops: ClassVar[int] = 12     # as log, with 4 ops for e + f/ln2 + f g(f)
+    harness_ops: ClassVar[int] = 11     # as log, with 3 ops for e + f/ln2 + f g(f)
     reference64: ClassVar = staticmethod(np.log2)
 
     def reduced_reference(self, r):
         with np.errstate(all="ignore"):
-            return [np.where(r == 0, 0.0, np.log1p(r) / (r * np.log(2.0)) - INVLN2)]
+            return [np.where(r == 0, INVLN2 - float(INVLN2_HI), np.log1p(r) / (r * np.log(2.0)) - float(INVLN2_HI))]
 
     def reduce(self, x):
         f, state = super().reduce(x)
@@ -316,7 +319,7 @@ class Log2(Log):
         return f, state
 
     def combine(self, p, ef, f):
-        v = fma_f32(f, INVLN2_HI, fma_f32(f, p, (f * INVLN2_LO).astype(F32)))
+        v = fma_f32(f, INVLN2_HI, (f * p).astype(F32))
         return (ef + v).astype(F32)
 
 
@@ -325,13 +328,21 @@ class Sin(Target):
     name: ClassVar[str] = "sin"
     n_outputs: ClassVar[int] = 2
     interval: ClassVar[tuple[float, float]] = (-0.7854, 0.7854)
-    harness_ops: ClassVar[int] = 15     # test, 7 float32 (Cody-Waite double-float), 6 combine, 1 select
+    harness_ops: ClassVar[int] = 19     # test, 7 float32 (Cody-Waite double-float), 10 combine (z^2, rh z, rh rl, rh/2,
+    #                                     2 fmas + 1 - D for cos, 2 fmas + rh + . for sin), 1 select
     reference64: ClassVar = staticmethod(np.sin)
     quadrant_shift: ClassVar[int] = 0
     odd: ClassVar[bool] = True          # sin(-x) = -sin(x); cos is even
 
     def reduced_reference(self, r):
-        return [np.sin(r) - r, (np.cos(r) - 1.0) + 0.5 * r * r]
+        """[P, Q] = [(sin r - r)/r^3, (cos r - 1 + r^2/2)/r^4] by their Taylor series (|r| <= pi/4: 12 terms reach
+        binary64; the quotients would cancel near 0)."""
+        z = np.asarray(r, np.float64) ** 2
+        p, q = np.zeros_like(z), np.zeros_like(z)
+        for k in range(11, -1, -1):         # Horner in z: (-1)^(k+1) z^k / (2k+3)!, (-1)^k z^k / (2k+4)!
+            p = p * z + (-1.0) ** (k + 1) / math.factorial(2 * k + 3)
+            q = q * z + (-1.0) ** k / math.factorial(2 * k + 4)
+        return [p, q]
 
     def reduce(self, x):
         ax = np.abs(x)
@@ -358,11 +369,16 @@ class Sin(Target):
         return rh, rl, n
 
     @staticmethod
-    def combine(sp, cp, rh, rl):
-        """(sin(rh + rl), cos(rh + rl)) from the program's outputs S ~ sin(rh) - rh and C ~ cos(rh) - 1 + rh^2/2."""
+    def combine(p, q, rh, rl):
+        """(sin(rh + rl), cos(rh + rl)) from the program's outputs P ~ (sin(rh) - rh)/rh^3 and
+        Q ~ (cos(rh) - 1 + rh^2/2)/rh^4."""
+        z = (rh * rh).astype(F32)
+        z2 = (z * z).astype(F32)
+        r3 = (rh * z).astype(F32)
+        t = (rh * rl).astype(F32)
         hr = (F32(0.5) * rh).astype(F32)
-        c = (F32(1.0) - fma_f32(rh, hr, fma_f32(rh, rl, -cp))).astype(F32)
-        s = (rh + fma_f32(rl, c, sp)).astype(F32)
+        c = (F32(1.0) - fma_f32(rh, hr, fma_f32(-z2, q, t))).astype(F32)
+        s = (rh + fma_f32(r3, p, fma_f32(-t, hr, rl))).astype(F32)
         return s, c
 
     def reconstruct(self, outputs, state, x):

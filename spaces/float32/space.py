@@ -224,16 +224,16 @@ def classic_forms(target: Target, max_ops: int) -> list[Program]:
                 prog.append(("fma", (n_in + len(prog) - 1, 0, 0)))     # f + f*(f*poly)
             forms.append(tuple(prog))
     else:
-        for d in range(1, 7):
+        for d in range(2, 7):                                           # P, Q: d coefficients each, Horner in z
             prog = [("mul", (0, 0))]                                    # z = r^2
             z = n_in
-            prog.append(("mul", (z, z)))                                # z^2
-            z2 = n_in + 1
-            hc = _horner(prog, z, d, n_in)                              # Q(z)
-            hs = _horner(prog, z, d, n_in)                              # P(z)
-            prog.append(("mul", (0, z)))                                # r^3
-            prog.append(("mul", (n_in + len(prog) - 1, hs)))          # S = r^3 P(z)  ~ sin r - r
-            prog.append(("mul", (z2, hc)))                              # C = z^2 Q(z)  ~ cos r - 1 + r^2/2
+            last = []
+            for _ in range(2):                                          # all but the last step of P, then of Q
+                prog.append(("fma", (z, CONST, CONST)))
+                for _ in range(d - 2):
+                    prog.append(("fma", (n_in + len(prog) - 1, z, CONST)))
+                last.append(n_in + len(prog) - 1)
+            prog += [("fma", (last[0], z, CONST)), ("fma", (last[1], z, CONST))]   # P ~ (sin r - r)/r^3, Q
             forms.append(tuple(prog))
     return [f for f in forms if len(f) <= max_ops]
 

@@ -17,7 +17,6 @@ The genes (not every target has all of them):
   a few more multiplications) or `evenodd` (E(r^2) + r O(r^2)); g_scheme / d_scheme per polynomial (erf);
 - pin: how many of P's low coefficients are fixed to their Taylor values (0: all fitted);
 - shift: P's variable centred on the reduced interval's midpoint (one subtraction; for the asymmetric log interval);
-- s_form / c_form (sin, cos): where the rounding of the r^3 and r^4 factors falls.
 
 Every output is linear in its free coefficients, or a quotient of two linear expressions (`rational`), which is what
 lets `structure_fit.py` fit it in milliseconds instead of running a nonlinear solver per genome.
@@ -39,8 +38,7 @@ _EXP_LIKE = {"form": ("poly", "rational"), "degree": tuple(range(2, 10)), "den_d
              "scheme": _POLY_SCHEMES, "pin": (0, 1, 2)}
 _SMALL_TERM = {"form": ("poly", "rational", "evenodd"), "degree": tuple(range(1, 9)), "den_degree": (1, 2, 3),
                "scheme": ("horner", "estrin"), "pin": (0, 1)}
-_TRIG = {"s_degree": (1, 2, 3, 4, 5, 6), "c_degree": (1, 2, 3, 4, 5, 6), "s_form": ("r3P", "rzP"),
-         "c_form": ("z2Q", "zzQ"), "scheme": ("horner", "estrin")}
+_TRIG = {"s_degree": (2, 3, 4, 5, 6), "c_degree": (2, 3, 4, 5, 6), "scheme": ("horner", "estrin")}
 GENES: dict[str, dict[str, tuple]] = {
     "exp": _EXP_LIKE,
     "exp2": _EXP_LIKE,
@@ -235,12 +233,10 @@ def compile_structure(target: str, genome: Genome, interval: tuple[float, float]
             p = b.poly(var, _coefs(0, "num", g["degree"] + 1, _TAYLOR["log"][: g["pin"]]), g["scheme"])
             num = _times(b, 0, p)
             quotient(num, var, 0, g["den_degree"]) if form == "rational" else plain(num)
-    elif target in ("sin", "cos"):                 # S ~ sin r - r = r^3 P(z), C ~ cos r - 1 + z/2 = z^2 Q(z)
-        z = b.op("mul", 0, 0)
-        pz = b.poly(z, _coefs(0, "num", g["s_degree"]), g["scheme"])
-        qz = b.poly(z, _coefs(1, "num", g["c_degree"]), g["scheme"])
-        plain(b.op("mul", b.op("mul", 0, z), pz) if g["s_form"] == "r3P" else b.op("mul", 0, b.op("mul", z, pz)))
-        plain(b.op("mul", b.op("mul", z, z), qz) if g["c_form"] == "z2Q" else b.op("mul", z, b.op("mul", z, qz)))
+    elif target in ("sin", "cos"):                 # P(z) ~ (sin r - r)/r^3, Q(z) ~ (cos r - 1 + z/2)/z^2, z = r^2
+        z = b.op("mul", 0, 0)                      # (the harness applies r^3 and z^2 inside its fmas)
+        plain(b.poly(z, _coefs(0, "num", g["s_degree"]), g["scheme"]))
+        plain(b.poly(z, _coefs(1, "num", g["c_degree"]), g["scheme"]))
     elif target in ("tanh", "sigmoid"):            # q ~ e^r - 1 - r = r^2 P(r)
         z = b.op("mul", 0, 0)
         scheme = "evenodd" if g["form"] == "evenodd" else g["scheme"]

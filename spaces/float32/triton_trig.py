@@ -23,7 +23,7 @@ def _lookup(var: str, index: str, offset: int) -> list[str]:
 
 
 def triton_lines(target: R.Target, body: list[str], outs: list[str]) -> list[str]:
-    """Lines after `x = x.to(tl.float32)`; `body` computes the program's outputs `outs` (S, C) from `r`."""
+    """Lines after `x = x.to(tl.float32)`; `body` computes the program's outputs `outs` (P, Q) from `r`."""
     lines = [
         "    ax = tl.abs(x)",
         f"    sh = tl.fma(ax, {_f(R.INV_PIO2_F)}, 12582912.0)",
@@ -60,11 +60,15 @@ def triton_lines(target: R.Target, body: list[str], outs: list[str]) -> list[str
     ]
     lines += body
     lines += [
-        f"    sp = {outs[0]}",
-        f"    cp = {outs[1]}",
+        f"    p = {outs[0]}",
+        f"    q2 = {outs[1]}",
+        "    z = rh * rh",
+        "    z2 = z * z",
+        "    r3 = rh * z",
+        "    t = rh * rl",
         "    hr = 0.5 * rh",
-        "    c_val = 1.0 - tl.fma(rh, hr, tl.fma(rh, rl, -cp))",
-        "    s_val = rh + tl.fma(rl, c_val, sp)",
+        "    c_val = 1.0 - tl.fma(rh, hr, tl.fma(-z2, q2, t))",
+        "    s_val = rh + tl.fma(r3, p, tl.fma(-t, hr, rl))",
         f"    q = (n + {target.quadrant_shift}) & 3",
         "    y = tl.where((q & 1) == 0, s_val, c_val)",
     ]
