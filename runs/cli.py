@@ -112,7 +112,8 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
                                          help="a local Hugging Face model folder, or all-MiniLM-L6-v2 (packaged)"),
              to: str = typer.Option(..., "--to", help="size limit of the student, e.g. 3MB (MB = 10^6 bytes)"),
              data: str | None = typer.Option(None, help="folder of unlabelled text/code (default: code and English "
-                                                      "prose installed on this machine)"),
+                                                      "prose installed on this machine); for a classifier teacher, "
+                                                      "a CSV or JSON-lines file of labelled rows (required)"),
              out: str | None = typer.Option(None, help="output folder (default: NAME-SIZEMB, e.g. all-MiniLM-L6-v2-3MB)"),
              search_only: bool = typer.Option(False, "--search-only", help="stop after the shape search"),
              workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)"),
@@ -123,8 +124,17 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
                                                           "fidelity, speed or balanced"),
              time_budget: float = typer.Option(600.0, "--time-budget",
                                                help="seconds the command aims for: the transformer stage runs "
-                                                    "only when its predicted time fits (0 = always run it)")):
-    """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation."""
+                                                    "only when its predicted time fits (0 = always run it)"),
+             text_column: str = typer.Option("text", "--text-column", help="classifier teachers: the column of "
+                                                                         "--data holding the text"),
+             label_column: str = typer.Option("label", "--label-column", help="classifier teachers: the column of "
+                                                                            "--data holding the label (an id2label "
+                                                                            "name or id); an optional 'split' "
+                                                                            "column (train/test) fixes the held-out "
+                                                                            "rows")):
+    """Compress a pre-trained encoder into a student of at most N MB: GA shape search, then distillation.
+    A teacher with a sequence-classification head is distilled on its soft labels and hidden states instead and
+    scored by accuracy on the labelled rows of --data."""
     import os
     from dataclasses import replace
 
@@ -143,6 +153,17 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
     if not time_budget >= 0:
         raise UserError(f"--time-budget: {time_budget:g} must be 0 (no limit) or more seconds")
     settings = replace(CompressSettings(), dtype=dtype, final_steps=steps, time_budget=time_budget)
+    from spaces.architecture.classifier_teacher import classifier_architecture
+    from spaces.architecture.teacher import resolve_teacher
+
+    if classifier_architecture(resolve_teacher(teacher)):
+        from runs.compress_classifier import compress_classifier
+
+        path = compress_classifier(teacher, to, data, out, settings, prefer=prefer, text_column=text_column,
+                                   label_column=label_column,
+                                   log=lambda text: console.print(text, markup=False, highlight=False))
+        console.print(f"student written to {path}")
+        return
     path = compress_model(teacher, to, data, out, search_only, workers, settings,
                           log=lambda text: console.print(text, markup=False, highlight=False), prefer=prefer)
     console.print(f"student written to {path}")
