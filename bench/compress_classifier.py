@@ -129,15 +129,17 @@ def build_teacher(task, tune: FineTune, cache: Path, log=print) -> tuple[Path, d
     return folder, {**fine_tune(package_task(task), tune, folder, log), "cached": False}
 
 
-def run_command(teacher: Path, csv: Path, to: str, extra: list[str]) -> dict:
-    """`evoforge compress TEACHER --to SIZE --data CSV` in a child process; its report, wall and CPU seconds."""
+def run_command(teacher: Path, csv: Path, to: str, extra: list[str], cache: Path) -> dict:
+    """`evoforge compress TEACHER --to SIZE --data CSV` in a child process with the target cache `cache` (empty
+    on a first run: the teacher's pass is counted, as a new user waits for it); its report, wall and CPU seconds."""
     work = Path(tempfile.mkdtemp(prefix="compress-classifier-"))
     out = work / "student"
     shown = ["evoforge", "compress", str(teacher), "--to", to, "--data", str(csv), *extra]
     command = [str(Path(sys.executable).parent / "evoforge"), *shown[1:], "--out", str(out)]
     load_before = os.getloadavg()
     began = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    subprocess.run(command, check=True, cwd=ROOT,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "EVOFORGE_CACHE": str(cache)})
     wall = time.perf_counter() - began
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = json.loads((out / "report.json").read_text())
@@ -146,6 +148,40 @@ def run_command(teacher: Path, csv: Path, to: str, extra: list[str]) -> dict:
     return {"command": " ".join(shown), "wall_seconds": wall, "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]}, "cores": os.cpu_count(),
             "files": files, "report": report}
+
+
+# What each loss term buys, one width (in-process, the teacher's outputs from the cache the command filled).
+VARIANTS = {"soft labels + hidden states (default)": {},
+            "soft labels only": {"hidden_weight": 0.0},
+            "hidden states only (head: least squares)": {"kl_weight": 0.0},
+            "+ hard labels": {"label_weight": 1.0},
+            "temperature 1": {"temperature": 1.0},
+            "temperature 4": {"temperature": 4.0},
+            "half the steps": {"steps": 300},
+            "3x steps": {"steps": 1800}}
+
+
+def ablation(teacher: Path, csv: Path, to: str, width: int) -> list[dict]:
+    """Held-out accuracy and agreement of the W`width` student per loss variant (`VARIANTS`)."""
+    from dataclasses import replace
+
+    from runs.compress import CompressSettings
+    from runs.compress_classifier import ClassifierSettings, compress_classifier
+
+    rows = []
+    for name, change in VARIANTS.items():
+        with tempfile.TemporaryDirectory() as folder:
+            settings = replace(CompressSettings(), static_widths=(width,), threads=1)
+            out = compress_classifier(str(teacher), to, str(csv), str(Path(folder) / "s"), settings,
+                                      replace(ClassifierSettings(), **change), log=lambda _: None)
+            report = json.loads((out / "report.json").read_text())
+        student = report["student"]
+        rows.append({"variant": name, **change, **{k: student[k] for k in (
+            "accuracy", "agreement", "validation_accuracy", "file_mb")},
+            "train_seconds": student["training"]["seconds"]})
+        print(f"{name:42s} accuracy {student['accuracy']:.4f}  agreement {student['agreement']:.4f}  "
+              f"validation {student['validation_accuracy']:.4f}")
+    return rows
 
 
 def summary(run: dict) -> dict:
@@ -190,9 +226,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=FineTune.epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--teacher-only", action="store_true", help="build (or find) the teacher and stop")
+    parser.add_argument("--ablation-width", type=int, default=128,
+                        help="after the command, the loss variants at this static width (0 = none)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for the command")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "compress_classifier.json"))
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # the machine is shared: the fine-tune and the loss variants take one core
     task, tune = PackageTask(seed=args.seed), FineTune(epochs=args.epochs, seed=args.seed)
     began = time.perf_counter()
     load_before = os.getloadavg()
@@ -202,13 +243,17 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as folder:
         csv = write_labelled(Path(folder) / "stdlib_packages.csv", package_task(task))
-        run = run_command(teacher, csv, args.to, args.extra)
+        cache = Path(folder) / "cache"
+        run = run_command(teacher, csv, args.to, args.extra, cache)
+        os.environ["EVOFORGE_CACHE"] = str(cache)  # the variants reuse the command's teacher outputs
+        variants = ablation(teacher, csv, args.to, args.ablation_width) if args.ablation_width else []
     figures = summary(run)
     result = {"summary": figures, "task": asdict(task), "task_key": task.key(), "teacher": str(teacher),
               "teacher_fine_tune": tuned, "python": sys.version.split()[0],
               "bench_wall_seconds": time.perf_counter() - began,
               "bench_load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
-              "bench_command": "python bench/compress_classifier.py " + " ".join(sys.argv[1:]), **run}
+              "bench_command": "python bench/compress_classifier.py " + " ".join(sys.argv[1:]),
+              "ablation": variants, **run}
     Path(args.out).write_text(json.dumps(result, indent=2, default=str))
     print_table(figures, tuned)
 

@@ -111,7 +111,8 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
     from objectives.distillation import default_cache_dir
     from spaces.architecture.classifier_teacher import cached_outputs, load_classifier_teacher
 
-    torch.set_num_threads(settings.threads or _all_threads())
+    if settings.threads:  # 0: torch's default (all cores, or OMP_NUM_THREADS when set)
+        torch.set_num_threads(settings.threads)
     loaded = load_classifier_teacher(path)
     timings: dict[str, float] = {}
     mark = time.perf_counter()
