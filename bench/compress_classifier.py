@@ -151,7 +151,8 @@ def run_command(teacher: Path, csv: Path, to: str, extra: list[str], cache: Path
 
 
 # What each loss term buys, one width (in-process, the teacher's outputs from the cache the command filled).
-VARIANTS = {"soft labels + hidden states (default)": {},
+VARIANTS = {"soft labels + hidden states, rows anchored (default)": {},
+            "rows not anchored": {"anchor": 0.0},
             "soft labels only": {"hidden_weight": 0.0},
             "hidden states only (head: least squares)": {"kl_weight": 0.0},
             "+ hard labels": {"label_weight": 1.0},

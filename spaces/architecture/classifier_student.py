@@ -7,6 +7,7 @@ mean-pooled last hidden layer lives. The loss per batch is
     kl_weight * T^2 * KL(softmax(teacher logits / T) || softmax(student logits / T))      (Hinton et al. 2015)
   + hidden_weight * (1 - cosine(body output, teacher's pooled hidden state))
   + label_weight * cross-entropy(student logits, true label)                              (0 by default)
+  + anchor * mean over table rows of |row - its start|^2                                   (static bodies)
 
 T^2 keeps the soft-label gradients the size of a hard-label loss's as T changes. The head starts as the least-squares
 map from the initial body's outputs to the teacher's logits, so step 0 already predicts roughly what the teacher
@@ -40,6 +41,8 @@ class ClassifierTraining:
     kl_weight: float = 1.0
     hidden_weight: float = 1.0
     label_weight: float = 0.0        # hard labels (the file's); 0 = the teacher's soft labels alone
+    anchor: float = 0.0              # weight of the pull of each table row toward its start (mean squared
+                                     # distance per row; static bodies): rare tokens overfit a few thousand texts
     max_length: int = 128            # student tokens per text
     warmup_fraction: float = 0.05
     length_window: int = 32          # batches drawn together and sorted by length (objectives.distillation)
@@ -110,6 +113,9 @@ def distil_classifier(student: ClassifierStudent, tokenizer, texts: Sequence[str
     optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=0.0)
     warmup = max(1, int(config.warmup_fraction * config.steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, config.steps, warmup))
+    table = getattr(student.body, "embeddings", None)
+    table = table.weight if isinstance(table, torch.nn.Embedding) else None
+    start = table.detach().clone() if table is not None and config.anchor else None
     student.train()
     began, losses = time.perf_counter(), []
     for rows in batches:
@@ -118,6 +124,8 @@ def distil_classifier(student: ClassifierStudent, tokenizer, texts: Sequence[str
         loss = config.kl_weight * t * t * torch.nn.functional.kl_div(log_p, soft[rows], reduction="batchmean")
         loss = loss + config.hidden_weight * (
             1.0 - torch.nn.functional.cosine_similarity(output, target[rows], dim=1)).mean()
+        if start is not None:
+            loss = loss + config.anchor * (table - start).square().sum(1).mean()
         if config.label_weight > 0:
             loss = loss + config.label_weight * torch.nn.functional.cross_entropy(predicted, truth[rows])
         optimizer.zero_grad(set_to_none=True)

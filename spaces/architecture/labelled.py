@@ -32,6 +32,7 @@ class LabelledData:
     held_out: tuple[str, ...]
     held_out_labels: tuple[str, ...]
     source: str
+    train_groups: tuple[str, ...] = ()   # each training row's group (file, document) when the file names one
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -77,7 +78,7 @@ def load_labelled(data: str, text_column: str = "text", label_column: str = "lab
         if column not in columns:
             raise UserError(f"--data: {str(path)!r} has no column {column!r} (columns: {', '.join(sorted(columns))}); "
                             f"add it or name the column with {option}")
-    sides: dict[bool, tuple[list[str], list[str]]] = {False: ([], []), True: ([], [])}
+    sides: dict[bool, tuple[list[str], list[str], list[str]]] = {False: ([], [], []), True: ([], [], [])}
     for number, row in enumerate(rows, 2):
         text, label = row.get(text_column, ""), row.get(label_column, "").strip()
         if not text.strip():
@@ -91,20 +92,24 @@ def load_labelled(data: str, text_column: str = "text", label_column: str = "lab
             held = held_out_key(row.get("group") or text, held_out_percent)
         sides[held][0].append(text)
         sides[held][1].append(label)
-    (train, train_labels), (held, held_labels) = sides[False], sides[True]
+        sides[held][2].append(row.get("group") or "")
+    (train, train_labels, groups), (held, held_labels, _) = sides[False], sides[True]
     if len(train) < 2 or len(held) < 2:
         raise UserError(f"--data: {str(path)!r} gives {len(train)} training and {len(held)} held-out rows; both "
                         "need at least 2 (add rows, or a 'split' column with train/test)")
-    return LabelledData(tuple(train), tuple(train_labels), tuple(held), tuple(held_labels), str(path.resolve()))
+    return LabelledData(tuple(train), tuple(train_labels), tuple(held), tuple(held_labels), str(path.resolve()),
+                        tuple(groups) if "group" in columns else ())
 
 
 def write_labelled(path: Path, data: LabelledData, text_column: str = "text", label_column: str = "label") -> Path:
-    """Write `data` as a CSV with a split column (train / test), readable by `load_labelled`."""
+    """Write `data` as a CSV with a split column (train / test) and, when the training rows have groups, a group
+    column (empty on held-out rows), readable by `load_labelled`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    groups = data.train_groups or ("",) * len(data.train)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow([text_column, label_column, "split"])
-        writer.writerows((t, lab, "train") for t, lab in zip(data.train, data.train_labels))
-        writer.writerows((t, lab, "test") for t, lab in zip(data.held_out, data.held_out_labels))
+        writer.writerow([text_column, label_column, "split", "group"])
+        writer.writerows((t, lab, "train", g) for t, lab, g in zip(data.train, data.train_labels, groups))
+        writer.writerows((t, lab, "test", "") for t, lab in zip(data.held_out, data.held_out_labels))
     return path

@@ -6,7 +6,7 @@ the distillation corpus is, spaces/architecture/corpus.py) and each snippet is l
 is by file (a stable hash of the file's path): a held-out snippet never shares a file with a training one, so a
 model cannot score by remembering a file's identifiers. Per package at most `train_per_label` / `held_out_per_label`
 snippets are drawn with the seed, so the classes are balanced and the task is a pure function of (Python version,
-parameters, seed).
+parameters, seed). Training rows keep their file as their group, so a validation split can be by file too.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def package_task(task: PackageTask = PackageTask()) -> LabelledData:
     train, held = [], []
     for k, package in enumerate(task.packages):
         folder = root / package
-        sides: tuple[list[str], list[str]] = ([], [])
+        sides: tuple[dict[str, str], dict[str, str]] = ({}, {})  # snippet -> its (first) file
         for path in sorted(folder.rglob("*.py")):
             if "__pycache__" in path.parts:
                 continue
@@ -58,17 +58,20 @@ def package_task(task: PackageTask = PackageTask()) -> LabelledData:
                 continue
             relative = str(path.relative_to(root))
             snippets = chunk_lines(text, task.chunk_chars, task.min_chars)
-            sides[held_out_key(relative, task.held_out_percent)].extend(snippets)
+            side = sides[held_out_key(relative, task.held_out_percent)]
+            for snippet in snippets:
+                side.setdefault(snippet, relative)
         for side, cap, out, stream in ((sides[0], task.train_per_label, train, 0),
                                        (sides[1], task.held_out_per_label, held, 1)):
-            items = sorted(set(side))
+            items = sorted(side)
             rng = np.random.default_rng([task.seed, stream, k])
             chosen = rng.permutation(len(items))[:cap]
-            out.extend((items[i], package) for i in sorted(chosen))
+            out.extend((items[i], package, side[items[i]]) for i in sorted(chosen))
     order_train = np.random.default_rng([task.seed, 2]).permutation(len(train))
     order_held = np.random.default_rng([task.seed, 3]).permutation(len(held))
     return LabelledData(train=tuple(train[i][0] for i in order_train),
                         train_labels=tuple(train[i][1] for i in order_train),
                         held_out=tuple(held[i][0] for i in order_held),
                         held_out_labels=tuple(held[i][1] for i in order_held),
-                        source=f"python standard library ({root}), packages {', '.join(task.packages)}")
+                        source=f"python standard library ({root}), packages {', '.join(task.packages)}",
+                        train_groups=tuple(train[i][2] for i in order_train))

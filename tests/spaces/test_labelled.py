@@ -17,6 +17,7 @@ def test_split_column_decides_and_round_trips(tmp_path):
     assert data.held_out == ("x, y", "zeta") and data.labels == ("a", "b")
     again = load_labelled(str(write_labelled(tmp_path / "again.csv", data)))
     assert (again.train, again.held_out, again.held_out_labels) == (data.train, data.held_out, data.held_out_labels)
+    assert again.train_groups == ("", "")
 
 
 def test_groups_stay_on_one_side_in_jsonl(tmp_path):
@@ -48,5 +49,6 @@ def test_stdlib_package_task_is_deterministic_and_split_by_file():
     assert first == second
     assert set(first.train_labels) == {"json", "email"} and first.train_labels.count("json") == 30
     assert set(first.train).isdisjoint(first.held_out)
+    assert all(g.startswith(f"{y}/") and g.endswith(".py") for g, y in zip(first.train_groups, first.train_labels))
     assert package_task(PackageTask(packages=task.packages, train_per_label=30, held_out_per_label=10,
                                     seed=4)).train != first.train
