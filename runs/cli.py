@@ -159,6 +159,10 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
     if classifier_architecture(resolve_teacher(teacher)):
         from runs.compress_classifier import compress_classifier
 
+        if search_only:
+            raise UserError("--search-only: a classifier teacher has no shape search to stop after (its students "
+                            "are static tables, trained in seconds); leave the option out")
+
         path = compress_classifier(teacher, to, data, out, settings, prefer=prefer, text_column=text_column,
                                    label_column=label_column,
                                    log=lambda text: console.print(text, markup=False, highlight=False))

@@ -97,6 +97,9 @@ def test_classifier_without_labels_is_one_line(tmp_path, tiny_teacher, capsys):
     assert len(lines) == 1
     assert lines[0].startswith("error: --data:") and "is a classifier" in lines[0] and "label" in lines[0]
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        main(["compress", str(tiny_teacher), "--to", "1MB", "--search-only", "--data", "rows.csv"])
+    assert capsys.readouterr().err.startswith("error: --search-only: a classifier teacher has no shape search")
 
 
 def test_unlabelled_folder_or_missing_column_is_refused(tmp_path, tiny_teacher, task_csv):
