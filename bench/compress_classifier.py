@@ -150,7 +150,7 @@ def run_command(teacher: Path, csv: Path, to: str, extra: list[str], cache: Path
             "files": files, "report": report}
 
 
-# What each loss term buys, one width (in-process, the teacher's outputs from the cache the command filled).
+# What each loss term buys, one static width (in-process, the teacher's outputs from the cache the command filled).
 VARIANTS = {"soft labels + hidden states, rows anchored (default)": {},
             "rows not anchored": {"anchor": 0.0},
             "soft labels only": {"hidden_weight": 0.0},
@@ -174,7 +174,8 @@ def ablation(teacher: Path, csv: Path, to: str, width: int) -> list[dict]:
         with tempfile.TemporaryDirectory() as folder:
             settings = replace(CompressSettings(), static_widths=(width,), threads=1)
             out = compress_classifier(str(teacher), to, str(csv), str(Path(folder) / "s"), settings,
-                                      replace(ClassifierSettings(), **change), log=lambda _: None)
+                                      replace(ClassifierSettings(), transformer=False, **change),
+                                      log=lambda _: None)
             report = json.loads((out / "report.json").read_text())
         student = report["student"]
         rows.append({"variant": name, **change, **{k: student[k] for k in (

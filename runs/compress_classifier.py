@@ -7,7 +7,8 @@ Taken when the teacher's config.json names a `...ForSequenceClassification` head
   2. the teacher's logits and mean-pooled hidden states of the training rows (one pass, cached on disk);
   3. per width in `static_widths`, the static student with the most of the corpus's tokens whose files (table,
      projection and head) fit the limit (runs.compress.static_shapes), started from the teacher's token states and
-     distilled on soft labels plus hidden states (spaces/architecture/classifier_student.py);
+     distilled on soft labels plus hidden states (spaces/architecture/classifier_student.py); and, with
+     `transformer`, the one-layer transformer body as wide as fits (the embedding path's hand-picked shape);
   4. each student is saved, loaded back from disk and measured: held-out accuracy against the labels, agreement
      with the teacher's predictions, batch-1 latency from text to label (one thread, the teacher timed the same way
      in the same run); `--prefer` picks among them by validation accuracy against latency (front.py's rule, with
@@ -43,6 +44,8 @@ class ClassifierSettings:
     kl_weight: float = 1.0
     hidden_weight: float = 1.0
     label_weight: float = 0.0
+    transformer: bool = True       # also a one-layer transformer body, as wide as the limit allows
+    transformer_steps: int = 600
     anchor: float = 1.0            # pull of table rows toward the teacher's token states; picked on the
                                    # validation rows (by file) of bench/compress_classifier.py: 0 / 0.03 / 0.3 / 1
                                    # gave 0.884 / 0.897 / 0.900 / 0.906 at W128 (bench/README.md)
@@ -139,6 +142,13 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
                                  settings, classifier, folder)
             log(f"static student {shape.describe()}: {figures['seconds']:.0f} s, loss {figures['final_loss']:.4f}")
             trained.append((folder, shape, figures))
+        shape = _transformer_shape(path, plan, limit_mb, len(labels), loaded.embedding_dim, settings) if classifier.transformer else None
+        if shape is not None:
+            folder = staging / "students" / "transformer"
+            figures = _train_transformer(shape, plan, loaded, train_texts, logits, hidden, train_ids[~validation],
+                                         settings, classifier, folder)
+            log(f"transformer student {shape.describe()}: {figures['seconds']:.0f} s, loss {figures['final_loss']:.4f}")
+            trained.append((folder, shape, figures))
         timings["student_training"] = time.perf_counter() - mark
         mark = time.perf_counter()
         report_rows = [(folder, _measure(folder, shape, figures, rows.held_out, held_ids, teacher_pred, val_texts,
@@ -190,6 +200,51 @@ def _shapes(loaded, texts, limit_mb: float, labels: int, settings) -> tuple[Any,
     return plan, shapes
 
 
+def _transformer_shape(path: Path, plan, limit_mb: float, labels: int, embedding_dim: int, settings):
+    """The one-layer transformer as wide as fits the limit less the head, with every token the rows use (the
+    embedding path's hand-picked baseline, runs.compress.hand_picked_shape), or None when none fits."""
+    from runs.compress import hand_picked_shape
+    from spaces.architecture.classifier_student import head_bytes_bound
+
+    head_mb = head_bytes_bound(labels, embedding_dim, settings.dtype) / MB
+    try:
+        return hand_picked_shape(str(path), limit_mb - head_mb, plan.floor + plan.used, settings)
+    except UserError:
+        return None
+
+
+def _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, settings,
+                       classifier: ClassifierSettings, folder: Path) -> dict:
+    """A transformer body started as the embedding path starts it (rows from the teacher's per-token outputs,
+    init "token_states"), plus a head, distilled like the static ones at the transformer learning rate."""
+    from spaces.architecture.classifier_student import (
+        ClassifierStudent,
+        ClassifierTraining,
+        distil_classifier,
+        save_head,
+    )
+    from spaces.architecture.static import token_states
+    from spaces.architecture.student import build_student, initialise_from_teacher, save_student
+    from spaces.architecture.vocabulary import reduce_vocabulary, student_tokenizer
+
+    vocabulary = reduce_vocabulary(loaded.tokenizer, plan, shape.vocab)
+    length = min(settings.seq_length, shape.positions)
+    tokenizer = student_tokenizer(loaded.tokenizer, vocabulary, length)
+    body = build_student(shape, loaded.encoder.config, loaded.embedding_dim, settings.seed, "mean")
+    initialise_from_teacher(body, loaded.encoder.model, vocabulary, hidden.mean(0),
+                            token_states=token_states(loaded.encoder, vocabulary))
+    student = ClassifierStudent(body, loaded.embedding_dim, len(loaded.labels))
+    config = ClassifierTraining(steps=classifier.transformer_steps, batch_size=classifier.batch_size,
+                                learning_rate=settings.learning_rate, temperature=classifier.temperature,
+                                kl_weight=classifier.kl_weight, hidden_weight=classifier.hidden_weight,
+                                label_weight=classifier.label_weight, max_length=length, seed=settings.seed)
+    figures = distil_classifier(student, tokenizer, texts, logits, hidden, config, labels)
+    save_student(body, tokenizer, folder, settings.dtype, length)
+    save_head(student, folder, loaded.labels, settings.dtype, {"temperature": classifier.temperature,
+                                                              "max_length": length})
+    return figures
+
+
 def _train_one(shape, plan, loaded, texts, logits, hidden, tokens, labels, settings, classifier: ClassifierSettings,
                folder: Path) -> dict:
     from spaces.architecture.classifier_student import (
@@ -234,24 +289,29 @@ def _timed(settings):
 def _measure(folder: Path, shape, figures: dict, texts, truth: np.ndarray, teacher_pred: np.ndarray, val_texts,
              val_truth: np.ndarray, settings) -> dict[str, Any]:
     """A saved student's figures, loaded back from disk: accuracy, agreement with the teacher, size, latency."""
-    from spaces.architecture.classifier_student import StaticClassifier
+    from objectives.gflops import forward_flops
+    from spaces.architecture.classifier_student import StaticClassifier, TransformerClassifier
     from spaces.architecture.fidelity import encode_latency
-    from spaces.architecture.static import static_flops
+    from spaces.architecture.static import is_static, static_flops
     from spaces.architecture.student import weight_files
 
-    student = StaticClassifier(folder, settings.seq_length)
+    static = is_static(folder)
+    student = (StaticClassifier if static else TransformerClassifier)(folder, settings.seq_length)
     predicted = student.predict(texts)
+    if static:
+        gflops = static_flops(shape, settings.seq_length, student.weight.shape[0]) / 1e9
+        parameters = int(student.encoder.table.size + student.encoder.bias.size + student.weight.size
+                         + student.bias.size + (0 if student.encoder.weight is None else student.encoder.weight.size))
+    else:
+        gflops = forward_flops(shape, student.max_length, student.student.embedding_dim) / 1e9
+        parameters = sum(p.numel() for m in (student.student, student.head) for p in m.parameters())
     files = [*weight_files(folder), folder / "classifier.safetensors"]
     with _timed(settings):
         latency = encode_latency(student.predict, texts, settings.latency_texts)
-    return {"name": shape.describe(), "kind": "static", "file_mb": sum(p.stat().st_size for p in files) / MB,
+    return {"name": shape.describe(), "kind": "static" if static else "transformer", "file_mb": sum(p.stat().st_size for p in files) / MB,
             "accuracy": float(np.mean(predicted == truth)), "agreement": float(np.mean(predicted == teacher_pred)),
             "validation_accuracy": float(np.mean(student.predict(val_texts) == val_truth)),
-            "latency_ms": 1e3 * latency, "gflops": static_flops(shape, settings.seq_length, student.weight.shape[0]) / 1e9,
-            "parameters": int(student.encoder.table.size + student.encoder.bias.size + student.weight.size
-                              + student.bias.size + (0 if student.encoder.weight is None
-                                                     else student.encoder.weight.size)),
-            "training": figures}
+            "latency_ms": 1e3 * latency, "gflops": gflops, "parameters": parameters, "training": figures}
 
 
 def _teacher_row(loaded, texts, truth, teacher_pred, val_logits, val_truth, settings) -> dict[str, Any]:

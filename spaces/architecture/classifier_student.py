@@ -1,8 +1,9 @@
 """A classifier student: an embedding student's body plus a linear head, distilled on soft labels and hidden states.
 
-The body is a student of the shape space as the embedding path builds it (a static table here: table -> mean ->
-projection into the teacher's hidden width, spaces/architecture/static.py), so its output lives where the teacher's
-mean-pooled last hidden layer lives. The loss per batch is
+The body is a student of the shape space as the embedding path builds it (a static table: table -> mean ->
+projection, spaces/architecture/static.py; or a small transformer -> mean -> projection, student.py), projecting into
+the teacher's hidden width, so its output lives where the teacher's mean-pooled last hidden layer lives. The loss per
+batch is
 
     kl_weight * T^2 * KL(softmax(teacher logits / T) || softmax(student logits / T))      (Hinton et al. 2015)
   + hidden_weight * (1 - cosine(body output, teacher's pooled hidden state))
@@ -12,7 +13,7 @@ mean-pooled last hidden layer lives. The loss per batch is
 T^2 keeps the soft-label gradients the size of a hard-label loss's as T changes. The head starts as the least-squares
 map from the initial body's outputs to the teacher's logits, so step 0 already predicts roughly what the teacher
 does. Saved as the body's own folder plus `classifier.safetensors` (head) and `classifier.json` (labels); a saved
-static classifier runs with numpy alone (`StaticClassifier`).
+static classifier runs with numpy alone (`StaticClassifier`), a transformer one with torch (`TransformerClassifier`).
 """
 
 from __future__ import annotations
@@ -183,4 +184,35 @@ class StaticClassifier:
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         """Label ids (n,), in the order of `labels`."""
+        return self.logits(texts).argmax(1)
+
+
+class TransformerClassifier:
+    """A saved transformer classifier student (student.save_student + head), float32 on the CPU."""
+
+    def __init__(self, directory: Path, max_length: int = 128):
+        from safetensors.numpy import load_file
+
+        from spaces.architecture.student import load_student
+
+        directory = Path(directory)
+        self.student, self.tokenizer = load_student(directory)
+        head = load_file(str(directory / HEAD_WEIGHTS))
+        self.head = torch.nn.Linear(self.student.embedding_dim, head["weight"].shape[0])
+        with torch.no_grad():
+            self.head.weight.copy_(torch.as_tensor(head["weight"].astype(np.float32)))
+            self.head.bias.copy_(torch.as_tensor(head["bias"].astype(np.float32)))
+        self.labels = tuple(json.loads((directory / HEAD_CONFIG).read_text())["labels"])
+        self.max_length = min(max_length, self.student.encoder.config.max_position_embeddings)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                batch = self.tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt")
+                out.append(self.head(self.student(batch["input_ids"], batch["attention_mask"])).numpy())
+        return np.concatenate(out)
+
+    def predict(self, texts: Sequence[str]) -> np.ndarray:
         return self.logits(texts).argmax(1)
