@@ -85,7 +85,7 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
     from runs.compress import CompressSettings, parse_target
     from spaces.architecture.classifier_teacher import classifier_architecture
     from spaces.architecture.front import check_preference
-    from spaces.architecture.labelled import held_out_key, load_labelled
+    from spaces.architecture.labelled import load_labelled
     from spaces.architecture.teacher import require_weights, resolve_teacher
 
     settings = settings or CompressSettings()
@@ -104,10 +104,7 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
     held_ids = label_ids(labels, rows.held_out_labels, rows.source)
     target = _output_dir(out, path, limit_mb)
     began = time.perf_counter()
-    keys = rows.train_groups if any(rows.train_groups) else rows.train
-    validation = np.array([held_out_key(k or t, classifier.validation_percent) for k, t in zip(keys, rows.train)])
-    if validation.all() or not validation.any():
-        validation = np.arange(len(rows.train)) < max(1, len(rows.train) // 10)
+    validation = validation_rows(rows, classifier.validation_percent)
     train_texts = tuple(t for t, v in zip(rows.train, validation) if not v)
     val_texts = tuple(t for t, v in zip(rows.train, validation) if v)
     log(f"data: {len(train_texts)} training, {len(val_texts)} validation, {len(rows.held_out)} held-out rows, "
@@ -135,20 +132,12 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
     staging.mkdir(parents=True)
     try:
         mark = time.perf_counter()
-        trained = []
-        for k, shape in enumerate(shapes):
-            folder = staging / "students" / f"static-{k}"
-            figures = _train_one(shape, plan, loaded, train_texts, logits, hidden, tokens, train_ids[~validation],
-                                 settings, classifier, folder)
-            log(f"static student {shape.describe()}: {figures['seconds']:.0f} s, loss {figures['final_loss']:.4f}")
-            trained.append((folder, shape, figures))
-        shape = _transformer_shape(path, plan, limit_mb, len(labels), loaded.embedding_dim, settings) if classifier.transformer else None
-        if shape is not None:
-            folder = staging / "students" / "transformer"
-            figures = _train_transformer(shape, plan, loaded, train_texts, logits, hidden, train_ids[~validation],
-                                         settings, classifier, folder)
-            log(f"transformer student {shape.describe()}: {figures['seconds']:.0f} s, loss {figures['final_loss']:.4f}")
-            trained.append((folder, shape, figures))
+        if classifier.transformer:
+            transformer = _transformer_shape(plan, path, limit_mb, len(labels), loaded.embedding_dim, settings)
+            shapes = shapes + ([transformer] if transformer is not None else [])
+        targets = (train_texts, logits, hidden, tokens, train_ids[~validation])
+        trained = [_train(shape, plan, loaded, targets, settings, classifier, staging / "students" / f"student-{k}",
+                          log) for k, shape in enumerate(shapes)]
         timings["student_training"] = time.perf_counter() - mark
         mark = time.perf_counter()
         report_rows = [(folder, _measure(folder, shape, figures, rows.held_out, held_ids, teacher_pred, val_texts,
@@ -200,7 +189,32 @@ def _shapes(loaded, texts, limit_mb: float, labels: int, settings) -> tuple[Any,
     return plan, shapes
 
 
-def _transformer_shape(path: Path, plan, limit_mb: float, labels: int, embedding_dim: int, settings):
+def validation_rows(rows, percent: int) -> np.ndarray:
+    """Which training rows validate (bool per row): `percent` of the groups (of the texts without groups) by a
+    stable hash, or the first tenth when the hash puts all or none there."""
+    from spaces.architecture.labelled import held_out_key
+
+    keys = rows.train_groups if any(rows.train_groups) else rows.train
+    validation = np.array([held_out_key(k or t, percent) for k, t in zip(keys, rows.train)])
+    if validation.all() or not validation.any():
+        validation = np.arange(len(rows.train)) < max(1, len(rows.train) // 10)
+    return validation
+
+
+def _train(shape, plan, loaded, targets, settings, classifier: ClassifierSettings, folder: Path, log):
+    """(folder, shape, training figures) of one student, distilled and saved in `folder`."""
+    texts, logits, hidden, tokens, labels = targets
+    if shape.static:
+        figures = _train_static(shape, plan, loaded, texts, logits, hidden, tokens, labels, settings, classifier,
+                                folder)
+    else:
+        figures = _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, settings, classifier, folder)
+    log(f"{'static' if shape.static else 'transformer'} student {shape.describe()}: {figures['seconds']:.0f} s, "
+        f"loss {figures['final_loss']:.4f}")
+    return folder, shape, figures
+
+
+def _transformer_shape(plan, path: Path, limit_mb: float, labels: int, embedding_dim: int, settings):
     """The one-layer transformer as wide as fits the limit less the head, with every token the rows use (the
     embedding path's hand-picked baseline, runs.compress.hand_picked_shape), or None when none fits."""
     from runs.compress import hand_picked_shape
@@ -245,7 +259,7 @@ def _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, setti
     return figures
 
 
-def _train_one(shape, plan, loaded, texts, logits, hidden, tokens, labels, settings, classifier: ClassifierSettings,
+def _train_static(shape, plan, loaded, texts, logits, hidden, tokens, labels, settings, classifier: ClassifierSettings,
                folder: Path) -> dict:
     from spaces.architecture.classifier_student import (
         ClassifierStudent,
