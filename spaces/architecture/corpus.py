@@ -7,7 +7,8 @@ with the machine (no downloads):
          ones too; no changelogs or copyright files), the docs and METADATA descriptions that PyPI packages install
          in site-packages, and the standard library's docstrings. Paragraphs that do not read as English (too few
          letters or common English words: tables, code samples, other languages) are dropped.
-Files are cut into snippets of whole lines (about `chunk_chars` characters each). The held-out split is by file (a
+Files are cut into snippets of whole lines (about `chunk_chars` characters each; training files, optionally, into
+shorter ones of `train_chunk_chars`: more targets for the same teacher pass). The held-out split is by file (a
 stable hash of the file's path), so no held-out snippet shares a file with a training one; each domain keeps its
 own held-out set, so the report can give fidelity per domain.
 """
@@ -45,6 +46,8 @@ class CorpusConfig:
     """How much text to take and how to cut it."""
 
     chunk_chars: int = 200          # characters per snippet (whole lines; about 60-70 WordPiece tokens of code)
+    train_chunk_chars: int = 0      # characters per training snippet (0 = `chunk_chars`): shorter training
+                                    # snippets give the teacher's pass more targets per token it reads
     min_chars: int = 40             # shorter snippets are dropped
     held_out_percent: int = 10      # percent of files kept for evaluation
     max_train: int = 12000          # snippets kept for training, all domains together (sampled with the seed;
@@ -226,10 +229,12 @@ def _split(documents: list[tuple[str, str]], config: CorpusConfig, keep=None) ->
     train: list[str] = []
     held_out: list[str] = []
     for key, text in documents:
-        snippets = chunk_lines(text, config.chunk_chars, config.min_chars)
+        held = _held_out(key, config.held_out_percent)
+        chunk = config.chunk_chars if held else (config.train_chunk_chars or config.chunk_chars)
+        snippets = chunk_lines(text, chunk, config.min_chars)
         if keep is not None:
             snippets = [s for s in snippets if keep(s)]
-        (held_out if _held_out(key, config.held_out_percent) else train).extend(snippets)
+        (held_out if held else train).extend(snippets)
     return train, held_out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,72 @@ class StaticStudent(torch.nn.Module):
         mask = attention_mask.unsqueeze(-1).to(self.embeddings.weight.dtype)
         pooled = (self.embeddings(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.projection(pooled) if self.projection is not None else pooled + self.bias
+
+
+@dataclass(frozen=True)
+class StaticTraining:
+    """How a static student is distilled. Units: steps (optimizer updates), snippets per step, tokens."""
+
+    steps: int = 300
+    batch_size: int = 64
+    learning_rate: float = 2e-2       # peak; a table and one linear map take 10x a transformer's rate
+    anchor: float = 3e-2              # weight of the pull of each row toward its start (mean squared distance per
+                                      # row): the rows start from the teacher's states in context, which a few
+                                      # thousand snippets would otherwise pull rare tokens away from
+    weight_decay: float = 0.01        # on the projection only
+    warmup_fraction: float = 0.05     # of steps, linear from 0, then cosine decay to 0
+    clip_norm: float = 1.0
+    max_length: int = 128             # student tokens per snippet
+    length_window: int = 32           # batches drawn together and sorted by length (less padding)
+    threads: int = 0                  # torch CPU threads; 0 = leave torch's setting
+    seed: int = 0
+
+
+def distill_static(student: StaticStudent, tokenizer, texts: Sequence[str], targets: np.ndarray,
+                   config: StaticTraining) -> float:
+    """Train `student` in place: loss 1 - cosine(student, teacher embedding) per snippet, plus `anchor` x the
+    mean squared distance of the table's rows to where they started. Returns the seconds the steps took.
+    Deterministic for `config.seed` (batch order; no other random draw)."""
+    import time
+
+    from objectives.distillation import _schedule, length_batches
+
+    if len(texts) != len(targets) or not len(texts):
+        raise ValueError(f"distill_static: {len(texts)} texts for {len(targets)} targets")
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    encoded = tokenizer(list(texts), truncation=True, max_length=config.max_length)["input_ids"]
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64)
+    ids = np.zeros((len(encoded), int(lengths.max())), dtype=np.int64)
+    for row, e in enumerate(encoded):
+        ids[row, : len(e)] = e
+    target = torch.nn.functional.normalize(torch.as_tensor(targets, dtype=torch.float32), dim=1)
+    batches = length_batches(lengths, config.batch_size, config.steps, config.length_window,
+                             np.random.default_rng(config.seed))
+    table = student.embeddings.weight
+    start = table.detach().clone()
+    decay = [student.projection.weight] if student.projection is not None else []
+    rest = [p for p in student.parameters() if all(p is not q for q in decay)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=config.learning_rate)
+    warmup = max(1, int(config.warmup_fraction * config.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _schedule(s, config.steps, warmup))
+    student.train()
+    began = time.perf_counter()
+    for batch in batches:
+        width = int(lengths[batch].max())
+        input_ids = torch.as_tensor(ids[batch, :width])
+        mask = (torch.arange(width)[None, :] < torch.as_tensor(lengths[batch])[:, None]).long()
+        loss = (1.0 - torch.nn.functional.cosine_similarity(student(input_ids, mask), target[batch], dim=1)).mean()
+        if config.anchor:
+            loss = loss + config.anchor * (table - start).square().sum(1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), config.clip_norm)
+        optimizer.step()
+        scheduler.step()
+    student.eval()
+    return time.perf_counter() - began
 
 
 def static_flops(shape: Shape, seq_length: int, embedding_dim: int) -> int:

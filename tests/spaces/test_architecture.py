@@ -34,6 +34,16 @@ def test_folder_corpus_splits_by_file(tmp_path):
     assert load_corpus(str(tmp_path), CorpusConfig(chunk_chars=120, held_out_percent=20)) == corpus
 
 
+def test_training_snippets_can_be_shorter_than_held_out_ones(tmp_path):
+    for i in range(30):
+        (tmp_path / f"f{i}.txt").write_text("\n".join(f"file {i} sentence {j} about compression" for j in range(30)))
+    plain = load_corpus(str(tmp_path), CorpusConfig(chunk_chars=120, held_out_percent=20))
+    short = load_corpus(str(tmp_path), CorpusConfig(chunk_chars=120, train_chunk_chars=60, held_out_percent=20))
+    assert short.held_out == plain.held_out  # the measure does not move
+    assert np.mean([len(t) for t in short.train]) < 0.7 * np.mean([len(t) for t in plain.held_out])
+    assert len(set(short.train)) > 1.5 * len(set(plain.train))
+
+
 def test_empty_or_missing_folder_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="--data"):
         load_corpus(str(tmp_path))
