@@ -10,7 +10,11 @@ the same loop built without -ffast-math (glibc's scalar NAMEf), our `evoforge_NA
 `bench/results/NAME.c` (gcc -O3 -march=native: no -ffast-math, which would break its exact error terms), and NumPy
 float32 (`np.NAME`, scipy.special.erf for erf; sigmoid as 1 / (1 + exp(-x)) in every library: glibc has none).
 Throughput: ns per element over 2^24 inputs, median of --repeats runs after a warm-up, the four implementations
-interleaved within each repeat so a burst of load from other processes hits all alike. Max ULP: on the same 2^24
+interleaved within each repeat so a burst of load from other processes hits all alike; and in cache (2^12 inputs
+called 2^12 times from C, so the arithmetic alone is timed: the 2^24 arrays are 64 MiB each way and time the
+memory system too; NumPy has no in-cache row, its per-call overhead would dominate). Our array function writes
+arrays past 2^22 elements with non-temporal stores (the emitted C, `EF_STREAM`); a plain loop over libmvec does not.
+Max ULP: on the same 2^24
 inputs against a binary64 reference, and from bench/results/ulp_exhaustive.json (all 2^32 inputs) where that file
 has the function and implementation.
 Inputs: exp U(-87, 88), exp2 U(-126, 127), log/log2 uniform over the bit patterns of positive normal floats,
@@ -61,7 +65,20 @@ GLIBC_LOOP = r"""
 void loop(const float *restrict in, float *restrict out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = %(call)s;
 }
+""" + r"""
+void repeat(const float *restrict in, float *restrict out, size_t n, int reps) {
+    for (int r = 0; r < reps; r++) { loop(in, out, n); __asm__ volatile("" ::: "memory"); }
+}
 """
+OURS_REPEAT = r"""
+#include "%(source)s"
+void repeat(const float *restrict in, float *restrict out, size_t n, int reps) {
+    for (int r = 0; r < reps; r++) { evoforge_%(name)s_array(in, out, n); __asm__ volatile("" ::: "memory"); }
+}
+"""
+#: the in-cache measurement: this many elements (16 KiB in, 16 KiB out: L1/L2-resident), called N / CACHE_N times,
+#: so it times the arithmetic, where the 2^24 arrays time the memory system too
+CACHE_N = 1 << 12
 
 
 def libm_call(name: str) -> str:
@@ -88,9 +105,9 @@ def numpy_fn(name: str):
     return lambda x, out: fn(x, out=out)
 
 
-def _load(so: Path, symbol: str):
+def _load(so: Path, symbol: str, *extra):
     f = getattr(ctypes.CDLL(str(so)), symbol)
-    f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, *extra]
     f.restype = None
     return f
 
@@ -107,14 +124,17 @@ def vector_calls(so: Path) -> list[str]:
 def compile_impls(name: str, source: Path, workdir: Path) -> tuple[dict, list[str]]:
     """(ctypes loop per compiled implementation, libmvec symbols the user's loop calls)."""
     ours = workdir / f"ours_{name}.so"
-    subprocess.run(["gcc", *OURS_FLAGS, "-shared", "-fPIC", "-o", str(ours), str(source)], check=True)
+    wrapper = workdir / f"ours_{name}.c"
+    wrapper.write_text(OURS_REPEAT % {"source": source.resolve(), "name": name})
+    subprocess.run(["gcc", *OURS_FLAGS, "-shared", "-fPIC", "-o", str(ours), str(wrapper)], check=True)
     c = workdir / f"libm_{name}.c"
     c.write_text(GLIBC_LOOP % {"call": libm_call(name)})
     mv, sc = workdir / f"libmvec_{name}.so", workdir / f"glibc_{name}.so"
     subprocess.run(["gcc", *LIBMVEC_FLAGS, "-shared", "-fPIC", "-o", str(mv), str(c), "-lmvec", "-lm"], check=True)
     subprocess.run(["gcc", *OURS_FLAGS, "-shared", "-fPIC", "-o", str(sc), str(c), "-lm"], check=True)
     fns = {"ours": _load(ours, f"evoforge_{name}_array"), "libmvec": _load(mv, "loop"), "glibc": _load(sc, "loop")}
-    return fns, vector_calls(mv)
+    repeats = {k: _load(so, "repeat", ctypes.c_int) for k, so in (("ours", ours), ("libmvec", mv), ("glibc", sc))}
+    return fns, repeats, vector_calls(mv)
 
 
 def timed(fns: dict, repeats: int) -> dict:
@@ -142,12 +162,15 @@ def program_ops(source: Path) -> int:
 def compare(name: str, source: Path, repeats: int, workdir: Path, exhaustive: dict) -> dict:
     x = inputs(name, np.random.default_rng(0))
     ref = TARGETS[name].reference(x)
-    fns, zgv = compile_impls(name, source, workdir)
+    fns, repeat_fns, zgv = compile_impls(name, source, workdir)
     out = {k: np.empty_like(x) for k in IMPLS}
     calls = {k: (lambda k=k: fns[k](x.ctypes.data, out[k].ctypes.data, N)) for k in fns}
     np_fn = numpy_fn(name)
     calls["numpy"] = lambda: np_fn(x, out["numpy"])
     seconds = timed(calls, repeats)
+    small, small_out = x[:CACHE_N].copy(), np.empty(CACHE_N, np.float32)
+    in_cache = timed({k: (lambda k=k: repeat_fns[k](small.ctypes.data, small_out.ctypes.data, CACHE_N,
+                                                   N // CACHE_N)) for k in repeat_fns}, repeats)
     prog_ops = program_ops(source)
     row: dict = {"libmvec_symbols_called": zgv, "libm_expression": libm_call(name),
                  "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg()}
@@ -162,7 +185,9 @@ def compare(name: str, source: Path, repeats: int, workdir: Path, exhaustive: di
                   "program_ops": prog_ops if k == "ours" else None,
                   "seconds": seconds[k], "ns_per_element": seconds[k] / N * 1e9,
                   "throughput_ratio_vs_libmvec": seconds["libmvec"] / seconds[k],
-                  "throughput_ratio_vs_glibc": seconds["glibc"] / seconds[k]}
+                  "throughput_ratio_vs_glibc": seconds["glibc"] / seconds[k],
+                  "ns_per_element_in_cache": in_cache[k] / N * 1e9 if k in in_cache else None,
+                  "throughput_ratio_vs_libmvec_in_cache": in_cache["libmvec"] / in_cache[k] if k in in_cache else None}
     row["libmvec"]["valid"] = bool(zgv) or name == "sigmoid"
     return row
 
@@ -264,13 +289,16 @@ def main() -> None:
                 results[key] = old[key]
     old_path.write_text(json.dumps(results, indent=1))
 
-    print(f"{'func':<8} {'impl':<8} {'max ULP':>9} {'scope':>8} {'ns/elem':>8} {'vs libmvec':>10} {'vs glibc':>9}")
+    print(f"{'func':<8} {'impl':<8} {'max ULP':>9} {'scope':>8} {'ns/elem':>8} {'vs libmvec':>10} {'vs glibc':>9}"
+          f" {'in cache':>9} {'vs libmvec':>10}")
     for name, row in results["functions"].items():
         for k in IMPLS:
             r = row[k]
             scope = {"all": "2^32", "2^2": "2^24"}.get(r["max_ulp_scope"][:3].rstrip(" "), "part")
+            cache = r.get("ns_per_element_in_cache")
+            cache = f"{cache:>9.3f} {r['throughput_ratio_vs_libmvec_in_cache']:>9.2f}x" if cache else f"{'-':>9} {'-':>10}"
             print(f"{name:<8} {k:<8} {r['max_ulp']:>9.4f} {scope:>8} {r['ns_per_element']:>8.3f} "
-                  f"{r['throughput_ratio_vs_libmvec']:>9.2f}x {r['throughput_ratio_vs_glibc']:>8.2f}x")
+                  f"{r['throughput_ratio_vs_libmvec']:>9.2f}x {r['throughput_ratio_vs_glibc']:>8.2f}x {cache}")
         print(f"{'':<8} libmvec loop calls: {', '.join(row['libmvec_symbols_called']) or 'NO _ZGV symbol'}")
     if "exp_ops_vs_classic" in results:
         b = results["exp_ops_vs_classic"]
