@@ -69,7 +69,8 @@ class CompressSettings:
                                    # split +0.009 code / +0.012 prose over 200-character snippets (bench/README.md)
     held_out_snippets: int = 300   # per domain
     teacher_precision: str = "float32"  # or "int8": training targets 1.6x cheaper on a CPU but at cosine 0.973
-                                        # to float32's (spaces/architecture/teacher.py), so off by default
+                                        # to float32's (spaces/architecture/teacher.py); int8 targets of twice
+                                        # the snippets held out no better (bench/README.md), so off by default
     static_widths: tuple[int, ...] = (64, 128, 320)  # static students tried (int8 tables; empty = none); W256
                                    # sat between W128 and W320 at W320's latency (the tokenizer dominates)
     static_steps: int = 300        # distillation steps of each static student: the table is data-limited (on a
