@@ -258,7 +258,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--ops", action="store_true", help="also: published ops vs the smallest classic form at 1 ULP "
                     "(and, for exp, vs Taylor and minimax polynomials); minutes of fitting")
+    ap.add_argument("--ops-only", action="store_true", help="only the --ops comparisons (no timing): the "
+                    "function rows stay from the last run")
     args = ap.parse_args()
+    args.ops = args.ops or args.ops_only
     ex_path = RESULTS / "ulp_exhaustive.json"
     exhaustive = json.loads(ex_path.read_text()) if ex_path.exists() else {}
     results: dict = {"machine": machine(), "inputs": N, "repeats": args.repeats,
@@ -266,21 +269,23 @@ def main() -> None:
                      .splitlines()[0], "flags_ours": " ".join(OURS_FLAGS), "flags_libmvec": " ".join(LIBMVEC_FLAGS),
                      "flags_glibc_scalar": " ".join(OURS_FLAGS), "functions": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.only:
+        for name in [] if args.ops_only else args.only:
             source = RESULTS / f"{name}.c"
             if not source.exists() or name not in TARGETS:
                 print(f"{name}: {source} missing, skipped")
                 continue
             results["functions"][name] = compare(name, source, args.repeats, Path(tmp), exhaustive)
     results["machine"]["load_average_end"] = os.getloadavg()
-    if args.ops and (RESULTS / "exp.c").exists() and "exp" in args.only:
-        results["exp_ops_vs_classic"] = exp_op_baselines(program_ops(RESULTS / "exp.c"))
-    if args.ops:
-        results["ops_vs_classic"] = {name: classic_ops_at_1ulp(name, results["functions"][name]["ours"]["program_ops"])
-                                     for name in results["functions"]}
     # rows of functions not measured in this run, and op comparisons not redone, stay from the earlier run
     old_path = RESULTS / "ulp_vs_libm.json"
     old = json.loads(old_path.read_text()) if old_path.exists() else {}
+    if args.ops_only:
+        results = {**old, "ops_measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.ops and (RESULTS / "exp.c").exists() and "exp" in args.only:
+        results["exp_ops_vs_classic"] = exp_op_baselines(program_ops(RESULTS / "exp.c"))
+    if args.ops:
+        results["ops_vs_classic"] = {name: classic_ops_at_1ulp(name, program_ops(RESULTS / f"{name}.c"))
+                                     for name in args.only if (RESULTS / f"{name}.c").exists()}
     if "machine" in old and isinstance(old["machine"], dict):
         for name, row in old.get("functions", {}).items():
             results["functions"].setdefault(name, row)
