@@ -12,9 +12,7 @@ float32 (`np.NAME`, scipy.special.erf for erf; sigmoid as 1 / (1 + exp(-x)) in e
 Throughput: ns per element over 2^24 inputs, median of --repeats runs after a warm-up, the four implementations
 interleaved within each repeat so a burst of load from other processes hits all alike; and in cache (2^12 inputs
 called 2^12 times from C, so the arithmetic alone is timed: the 2^24 arrays are 64 MiB each way and time the
-memory system too; NumPy has no in-cache row, its per-call overhead would dominate). Our array function writes
-arrays past 2^22 elements with non-temporal stores (the emitted C, `EF_STREAM`); a plain loop over libmvec does not.
-Max ULP: on the same 2^24
+memory system too; NumPy has no in-cache row, its per-call overhead would dominate). Max ULP: on the same 2^24
 inputs against a binary64 reference, and from bench/results/ulp_exhaustive.json (all 2^32 inputs) where that file
 has the function and implementation.
 Inputs: exp U(-87, 88), exp2 U(-126, 127), log/log2 uniform over the bit patterns of positive normal floats,

@@ -20,15 +20,6 @@
 #define EF_INLINE static inline
 #endif
 
-#define EF_BLOCK 512
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX__) && !defined(EF_NO_STREAM)
-#include <immintrin.h>
-#define EF_STREAM 1
-#define EF_STREAM_MIN ((size_t)1 << 22)
-#else
-#define EF_STREAM 0
-#endif
-
 static inline uint32_t ef_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
 static inline float ef_float(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
 
@@ -76,24 +67,6 @@ EF_INLINE float evoforge_exp2_inline(float x) {
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */
 float evoforge_exp2(float x) { return evoforge_exp2_inline(x); }
 
-/* m <= EF_BLOCK values: the loop the compiler vectorises */
-EF_INLINE void evoforge_exp2_block(const float *restrict in, float *restrict out, size_t m) {
-    for (size_t i = 0; i < m; i++) out[i] = evoforge_exp2_inline(in[i]);
-}
-
 void evoforge_exp2_array(const float *restrict in, float *restrict out, size_t n) {
-    size_t i0 = 0;
-#if EF_STREAM
-    if (n >= EF_STREAM_MIN && ((uintptr_t)out & 3u) == 0) {
-        const size_t head = (((uintptr_t)0 - (uintptr_t)out) & 31u) >> 2;   /* floats to a 32-byte aligned output */
-        evoforge_exp2_block(in, out, head);
-        float buf[EF_BLOCK] __attribute__((aligned(32)));
-        for (i0 = head; i0 + EF_BLOCK <= n; i0 += EF_BLOCK) {
-            evoforge_exp2_block(in + i0, buf, EF_BLOCK);
-            for (size_t j = 0; j < EF_BLOCK; j += 8) _mm256_stream_ps(out + i0 + j, _mm256_load_ps(buf + j));
-        }
-        _mm_sfence();                  /* the streamed stores are visible before the function returns */
-    }
-#endif
-    for (; i0 < n; i0 += EF_BLOCK) evoforge_exp2_block(in + i0, out + i0, n - i0 < EF_BLOCK ? n - i0 : EF_BLOCK);
+    for (size_t i = 0; i < n; i++) out[i] = evoforge_exp2_inline(in[i]);
 }

@@ -20,15 +20,6 @@
 #define EF_INLINE static inline
 #endif
 
-#define EF_BLOCK 512
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX__) && !defined(EF_NO_STREAM)
-#include <immintrin.h>
-#define EF_STREAM 1
-#define EF_STREAM_MIN ((size_t)1 << 22)
-#else
-#define EF_STREAM 0
-#endif
-
 static inline uint32_t ef_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
 static inline float ef_float(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
 
@@ -122,33 +113,18 @@ EF_INLINE float evoforge_sin_inline(float x) {
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */
 float evoforge_sin(float x) { return evoforge_sin_inline(x); }
 
-/* m <= EF_BLOCK values: the loop the compiler vectorises */
-EF_INLINE void evoforge_sin_block(const float *restrict in, float *restrict out, size_t m) {
-    uint32_t top = 0;                          /* largest key of the block */
-    for (size_t i = 0; i < m; i++) {
-        out[i] = evoforge_sin_fast(in[i]);
-        const uint32_t k = (ef_bits(in[i]) & 0x7fffffffu);
-        top = k > top ? k : top;
-    }
-    if (top >= 0x42f00000u)
-        for (size_t i = 0; i < m; i++)
-            if ((ef_bits(in[i]) & 0x7fffffffu) >= 0x42f00000u)
-                out[i] = evoforge_sin_slow(in[i]);
-}
-
 void evoforge_sin_array(const float *restrict in, float *restrict out, size_t n) {
-    size_t i0 = 0;
-#if EF_STREAM
-    if (n >= EF_STREAM_MIN && ((uintptr_t)out & 3u) == 0) {
-        const size_t head = (((uintptr_t)0 - (uintptr_t)out) & 31u) >> 2;   /* floats to a 32-byte aligned output */
-        evoforge_sin_block(in, out, head);
-        float buf[EF_BLOCK] __attribute__((aligned(32)));
-        for (i0 = head; i0 + EF_BLOCK <= n; i0 += EF_BLOCK) {
-            evoforge_sin_block(in + i0, buf, EF_BLOCK);
-            for (size_t j = 0; j < EF_BLOCK; j += 8) _mm256_stream_ps(out + i0 + j, _mm256_load_ps(buf + j));
+    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
+        const size_t m = n - i0 < 512 ? n - i0 : 512;
+        uint32_t top = 0;                          /* largest key of the block */
+        for (size_t i = 0; i < m; i++) {
+            out[i0 + i] = evoforge_sin_fast(in[i0 + i]);
+            const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
+            top = k > top ? k : top;
         }
-        _mm_sfence();                  /* the streamed stores are visible before the function returns */
+        if (top >= 0x42f00000u)
+            for (size_t i = 0; i < m; i++)
+                if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42f00000u)
+                    out[i0 + i] = evoforge_sin_slow(in[i0 + i]);
     }
-#endif
-    for (; i0 < n; i0 += EF_BLOCK) evoforge_sin_block(in + i0, out + i0, n - i0 < EF_BLOCK ? n - i0 : EF_BLOCK);
 }

@@ -80,15 +80,6 @@ C_PRELUDE = """\
 #define EF_INLINE static inline
 #endif
 
-#define EF_BLOCK 512
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__AVX__) && !defined(EF_NO_STREAM)
-#include <immintrin.h>
-#define EF_STREAM 1
-#define EF_STREAM_MIN ((size_t)1 << 22)
-#else
-#define EF_STREAM 0
-#endif
-
 static inline uint32_t ef_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
 static inline float ef_float(uint32_t u) { float x; memcpy(&x, &u, sizeof x); return x; }
 
@@ -176,45 +167,24 @@ def _c_log_like(target: R.Target, name: str) -> str:
 
 
 def _c_block_loop(name: str, key: str, threshold: int) -> str:
-    """The block body for a function with a branch-free `_fast` path and a scalar `_slow` one: the fast path over
-    the whole block (vectorised), the largest `key` of the block kept in the same loop (one unsigned max per
-    vector), and only the lanes whose key is >= `threshold` redone with the slow path. `key` is a C expression of
-    the input bits `{v}` (uint32_t)."""
-    k = key.format(v="ef_bits(in[i])")
-    return (f"    uint32_t top = 0;                          /* largest key of the block */\n"
-            f"    for (size_t i = 0; i < m; i++) {{\n"
-            f"        out[i] = evoforge_{name}_fast(in[i]);\n"
-            f"        const uint32_t k = {k};\n"
-            f"        top = k > top ? k : top;\n"
-            f"    }}\n"
-            f"    if (top >= 0x{threshold:08x}u)\n"
-            f"        for (size_t i = 0; i < m; i++)\n"
-            f"            if ({k} >= 0x{threshold:08x}u)\n"
-            f"                out[i] = evoforge_{name}_slow(in[i]);\n")
-
-
-#: the array entry point: blocks of EF_BLOCK; past EF_STREAM_MIN elements (16 MiB of output, more than a
-#: last-level cache slice holds) on an x86 with AVX, each block is computed into an L1 buffer and written with
-#: non-temporal stores, so the output's cache lines are not read from memory before being overwritten (a third
-#: of the traffic of a memory-bound loop)
-C_ARRAY = """
-void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{
-    size_t i0 = 0;
-#if EF_STREAM
-    if (n >= EF_STREAM_MIN && ((uintptr_t)out & 3u) == 0) {{
-        const size_t head = (((uintptr_t)0 - (uintptr_t)out) & 31u) >> 2;   /* floats to a 32-byte aligned output */
-        evoforge_{name}_block(in, out, head);
-        float buf[EF_BLOCK] __attribute__((aligned(32)));
-        for (i0 = head; i0 + EF_BLOCK <= n; i0 += EF_BLOCK) {{
-            evoforge_{name}_block(in + i0, buf, EF_BLOCK);
-            for (size_t j = 0; j < EF_BLOCK; j += 8) _mm256_stream_ps(out + i0 + j, _mm256_load_ps(buf + j));
-        }}
-        _mm_sfence();                  /* the streamed stores are visible before the function returns */
-    }}
-#endif
-    for (; i0 < n; i0 += EF_BLOCK) evoforge_{name}_block(in + i0, out + i0, n - i0 < EF_BLOCK ? n - i0 : EF_BLOCK);
-}}
-"""
+    """The array loop for a function with a branch-free `_fast` path and a scalar `_slow` one: blocks of 512, the
+    fast path over the whole block (vectorised), the largest `key` of the block kept in the same loop (one unsigned
+    max per vector), and only the lanes whose key is >= `threshold` redone with the slow path. `key` is a C
+    expression of the input bits `{v}` (uint32_t)."""
+    k = key.format(v="ef_bits(in[i0 + i])")
+    return (f"    for (size_t i0 = 0; i0 < n; i0 += 512) {{       /* blocks: fast path vectorised, rare lanes redone */\n"
+            f"        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
+            f"        uint32_t top = 0;                          /* largest key of the block */\n"
+            f"        for (size_t i = 0; i < m; i++) {{\n"
+            f"            out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);\n"
+            f"            const uint32_t k = {k};\n"
+            f"            top = k > top ? k : top;\n"
+            f"        }}\n"
+            f"        if (top >= 0x{threshold:08x}u)\n"
+            f"            for (size_t i = 0; i < m; i++)\n"
+            f"                if ({k} >= 0x{threshold:08x}u)\n"
+            f"                    out[i0 + i] = evoforge_{name}_slow(in[i0 + i]);\n"
+            f"    }}\n}}\n")
 
 
 def _c_trig(target: R.Target, name: str) -> str:
@@ -289,8 +259,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
             "sin": _c_trig, "cos": _c_trig, "tanh": EA.c_body, "sigmoid": EA.c_body, "erf": EA.c_body}[name](target, name)
     api = (f"\n/* The exported scalar function, and an array version whose loop the compiler vectorises. */\n"
            f"float evoforge_{name}(float x) {{ return evoforge_{name}_inline(x); }}\n\n"
-           f"/* m <= EF_BLOCK values: the loop the compiler vectorises */\n"
-           f"EF_INLINE void evoforge_{name}_block(const float *restrict in, float *restrict out, size_t m) {{\n")
+           f"void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{\n")
     if name in ("sin", "cos"):      # |x| >= 120, inf, NaN
         api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))))
     elif name in ("log", "log2"):   # not a positive normal float (0, subnormal, inf, NaN, negative)
@@ -298,8 +267,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
     elif name == "sigmoid":         # |x| >= 80, inf, NaN
         api += _c_block_loop(name, "({v} & 0x7fffffffu)", A.SIGMOID_FAST_BELOW)
     else:
-        api += f"    for (size_t i = 0; i < m; i++) out[i] = evoforge_{name}_inline(in[i]);\n"
-    api += "}\n" + C_ARRAY.format(name=name)
+        api += f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n"
     return head + C_PRELUDE + "\n" + _c_core(program, constants, target) + "\n" + body + api
 
 
