@@ -169,14 +169,51 @@ def r2(pred, y) -> float:
     return float(1 - np.mean((pred - y) ** 2) / np.var(y))
 
 
-def run_one(task: dict, progress=lambda partial: None) -> dict:
-    """Run one system on one equation and score it (in a worker process). `progress` gets the result so far once
-    the system has finished, so a run killed while scoring still reports its time and R^2."""
+def score(expr, target, symbols, Xtr, ytr) -> dict:
+    """The snapped, simplified formula of a system's raw expression and whether it is the law (the same for every
+    system: snapping is checked against the run's own training data)."""
     import sympy as sp
 
     from spaces.eml.recovery import check_recovery
     from spaces.snapping import exact_formula
 
+    positive = {sp.Symbol(s.name, real=True): s for s in symbols}
+    positive.update({sp.Symbol(s.name): s for s in symbols})
+    expr = exact_formula(expr.xreplace(positive), symbols, Xtr, ytr)
+    rec = check_recovery(expr, target, symbols, Xtr, ops_limit=60)
+    return {"formula": str(expr)[:400], "recovered": rec.recovered, "method": rec.method,
+            "max_relative_error": rec.max_relative_error}
+
+
+def rescore_one(task: dict) -> dict:
+    """A finished run scored again from its recorded raw formula with today's snapping and recovery check (the
+    search is not re-run). Runs without a complete raw formula (errors, formulas cut at 400 characters) are
+    returned as they were."""
+    import sympy as sp
+
+    run = dict(task["run"])
+    raw = run.get("raw_formula")
+    if not raw or len(raw) >= 400 or run.get("seconds") is None:
+        return run
+    warnings.filterwarnings("ignore")
+    target, symbols, _, _ = equation(run["equation"])
+    s = run["settings"]
+    Xtr, ytr, _, _ = problem(run["equation"], run["noise"], s["train"], s["test"], s["seed"])
+    start = time.perf_counter()
+    try:
+        expr = sp.sympify(raw, locals={sym.name: sym for sym in symbols})
+        new = score(expr, target, symbols, Xtr, ytr)
+    except Exception as exc:  # noqa: BLE001 - a formula that no longer parses keeps its first score
+        return {**run, "rescore": f"{type(exc).__name__}: {exc}"[:200]}
+    before = {k: run.get(k) for k in ("formula", "recovered", "error") if k in run}
+    if "scoring did not finish" in run.get("error", ""):
+        run.pop("error")      # the first scoring ran out of time; this one finished
+    return {**run, **new, "score_seconds": round(time.perf_counter() - start, 2), "first_score": before}
+
+
+def run_one(task: dict, progress=lambda partial: None) -> dict:
+    """Run one system on one equation and score it (in a worker process). `progress` gets the result so far once
+    the system has finished, so a run killed while scoring still reports its time and R^2."""
     warnings.filterwarnings("ignore")
     name, system, noise = task["equation"], task["system"], task["noise"]
     target, symbols, _, _ = equation(name)
@@ -192,12 +229,7 @@ def run_one(task: dict, progress=lambda partial: None) -> dict:
         with np.errstate(all="ignore"):
             out["test_r2"] = r2(predict(Xte), yte)
         progress({**out, "recovered": False, "method": "", "error": "scoring did not finish"})
-        positive = {sp.Symbol(s.name, real=True): s for s in symbols}
-        positive.update({sp.Symbol(s.name): s for s in symbols})
-        expr = exact_formula(expr.xreplace(positive), symbols, Xtr, ytr)
-        out["formula"] = str(expr)[:400]
-        rec = check_recovery(expr, target, symbols, Xtr, ops_limit=60)
-        out.update(recovered=rec.recovered, method=rec.method, max_relative_error=rec.max_relative_error)
+        out.update(score(expr, target, symbols, Xtr, ytr))
     except Exception as exc:  # a system failing on one equation is a result, not a reason to stop
         out.update(seconds=round(time.perf_counter() - start, 2), recovered=False, method="", test_r2=float("-inf"),
                    error=f"{type(exc).__name__}: {exc}"[:300], trace=traceback.format_exc()[-600:])
@@ -296,6 +328,9 @@ def main() -> None:
                     help="seconds after which no new run starts (the summary covers the runs done; --resume goes on)")
     ap.add_argument("--runs", type=Path, default=RUNS, help="JSONL of finished runs")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the runs in --runs again from their raw formulas (snapping or checks changed); "
+                         "no search is run; the file is rewritten")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # exit through atexit: the daemonic workers die too
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -306,6 +341,9 @@ def main() -> None:
         sys.exit(f"error: --only: unknown equation {unknown[0]!r}; ids are like {ids[0]}, {ids[-1]}")
     names = (args.only or ids)[:: max(1, args.every)]
     settings = {"budget": args.budget, "train": args.train, "test": args.test, "seed": args.seed}
+    if args.rescore:
+        rescore(args, names, ids)
+        return
     done = []
     if args.resume and args.runs.is_file():
         done = [json.loads(line) for line in args.runs.read_text().splitlines() if line.strip()]
@@ -330,15 +368,85 @@ def main() -> None:
               f"{result.get('formula', result.get('error', ''))[:90]}", flush=True)
 
     run_all(tasks, args.workers, args.grace, record, time.monotonic() + args.deadline)
+    write_summary(args, runs, names, ids, settings,
+                  {"workers": args.workers, "machine": f"{os.cpu_count()} logical CPUs"})
+
+
+def write_summary(args, runs: list[dict], names, ids, settings: dict, where: dict) -> None:
     runs = [r for r in runs if r["equation"] in names and r["system"] in args.systems and r["noise"] in args.noise]
     summary = summarise(runs, args.systems, args.noise)
     print_table(summary, args.budget)
-    payload = {"benchmark": "AI Feynman, 100 equations (Udrescu & Tegmark 2020)", **settings,
-               "workers": args.workers, "cores_per_run": 1, "equations": len(names), "noise_levels": args.noise,
-               "machine": f"{os.cpu_count()} logical CPUs", "summary": summary,
+    payload = {"benchmark": "AI Feynman, 100 equations (Udrescu & Tegmark 2020)", **settings, **where,
+               "cores_per_run": 1, "equations": len(names), "noise_levels": args.noise, "summary": summary,
                "runs": sorted(runs, key=lambda r: (r["noise"], ids.index(r["equation"]), r["system"]))}
     args.out.write_text(json.dumps(payload, indent=1, default=str))
     print(f"wrote {args.out}")
+
+
+_RESCORE_LIMIT = 60.0
+
+
+def _rescore_worker_init(limit: float) -> None:
+    global _RESCORE_LIMIT
+    _RESCORE_LIMIT = limit
+
+
+def _rescore_in_worker(task: dict) -> dict:
+    """rescore_one in a long-lived pool worker (imports paid once), stopped by SIGALRM after the limit."""
+    def give_up(*_):
+        raise TimeoutError
+
+    signal.signal(signal.SIGALRM, give_up)
+    signal.setitimer(signal.ITIMER_REAL, _RESCORE_LIMIT)
+    try:
+        return rescore_one(task)
+    except TimeoutError:
+        return {**task["run"], "error_rescore": "killed"}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def rescore(args, names, ids) -> None:
+    """--rescore: every selected run of --runs scored again from its raw formula (in a pool of worker processes,
+    each scoring stopped after --grace s: such a run keeps its first score); the runs file is rewritten and the
+    summary written."""
+    runs = [json.loads(line) for line in args.runs.read_text().splitlines() if line.strip()]
+    picked = [i for i, r in enumerate(runs) if r["equation"] in names and r["system"] in args.systems
+              and r["noise"] in args.noise]
+    index = {(r["equation"], r["system"], r["noise"]): i for i, r in enumerate(runs)}
+    print(f"rescoring {len(picked)} of {len(runs)} runs, {args.workers} workers", flush=True)
+    changed = 0
+
+    def record(result: dict) -> None:
+        nonlocal changed
+        i = index[(result["equation"], result["system"], result["noise"])]
+        if "first_score" not in result:       # unchanged, or the rescoring did not finish in time
+            runs[i] = {**runs[i], **({"rescore": "did not finish"} if "error_rescore" in result else {})}
+            return
+        if result["recovered"] != runs[i]["recovered"]:
+            changed += 1
+            print(f"{result['equation']:>10} {result['system']:>9} noise {result['noise']:<5g} "
+                  f"{'now EXACT' if result['recovered'] else 'no longer exact'}: {result['formula'][:90]}", flush=True)
+        runs[i] = result
+        done[0] += 1
+        if done[0] % 25 == 0:          # a killed rescoring keeps what it has done
+            args.runs.write_text("".join(json.dumps(r, default=str) + "\n" for r in runs))
+
+    done = [0]
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers, initializer=_rescore_worker_init, initargs=(args.grace,)) as pool:
+        for result in pool.imap_unordered(_rescore_in_worker, [{"run": runs[i]} for i in picked]):
+            record(result)
+    args.runs.write_text("".join(json.dumps(r, default=str) + "\n" for r in runs))
+    print(f"{changed} runs changed their verdict")
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    settings = {"budget": args.budget, "train": args.train, "test": args.test, "seed": args.seed}
+    where = {k: previous[k] for k in ("workers", "machine", "hosts") if k in previous}
+    where["rescored"] = (f"{time.strftime('%Y-%m-%d')}: runs at noise {args.noise} scored again from their raw "
+                         "formulas (bench/feynman.py --rescore)")
+    args.noise = sorted({r["noise"] for r in runs}, reverse=True)      # the summary covers every run in the file
+    args.systems = [s for s in ALL_SYSTEMS if any(r["system"] == s for r in runs)]
+    write_summary(args, runs, names, ids, settings, where)
 
 
 if __name__ == "__main__":
