@@ -26,7 +26,9 @@ OP_CODES = {"embed_argmax": 0, "norm_matvec": 1, "norm_matvec_argmax": 2, "norm_
             "combine_matvec_residual": 5, "attention_partial": 6,
             # fuse_mlp: the residual accumulator's offset rides in a free slot (emit_stream's run_task)
             "norm_acc_matvec": 7, "combine_matvec_residual_acc": 8, "norm_gate_up_down": 9,
-            "norm_acc_matvec_argmax": 10}
+            "norm_acc_matvec_argmax": 10,
+            # split_o: one KV-head group's combine and k-slice of the output projection, added into x
+            "combine_group_matvec_acc": 11}
 WATCHDOG_NS = 2_000_000_000
 SUB_POSITIONS = 64   # KV positions staged in shared memory at a time by an attention task
 
@@ -67,8 +69,23 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
 #define WATCHDOG_NS {WATCHDOG_NS}ULL
 #define BF16 {1 if bf16 else 0}
 #define TRACE {1 if trace else 0}
+#define OPS_USED {hex(sum(1 << OP_CODES[op] for op in ops_used(genes)))}
 """
     return header + _BODY
+
+
+def ops_used(genes: KernelGenes) -> tuple[str, ...]:
+    """The ops a schedule lowered with `genes` runs (spaces/megakernel/stream.py). Only these are compiled: the
+    whole kernel is one function, and its code (216 KB with every op) outgrows the SM's instruction cache, so each
+    phase would begin by fetching its instructions from L2 while the other SMs saturate memory."""
+    if genes.fuse_mlp:
+        ops = ["embed_argmax", "norm_acc_matvec", "attention_partial", "norm_gate_up_down", "norm_acc_matvec_argmax"]
+        ops.append("combine_group_matvec_acc" if genes.split_o else "combine_matvec_residual_acc")
+    else:
+        ops = ["embed_argmax", "norm_matvec", "attention_partial", "norm_gate_up", "matvec_residual",
+               "norm_matvec_argmax"]
+        ops.append("combine_group_matvec_acc" if genes.split_o else "combine_matvec_residual")
+    return tuple(ops)
 
 
 _BODY = r"""
@@ -265,12 +282,8 @@ __device__ __forceinline__ void st_f16(void* p, float v) {
 // loads: each thread fetches its 4 output dims of every chunk and its head's (m, l) pairs and weighs the chunks
 // itself (a head's threads repeat a few exps instead of waiting for a second round trip, which costs ~1 us while
 // the other SMs saturate memory)
-template <typename Pro>
-__device__ void combined_input(const float* part, float* xs, Pro wait, const float* y, int n, float* rs,
-                               float* acc) {
-  wait();
-  residual_rows(y, n, rs, acc);
-  for (int i = threadIdx.x; i < QDIM / 4; i += NT) {
+__device__ __forceinline__ void combine_heads(const float* part, float* xs, int items) {
+  for (int i = threadIdx.x; i < items; i += NT) {
     const int h = (4 * i) / HD, d = 4 * i - h * HD;
     const float* p = part + (long long)h * CHUNKS * RSTRIDE;
     float4 o[CHUNKS];
@@ -301,7 +314,65 @@ __device__ void combined_input(const float* part, float* xs, Pro wait, const flo
     const float inv = 1.f / den;
     ((float4*)xs)[i] = make_float4(sum.x * inv, sum.y * inv, sum.z * inv, sum.w * inv);
   }
+}
+
+template <typename Pro>
+__device__ void combined_input(const float* part, float* xs, Pro wait, const float* y, int n, float* rs,
+                               float* acc) {
+  wait();
+  residual_rows(y, n, rs, acc);
+  combine_heads(part, xs, QDIM / 4);
   __syncthreads();
+}
+
+// split_o: rows [0, n) of one KV-head group's slice of the output projection (n x GQ, contiguous), added into
+// x's rows with vector-free float reductions. The tile is small (64 KB at 1B), so every thread issues OV 16-byte
+// loads before the wait (the whole tile in flight at 16 warps); a slot is reissued for the next round as soon as
+// it is consumed. Consecutive threads read consecutive vectors of a row, OSEG lanes per row, reduced by shuffles.
+// The tile combines only its group's attention chunks, and (fuse_mlp) moves its share of the previous MLP's sum
+// from the accumulator into x (both adds commute with the other tiles' adds).
+#define GQ (GROUP * HD)
+#define OKV (GQ / VEC)
+#define OSEG (OKV < 32 ? OKV : 32)
+#define OV 8
+__device__ __forceinline__ void red_add1(float* p, float a) {
+  asm volatile("red.relaxed.gpu.global.add.f32 [%0], %1;" :: "l"(p), "f"(a) : "memory");
+}
+template <typename Pro>
+__device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro wait) {
+  const int tid = threadIdx.x, lane = tid & 31, total = (int)t.n * OKV;
+  const uint4* w = (const uint4*)(W + t.w);
+  uint4 v[OV];
+#pragma unroll
+  for (int j = 0; j < OV; ++j) {
+    const int i = tid + j * NT;
+    v[j] = i < total ? ld_stream(w + i) : make_uint4(0, 0, 0, 0);
+  }
+  wait();
+  const int nf = (int)t.aux2;
+  float fold = 0.f;
+  if (t.aux0 >= 0 && tid < nf) fold = __ldcg(A + t.aux0 + tid);
+  combine_heads(A + t.in + t.aux3 * GROUP * CHUNKS * RSTRIDE, xs, GQ / 4);
+  if (t.aux0 >= 0)
+    for (int i = tid; i < nf; i += NT) {
+      const float f = i == tid ? fold : __ldcg(A + t.aux0 + i);
+      red_add1(A + t.aux1 + i, f);
+      __stcg(A + t.aux0 + i, 0.f);
+    }
+  __syncthreads();
+  float* y = A + t.out;
+  for (int base = 0; base < total; base += OV * NT) {
+#pragma unroll
+    for (int j = 0; j < OV; ++j) {
+      const int i = base + tid + j * NT, ni = i + OV * NT;
+      const uint4 wv = v[j];
+      v[j] = ni < total ? ld_stream(w + ni) : make_uint4(0, 0, 0, 0);
+      float p = i < total ? dotv(wv, xs + (i % OKV) * VEC, 0.f) : 0.f;
+#pragma unroll
+      for (int o = OSEG / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
+      if ((lane & (OSEG - 1)) == 0 && i < total) red_add1(y + i / OKV, p);
+    }
+  }
 }
 
 // Rows [0, n) of M matrices sharing row indices (M = 2: gate and up), k columns each: out(r, acc[M]).
@@ -567,12 +638,19 @@ __device__ void embed(const Task& t, const w_t* W, float* A, int token, int epoc
 // to the new K and stores K, V there first. Per block of SUB positions staged in shared memory: one thread per
 // (head, position) score, one warp per head for the running max and sum, one thread per (head, dim) output.
 #define WPR (HD * (int)sizeof(c_t) / 4)
-#define OPT ((GROUP * HD + NT - 1) / NT)
-__device__ __forceinline__ float vval(const unsigned* vst, int j, int d) {
+// staged values: rows padded by 8 words, so the 4 positions a warp's lanes read at once (one per quarter) fall in
+// different banks
+#define VSTR (WPR + 8)
+// scores: two lanes per (head, position), each half of the dot; outputs: a lane per (head, dimension pair,
+// quarter of the positions), the quarters (lanes 8 apart) summed by shuffles at the end
+#define SPT ((2 * GROUP * SUB + NT - 1) / NT)
+#define PPT ((2 * GROUP * HD + NT - 1) / NT)
+__device__ __forceinline__ float2 vpair(const unsigned* vst, int j, int pair) {
 #if BF16
-  return bf2f(((const bf16_t*)vst)[j * HD + d]);
+  const unsigned u = vst[j * VSTR + pair];
+  return make_float2(__uint_as_float(u << 16), __uint_as_float(u & 0xffff0000u));
 #else
-  return __uint_as_float(vst[j * HD + d]);
+  return *(const float2*)(vst + j * VSTR + 2 * pair);
 #endif
 }
 
@@ -585,7 +663,7 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   float* qs = sm;
   unsigned* kst = (unsigned*)(qs + GROUP * HD);
   unsigned* vst = kst + SUB * (WPR + 1);
-  float* sc = (float*)(vst + SUB * WPR);
+  float* sc = (float*)(vst + SUB * VSTR);
   float* stat = sc + GROUP * SUB;   // m[GROUP], l[GROUP], corr[GROUP]
   // the cached keys and values do not depend on this step: the first SUB positions go to shared memory and the
   // rest to L2 while the block waits for the QKV projection (the new position is patched in after the wait)
@@ -597,7 +675,7 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
       const int j = (i * 4) / WPR, w = (i * 4) % WPR;
       unsigned* kd = kst + j * (WPR + 1) + w;   // padded rows: a thread per position reads without bank conflicts
       kd[0] = a.x; kd[1] = a.y; kd[2] = a.z; kd[3] = a.w;
-      ((uint4*)vst)[i] = b;
+      *(uint4*)(vst + j * VSTR + w) = b;
     }
   };
   // RoPE's rotation at `pos` does not depend on this step's projections either: computed before the wait
@@ -635,15 +713,16 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
       V[(long long)(pos - p0) * HD + d] = vc;
       if (pos - p0 < SUB) {   // the staged copy of the first SUB positions holds the old value there
         ((c_t*)(kst + (pos - p0) * (WPR + 1)))[d] = kc;
-        ((c_t*)(vst + (pos - p0) * WPR))[d] = vc;
+        ((c_t*)(vst + (pos - p0) * VSTR))[d] = vc;
       }
     }
   }
   if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }
   __syncthreads();
-  float o[OPT];
+  // each lane's item of the output: (head g, dimension pair, quarter q of the positions); warps hold 8 pairs
+  float2 o[PPT];
 #pragma unroll
-  for (int e = 0; e < OPT; ++e) o[e] = 0.f;
+  for (int e = 0; e < PPT; ++e) o[e] = make_float2(0.f, 0.f);
   const float scale = rsqrtf((float)HD);
   for (int s0 = p0; s0 < p1; s0 += SUB) {
     const int cnt = min(SUB, p1 - s0);
@@ -651,22 +730,30 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
       stage_kv(s0, cnt);
       __syncthreads();
     }
-    for (int idx = tid; idx < GROUP * cnt; idx += NT) {
-      const int g = idx / cnt, j = idx - g * cnt;
-      const unsigned* kr = kst + j * (WPR + 1);
-      const float* q = qs + g * HD;
-      float acc = 0.f;
-#pragma unroll 8
-      for (int w = 0; w < WPR; ++w) {
-        const unsigned x = kr[w];
+#pragma unroll
+    for (int e = 0; e < SPT; ++e) {   // uniform trip count: every lane reaches the shuffle
+      const int idx = tid + e * NT, item = idx >> 1, half = idx & 1;
+      const int g = item / cnt, j = item - g * cnt;
+      float a0 = 0.f, a1 = 0.f;
+      if (g < GROUP) {
+        const unsigned* kr = kst + j * (WPR + 1);
+        const float* q = qs + g * HD;
+        const int w0 = half * (WPR / 2), w1 = half ? WPR : WPR / 2;
+#pragma unroll 4
+        for (int w = w0; w < w1; ++w) {
+          const unsigned x = kr[w];
 #if BF16
-        acc = fmaf(q[2 * w], __uint_as_float(x << 16), acc);
-        acc = fmaf(q[2 * w + 1], __uint_as_float(x & 0xffff0000u), acc);
+          const float2 qq = *(const float2*)(q + 2 * w);
+          a0 = fmaf(qq.x, __uint_as_float(x << 16), a0);
+          a1 = fmaf(qq.y, __uint_as_float(x & 0xffff0000u), a1);
 #else
-        acc = fmaf(q[w], __uint_as_float(x), acc);
+          if (w & 1) a1 = fmaf(q[w], __uint_as_float(x), a1); else a0 = fmaf(q[w], __uint_as_float(x), a0);
 #endif
+        }
       }
-      sc[g * SUB + j] = acc * scale;
+      float acc = a0 + a1;
+      acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+      if (g < GROUP && !half) sc[g * SUB + j] = acc * scale;
     }
     __syncthreads();
     for (int g = warp; g < GROUP; g += WARPS) {
@@ -690,13 +777,19 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
     }
     __syncthreads();
 #pragma unroll
-    for (int e = 0; e < OPT; ++e) {
-      const int idx = tid + e * NT;
-      if (idx < GROUP * HD) {
-        const int g = idx / HD, d = idx - g * HD;
-        float acc = o[e] * stat[2 * GROUP + g];
+    for (int e = 0; e < PPT; ++e) {
+      const int idx = tid + e * NT, pg = (idx >> 5) * 8 + (idx & 7), qtr = (idx >> 3) & 3;
+      const int g = pg / (HD / 2), pair = pg - g * (HD / 2);
+      if (g < GROUP) {
+        const float corr = stat[2 * GROUP + g];
+        float2 acc = make_float2(o[e].x * corr, o[e].y * corr);
         const float* pr = sc + g * SUB;
-        for (int j = 0; j < cnt; ++j) acc = fmaf(pr[j], vval(vst, j, d), acc);
+#pragma unroll 4
+        for (int j = qtr; j < cnt; j += 4) {
+          const float2 v = vpair(vst, j, pair);
+          acc.x = fmaf(pr[j], v.x, acc.x);
+          acc.y = fmaf(pr[j], v.y, acc.y);
+        }
         o[e] = acc;
       }
     }
@@ -704,16 +797,22 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   }
   float* part = A + t.out;
 #pragma unroll
-  for (int e = 0; e < OPT; ++e) {
-    const int idx = tid + e * NT;
-    if (idx < GROUP * HD) {
-      const int g = idx / HD, d = idx - g * HD;
+  for (int e = 0; e < PPT; ++e) {
+    const int idx = tid + e * NT, pg = (idx >> 5) * 8 + (idx & 7), qtr = (idx >> 3) & 3;
+    const int g = pg / (HD / 2), pair = pg - g * (HD / 2);
+    float2 v = o[e];   // the four quarters of a pair sit in lanes 8 apart
+    v.x += __shfl_xor_sync(0xffffffffu, v.x, 8); v.y += __shfl_xor_sync(0xffffffffu, v.y, 8);
+    v.x += __shfl_xor_sync(0xffffffffu, v.x, 16); v.y += __shfl_xor_sync(0xffffffffu, v.y, 16);
+    if (g < GROUP && qtr == 0) {
       float* rec = part + ((long long)(kvh * GROUP + g) * CHUNKS + chunk) * RSTRIDE;
+      const int d = 2 * pair;
 #if PART16
-      const float l = stat[GROUP + g];
-      st_f16((unsigned short*)rec + d, l > 0.f ? o[e] / l : 0.f);
+      const float l = stat[GROUP + g], inv = l > 0.f ? 1.f / l : 0.f;
+      st_f16((unsigned short*)rec + d, v.x * inv);
+      st_f16((unsigned short*)rec + d + 1, v.y * inv);
 #else
-      __stcg(rec + d, o[e]);
+      __stcg(rec + d, v.x);
+      __stcg(rec + d + 1, v.y);
 #endif
     }
   }
@@ -724,11 +823,11 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   }
 }
 
-#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * WPR + GROUP * SUB + 3 * GROUP + HD)
+#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * VSTR + GROUP * SUB + 3 * GROUP + HD)
 #define SMEM_FLOATS (KMAX > ATTN_FLOATS ? KMAX : ATTN_FLOATS)
 
 __device__ void prefetch_task(const Task& t, const w_t* W) {
-  if (PF_BYTES <= 0 || t.op < 1 || t.op == 6 || t.op > 10) return;
+  if (PF_BYTES <= 0 || t.op < 1 || t.op == 6 || t.op > 11) return;
   const long long bytes = t.n * t.k * (long long)sizeof(w_t);
   if (t.op == 3 || t.op == 9) {
     prefetch_l2(W + t.w, min(bytes, (long long)PF_BYTES / 2));
@@ -739,28 +838,55 @@ __device__ void prefetch_task(const Task& t, const w_t* W) {
 }
 
 // one task; `wait` (a Wait functor, possibly on no counter) runs after the task's first weight loads are issued
-__device__ void run_task(const Task& t, const w_t* W, float* A, c_t* C, int token, int pos, int epoch, float* xs,
+__device__ bool run_task(const Task& t, const w_t* W, float* A, c_t* C, int token, int pos, int epoch, float* xs,
                          float* red, float* rs, Wait wait) {
   const w_t* mats[2] = {W + t.w, W + t.w2};
   const int n = (int)t.n, k = (int)t.k;
   switch ((int)t.op) {
+#if OPS_USED & (1 << 0)
   case 0: wait(); embed(t, W, A, token, epoch); break;
+#endif
+#if OPS_USED & (1 << 1)
   case 1: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
+#endif
+#if OPS_USED & (1 << 2)
   case 2: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }); break;
+#endif
+#if OPS_USED & (1 << 3)
   case 3: gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluGate{A + t.out}); break;
+#endif
+#if OPS_USED & (1 << 4)
   case 4: gemv<1, ROWS>(mats, n, k, xs, [&] { plain_input(A + t.in, k, xs, wait, A + t.out, n, rs); }, Residual{A + t.out, rs}); break;
+#endif
+#if OPS_USED & (1 << 5)
   case 5: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait, A + t.out, n, rs, nullptr); }, Residual{A + t.out, rs}); break;
+#endif
+#if OPS_USED & (1 << 6)
   case 6: attention(t, A, C, pos, xs, wait); break;
+#endif
   // fuse_mlp ops: the accumulator rides in aux0 (7, 8: at the tile's rows for 8) or aux2 (10); 9 adds into it
+#if OPS_USED & (1 << 7)
   case 7: gemv<1, ROWS>(mats, n, k, xs, [&] { normed_input(A + t.in, A + t.aux0, W + t.g, xs, red, wait); }, Store{A + t.out}); break;
+#endif
+#if OPS_USED & (1 << 8)
   case 8: gemv<1, ROWS>(mats, n, k, xs, [&] { combined_input(A + t.in, xs, wait, A + t.out, n, rs, A + t.aux0); }, Residual{A + t.out, rs}); break;
+#endif
+#if OPS_USED & (1 << 9)
   case 9:
     gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluShared{rs});
     __syncthreads();
     down_accumulate(W + t.aux0, rs, n, A + t.out, xs, SMEM_FLOATS);
     break;
+#endif
+#if OPS_USED & (1 << 10)
   case 10: lm_head(t, W, A, xs, [&] { normed_input(A + t.in, A + t.aux2, W + t.g, xs, red, wait); }); break;
+#endif
+#if OPS_USED & (1 << 11)
+  case 11: group_tile(t, W, A, xs, wait); break;
+#endif
+  default: return false;   // an op this build was not compiled for (other genes)
   }
+  return true;
 }
 
 extern "C" __global__ void __launch_bounds__(NT) megakernel(
@@ -795,7 +921,10 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
     if (kind == 0) {
       const Task t = *(const Task*)(tasks + 12LL * a);
       if (threadIdx.x == 0 && wait.c) prefetch_task(t, W);
-      run_task(t, W, A, C, token, pos, epoch, xs, red, rs, wait);
+      if (!run_task(t, W, A, C, token, pos, epoch, xs, red, rs, wait)) {
+        if (threadIdx.x == 0) atomicExch(status, 3);
+        return;
+      }
       __syncthreads();
       if (TRACE && threadIdx.x == 0) tr[2] = now_ns();
       if (abort_flag) return;

@@ -91,7 +91,8 @@ def run_task(task: Task, s: Schedule, mem: Memory, d: ModelDims, token: int, pos
 
 
 STREAM_OPS = ("embed_argmax", "attention_partial", "combine_matvec_residual", "norm_matvec_argmax",
-              "norm_acc_matvec", "combine_matvec_residual_acc", "norm_gate_up_down", "norm_acc_matvec_argmax")
+              "norm_acc_matvec", "combine_matvec_residual_acc", "norm_gate_up_down", "norm_acc_matvec_argmax",
+              "combine_group_matvec_acc")
 #: accumulates are atomic adds on a GPU; here one lock stands in for the atomics
 ACCUMULATE_LOCK = threading.Lock()
 
@@ -138,15 +139,29 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
             m = sc.max()
             p = np.exp(sc - m)
             dst[:hd], dst[hd], dst[hd + 1], dst[hd + 2:] = p @ values[:n], m, p.sum(), 0.0
+    elif task.op == "combine_group_matvec_acc":   # split_o: one KV-head group's k-slice, added into x's rows
+        y = R[1].reshape(-1, group * hd) @ _combined(R[0].reshape(group, chunks, hd + 4), hd).reshape(-1)
+        a, f0, f1 = task.param("row0"), task.param("fold0"), task.param("fold1")
+        with ACCUMULATE_LOCK:
+            x = mem.view(s, task.accumulates[0])
+            x += y.astype(np.float32)
+            if task.writes:   # fuse_mlp: this tile's share of the previous MLP's sum moves into x
+                x[f0 - a:f1 - a] += R[2]
+                mem.view(s, task.writes[0])[:] = 0.0
     elif task.op in ("combine_matvec_residual", "combine_matvec_residual_acc"):
-        part = R[0].reshape(nh, chunks, hd + 4)
-        m = part[:, :, hd].max(axis=1, keepdims=True)
-        f = np.exp(part[:, :, hd] - m)
-        attn = (f[:, :, None] * part[:, :, :hd]).sum(axis=1) / (f * part[:, :, hd + 1]).sum(axis=1)[:, None]
+        attn = _combined(R[0].reshape(nh, chunks, hd + 4), hd)
         residual = R[2] + R[3] if task.op == "combine_matvec_residual_acc" else R[2]
         out[:] = residual + R[1].reshape(out.size, -1) @ attn.reshape(-1).astype(np.float32)
         if task.op == "combine_matvec_residual_acc":   # folded into x: the accumulator is free for this MLP
             mem.view(s, task.writes[1])[:] = 0.0
+
+
+def _combined(part: np.ndarray, hd: int) -> np.ndarray:
+    """Flash-decoding combine of (heads, chunks, hd + 4) partial records (o, m, l) into (heads, hd) outputs."""
+    m = part[:, :, hd].max(axis=1, keepdims=True)
+    f = np.exp(part[:, :, hd] - m)
+    return ((f[:, :, None] * part[:, :, :hd]).sum(axis=1) / (f * part[:, :, hd + 1]).sum(axis=1)[:, None]).astype(
+        np.float32)
 
 
 def rope_with(x: np.ndarray, pos: int, inv: np.ndarray) -> np.ndarray:

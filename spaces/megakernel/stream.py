@@ -5,7 +5,8 @@ persistent block loading weights: each projection is split evenly over all worke
 worker), RMSNorms are fused into their consumers, RoPE and the KV-cache store are fused into attention, and
 attention is split over (KV head, chunk of positions) with the chunks' partial softmax sums combined inside the
 output-projection tiles (flash-decoding). Between ops there is one join counter: a consumer waits until every
-producer tile has signalled. The embedding task reads the previous step's argmax (each LM-head tile leaves its
+producer tile has signalled (with `split_o`, one counter per KV-head group between attention and the output
+projection). The embedding task reads the previous step's argmax (each LM-head tile leaves its
 local best), so consecutive steps need no host round trip.
 
 The result is an ordinary `Schedule` (spaces/megakernel/ir.py): the static validator certifies it before it is
@@ -50,7 +51,9 @@ class KernelGenes:
     weights are loaded with an L2 evict-first policy (read once per step, they should not push out activations);
     pollers = warps that poll a join's counter, staggered, so a completed join is seen sooner; partial_fp16 = 1:
     attention's partial outputs are stored normalised in fp16 (bfloat16 kernels only), halving the bytes every
-    output-projection block reads to combine them."""
+    output-projection block reads to combine them; split_o = 1: the output projection is cut by KV-head group as
+    well as by rows, each tile combining only its group's attention chunks and adding its k-slice into the
+    residual, and each tile waits only for its own group's attention (one counter per group), not for all of it."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -64,10 +67,12 @@ class KernelGenes:
     l2_evict_first: int = 0
     pollers: int = 1
     partial_fp16: int = 0
+    split_o: int = 0
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
                "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),
-               "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2), "partial_fp16": (0, 1)}
+               "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2), "partial_fp16": (0, 1),
+               "split_o": (0, 1)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -101,11 +106,20 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
     if fused:   # the down projection stored transposed: a tile of intermediate rows reads whole rows of it
         sizes["mlp_acc"] = H
         sizes["w_down_t"] = sizes.pop("w_down")
+    split = bool(genes.split_o)
+    GQ = group * hd   # a KV-head group's query width: the k-slice of a split output-projection tile
+    if split and (GQ & (GQ - 1) or GQ < 8):
+        raise ValueError(f"split_o: a KV-head group's width {GQ} (heads/kv_heads x head_dim) must be a power of "
+                         "two of at least 8; use split_o 0")
+    if split:   # the output projection stored per (layer, KV-head group): a tile's rows of one group are contiguous
+        sizes["w_o_g"] = sizes.pop("w_o")
     buffers = [Buffer(name, size, name) for name, size in sizes.items()]
     buffers.append(Buffer("w_lm_head", V * H, "w_embed") if d.tied else Buffer("w_lm_head", V * H, "w_lm_head"))
     tasks: list[Task] = []
     owner: list[int] = []
     phase_of: list[int] = []
+    waits_on: dict[int, tuple[str, int]] = {}   # task -> the join it waits for, where not its phase's
+    signals_to: dict[int, str] = {}             # task -> the counter it signals, where not its phase's
     wbytes = 2  # per weight element in bf16; the cost model reads it from the `bytes` parameter
 
     def add(name, op, phase, worker, reads, writes, flops, accumulates=(), **params):
@@ -138,14 +152,33 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
             cache = ((layer * nkv + h) * P + p0) * hd, ((layer * nkv + h) * P + p1) * hd
             heads = (h * group, (h + 1) * group)
             part = [("part", (q * chunks + c) * (hd + 4), (q * chunks + c + 1) * (hd + 4)) for q in range(*heads)]
+            if split:
+                signals_to[len(tasks)] = f"op{phase}.kv{h}"
             add(f"L{layer}.attention[kv{h}:c{c}]", "attention_partial", phase, i * W // n_attn,
                 [("qkv", heads[0] * hd, heads[1] * hd), ("qkv", Q + h * hd, Q + (h + 1) * hd),
                  ("qkv", Q + (nkv + h) * hd, Q + (nkv + h + 1) * hd), ("kcache", *cache), ("vcache", *cache),
                  ("w_rope_inv", 0, hd // 2)],
                 [("kcache", *cache), ("vcache", *cache), *part], group * 4 * (p1 - p0) * hd,
                 layer=layer, head=h, chunk=c, pos0=p0, pos1=p1, bytes=2 * 2 * (p1 - p0) * hd)
+        attention_phase = phase
         phase += 1
-        for w, a, b in tiled(H):
+        if split:
+            row_blocks = _split(H, max(1, min(H, W * genes.tiles // nkv)))
+            n_o = nkv * len(row_blocks)
+            for i in range(n_o):
+                h, j = divmod(i, len(row_blocks))
+                a, b = row_blocks[j]
+                f0, f1 = a + (b - a) * h // nkv, a + (b - a) * (h + 1) // nkv   # its share of the MLP sum's fold
+                fold = [("mlp_acc", f0, f1)] if fused and f1 > f0 else []
+                waits_on[len(tasks)] = (f"op{attention_phase}.kv{h}", sum(
+                    1 for c in range(chunks) if P * (c + 1) // chunks > P * c // chunks))
+                w0 = ((layer * nkv + h) * H + a) * GQ
+                add(f"L{layer}.o_proj[{a}:{b}|kv{h}]", "combine_group_matvec_acc", phase, i * W // n_o,
+                    [("part", h * group * chunks * (hd + 4), (h + 1) * group * chunks * (hd + 4)),
+                     ("w_o_g", w0, w0 + (b - a) * GQ), *fold], fold, 2 * (b - a) * GQ + 3 * GQ * chunks,
+                    accumulates=[("x", a, b)], layer=layer, row0=a, row1=b, group=h, fold0=f0, fold1=f1,
+                    bytes=wbytes * (b - a) * GQ + 4 * (group * chunks * (hd + 4) + 2 * (b - a)))
+        for w, a, b in ([] if split else tiled(H)):
             fold = [("mlp_acc", a, b)] if fused else []   # the previous MLP's sum joins the residual here
             add(f"L{layer}.o_proj[{a}:{b}]", "combine_matvec_residual_acc" if fused else "combine_matvec_residual",
                 phase, w,
@@ -181,40 +214,55 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
             [("x", 0, H), ("w_final_norm", 0, H), ("w_lm_head", a * H, b * H), *acc],
             [("logits", a, b), ("argmax", 2 * t, 2 * t + 2)], 2 * (b - a) * H + 4 * H, layer=-1, row0=a, row1=b,
             slot=t, bytes=wbytes * (b - a) * H + 4 * (2 * H + b - a))
-    return _with_joins(d, genes, W, buffers, tasks, owner, phase_of, phase + 1, kv_length=P)
+    return _with_joins(d, genes, W, buffers, tasks, owner, phase_of, phase + 1, kv_length=P, waits_on=waits_on,
+                       signals_to=signals_to)
 
 
 def _with_joins(d: ModelDims, genes: KernelGenes, W: int, buffers, tasks, owner, phase_of, phases: int,
-                kv_length: int) -> Schedule:
-    """Worker programs: for each phase in order, wait once on the join of the phase it reads, run, signal."""
+                kv_length: int, waits_on: dict[int, tuple[str, int]] | None = None,
+                signals_to: dict[int, str] | None = None) -> Schedule:
+    """Worker programs: for each phase in order, wait on the join it reads (the previous phase's, unless
+    `waits_on` names a finer one) unless the worker already has, run, signal (its phase's counter unless
+    `signals_to` names another)."""
+    waits_on, signals_to = waits_on or {}, signals_to or {}
     members: dict[int, list[int]] = {}
     for t, p in enumerate(phase_of):
         members.setdefault(p, []).append(t)
     # phase p reads what phase p - 1 wrote (embed -> qkv -> attention -> o_proj -> gate_up -> down -> qkv ...)
     programs: list[list[Step]] = [[] for _ in range(W)]
-    waited = [-1] * W
+    waited: list[tuple[str, int] | None] = [None] * W
+    counters: list[str] = []
     for p in range(phases):
         last = p == phases - 1
         for t in members.get(p, []):
             prog = programs[owner[t]]
-            if p > 0 and waited[owner[t]] != p:
-                prog.append(wait(f"op{p - 1}", len(members[p - 1])))
-                waited[owner[t]] = p
+            join = waits_on.get(t, (f"op{p - 1}", len(members.get(p - 1, ()))))
+            if p > 0 and waited[owner[t]] != join:
+                prog.append(wait(*join))
+                waited[owner[t]] = join
             prog.append(run(t))
             if not last:
-                prog.append(signal(f"op{p}", 1))
-    counters = tuple(f"op{p}" for p in range(phases - 1))
+                counter = signals_to.get(t, f"op{p}")
+                prog.append(signal(counter, 1))
+                if counter not in counters:
+                    counters.append(counter)
     meta = {"dims": {**d.__dict__, "max_positions": kv_length}, "genes": genes.as_dict(), "lowering": "stream",
             "workers": W}
-    return Schedule(tuple(buffers), tuple(tasks), counters, tuple(tuple(p) for p in programs), W, meta)
+    return Schedule(tuple(buffers), tuple(tasks), tuple(counters), tuple(tuple(p) for p in programs), W, meta)
 
 
 def stream_weights(weights: dict[str, Any], d: ModelDims, genes: KernelGenes) -> dict[str, Any]:
     """`weights` (buffer name -> numpy array or torch tensor, the forward pass's layout) in the layout `genes`
-    lowers to: with fuse_mlp, the down projection transposed per layer (`w_down_t`, intermediate x hidden)."""
-    if not genes.fuse_mlp or "w_down" not in weights:
-        return weights
-    out = {k: v for k, v in weights.items() if k != "w_down"}
-    down = weights["w_down"].reshape(d.layers, d.hidden, d.intermediate)
-    out["w_down_t"] = down.permute(0, 2, 1).contiguous() if hasattr(down, "permute") else down.transpose(0, 2, 1).copy()
+    lowers to: with fuse_mlp, the down projection transposed per layer (`w_down_t`, intermediate x hidden); with
+    split_o, the output projection per layer and KV-head group (`w_o_g`, hidden x the group's query width)."""
+    out = dict(weights)
+
+    def moved(w, axes):
+        return w.permute(*axes).contiguous() if hasattr(w, "permute") else w.transpose(*axes).copy()
+
+    if genes.fuse_mlp and "w_down" in out:
+        out["w_down_t"] = moved(out.pop("w_down").reshape(d.layers, d.hidden, d.intermediate), (0, 2, 1))
+    if genes.split_o and "w_o" in out:
+        GQ = d.heads // d.kv_heads * d.head_dim
+        out["w_o_g"] = moved(out.pop("w_o").reshape(d.layers, d.hidden, d.kv_heads, GQ), (0, 2, 1, 3))
     return out

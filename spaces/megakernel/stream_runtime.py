@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from spaces.megakernel.emit_stream import OP_CODES, emit_stream_cuda
-from spaces.megakernel.ir import Schedule
+from spaces.megakernel.ir import Region, Schedule
 from spaces.megakernel.lower import ModelDims, rope_inv_freq
 from spaces.megakernel.stream import KernelGenes, stream_weights
 
@@ -88,6 +88,13 @@ def task_table(s: Schedule) -> np.ndarray:
             e[6], e[7] = off(R[0]), off(Wr[0])
             if t.op == "combine_matvec_residual_acc":
                 e[8] = off(R[3])
+        elif t.op == "combine_group_matvec_acc":
+            e[1:4] = [p["row1"] - p["row0"], d.heads // d.kv_heads * d.head_dim, off(R[1])]
+            e[6], e[7] = layout["part"][1], off(t.accumulates[0])   # records at the kernel's stride: by group
+            e[11] = p["group"]
+            e[8] = off(R[2]) if Wr else -1                          # fuse_mlp: the MLP sum's rows it folds into x
+            e[9] = off(Region("x", p["fold0"], p["fold1"]))
+            e[10] = p["fold1"] - p["fold0"] if Wr else 0
         elif t.op == "attention_partial":
             q0 = R[0].start
             e[3], e[4] = off(Wr[0]), off(Wr[1])
@@ -255,8 +262,9 @@ class StreamMegakernel:
         torch.cuda.synchronize()
         code = int(self.status.item())
         if code:
-            raise KernelFailure("watchdog: a wait never completed (schedule hang)" if code == 1 else
-                                "the schedule has a grid barrier, which the streaming kernel does not run")
+            raise KernelFailure({1: "watchdog: a wait never completed (schedule hang)",
+                                 2: "the schedule has a grid barrier, which the streaming kernel does not run"}.get(
+                code, "a task's op is not compiled into this kernel: kernel and schedule come from different genes"))
 
     def generate(self, prompt: list[int], new_tokens: int) -> tuple[list[int], list[Any]]:
         """Greedy decoding from `prompt`; returns the tokens and each generated step's logits (copies)."""

@@ -80,9 +80,9 @@ class StreamKernelSpace(Space):
         s = _schedule(self.model, self.schedule_key(g), self.config.sms, self.config.kv_length)
         return replace(s, meta={**s.meta, "genes": g.as_dict()})
 
-    def schedule_key(self, g: KernelGenes) -> tuple[int, int, int, int]:
+    def schedule_key(self, g: KernelGenes) -> tuple[int, int, int, int, int]:
         """The genes that change the schedule; the others only change the compiled code."""
-        return (g.blocks_per_sm, g.chunks, g.tiles, g.fuse_mlp)
+        return (g.blocks_per_sm, g.chunks, g.tiles, g.fuse_mlp, g.split_o)
 
     def random(self, rng):
         return KernelGenes(**{k: v[int(rng.integers(len(v)))] for k, v in KernelGenes.CHOICES.items()})
@@ -127,7 +127,7 @@ class StreamKernelSpace(Space):
 
 
 @lru_cache(maxsize=8)
-def _schedule(model: Any, key: tuple[int, int, int, int], sms: int, kv_length: int) -> Schedule:
-    blocks_per_sm, chunks, tiles, fuse_mlp = key
+def _schedule(model: Any, key: tuple[int, int, int, int, int], sms: int, kv_length: int) -> Schedule:
+    blocks_per_sm, chunks, tiles, fuse_mlp, split_o = key
     return stream_schedule(model, KernelGenes(blocks_per_sm=blocks_per_sm, chunks=chunks, tiles=tiles,
-                                              fuse_mlp=fuse_mlp), sms=sms, kv_length=kv_length)
+                                              fuse_mlp=fuse_mlp, split_o=split_o), sms=sms, kv_length=kv_length)

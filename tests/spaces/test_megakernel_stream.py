@@ -158,7 +158,8 @@ def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers()
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     weights = random_weights_gpu(d, "float32", seed=0)
     for genes in (KernelGenes(), KernelGenes(warps=8, chunks=16, blocks_per_sm=2),
-                  KernelGenes(fuse_mlp=1), KernelGenes(warps=16, chunks=16, tiles=2, fuse_mlp=1)):
+                  KernelGenes(fuse_mlp=1), KernelGenes(warps=16, chunks=16, tiles=2, fuse_mlp=1),
+                  KernelGenes(split_o=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1)):
         mk = StreamMegakernel(stream_schedule(TOY, genes, sms=sms, kv_length=64), weights, "float32")
         tokens, _ = mk.generate([1, 2, 3, 4], 24)
         ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
@@ -278,3 +279,48 @@ def test_fused_mlp_genes_a_shape_cannot_lower_are_a_failed_evaluation_not_a_cras
     assert objective._certified(KernelGenes(fuse_mlp=0)) is None
     with pytest.raises(ValueError, match="fuse_mlp"):
         stream_schedule(TOY, KernelGenes(fuse_mlp=1), sms=1, kv_length=16)
+
+
+@pytest.mark.parametrize("fuse_mlp", [0, 1])
+def test_split_output_projection_waits_per_kv_group_and_reproduces_the_forward_pass(fuse_mlp):
+    """split_o: the output projection cut by KV-head group, each tile waiting only for its group's attention chunks
+    (one counter per group) and adding its k-slice into x: certified, exact on the threaded CPU executor, and a
+    tile that stops waiting for its group is a race the validator names."""
+    from spaces.megakernel.stream import stream_weights
+
+    genes = KernelGenes(chunks=2, fuse_mlp=fuse_mlp, split_o=1)
+    s = stream_schedule(TINY, genes, sms=4, kv_length=8)
+    assert validate(s).accepted
+    d = ModelDims.of(TINY, 8)
+    o_tiles = [t for t in s.tasks if t.op == "combine_group_matvec_acc" and t.param("layer") == 0]
+    assert len(o_tiles) == d.kv_heads * (4 // d.kv_heads)                # every worker's rows, once per group
+    attention_phases = {t.phase for t in s.tasks if t.op == "attention_partial"}
+    assert {c for c in s.counters if ".kv" in c} == {f"op{p}.kv{h}" for p in attention_phases for h in range(d.kv_heads)}
+    w = random_weights(d, np.random.default_rng(2))
+    w["w_rope_inv"] = rope_inv_freq(d)
+    mem, cache = Memory.allocate(s, stream_weights(w, d, genes)), new_cache(d)
+    worst = 0.0
+    for pos, token in enumerate([3, 17, 5, 39, 0, 22]):
+        ref = reference_step(w, d, token, pos, cache)
+        worst = max(worst, float(np.abs(execute(s, mem, d, token, pos) - ref).max()))
+    assert worst < 1e-4
+    # drop the group wait before a layer-0 output tile: its combine then races with that group's attention
+    w_of = next(i for i, p in enumerate(s.programs) for st in p if st.kind == "run" and s.tasks[st.task] is o_tiles[0])
+    program = list(s.programs[w_of])
+    i = next(i for i, st in enumerate(program) if st.kind == "run" and s.tasks[st.task] is o_tiles[0])
+    assert program[i - 1].kind == "wait" and ".kv" in program[i - 1].counter
+    broken = replace(s, programs=s.programs[:w_of] + (tuple(program[:i - 1] + program[i:]),) + s.programs[w_of + 1:])
+    verdict = validate(broken)
+    assert not verdict.accepted and any(r.buffer == "part" for r in verdict.rejections)
+    table, layout = task_table(s), arenas(s)
+    row = table[[t.op for t in s.tasks].index("combine_group_matvec_acc")]
+    assert row[0] == 11 and row[3] == layout["w_o_g"][1] and row[6] == layout["part"][1]
+    assert (row[8] == layout["mlp_acc"][1]) if fuse_mlp else row[8] == -1
+
+
+def test_split_output_projection_needs_a_power_of_two_group_width():
+    odd = LlamaShape(hidden_size=96, intermediate_size=128, num_hidden_layers=1, num_attention_heads=6,
+                     num_key_value_heads=2, vocab_size=32, max_position_embeddings=8)
+    with pytest.raises(ValueError, match="split_o"):
+        stream_schedule(odd, KernelGenes(split_o=1), sms=2, kv_length=8)
+    assert validate(stream_schedule(odd, KernelGenes(split_o=0), sms=2, kv_length=8)).accepted
