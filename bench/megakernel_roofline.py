@@ -238,6 +238,20 @@ def main() -> None:
     for name in args.configs:
         report["configs"][name] = run_config(name, args, bandwidth)
         out_path.write_text(json.dumps(report, indent=1, default=str))
+    # measured again on the warm GPU: the roofline's denominator is the higher of the two (a cold first measurement
+    # can read 2% low, which would flatter every fraction), and the fractions are restated against it
+    again = stream_bandwidth()
+    report["bandwidth_end"] = again
+    report["bandwidth_used_gbs"] = max(bandwidth["best_gbs"], again["best_gbs"])
+    scale = bandwidth["best_gbs"] / report["bandwidth_used_gbs"]
+    for result in report["configs"].values():
+        for row in result.get("megakernels", {}).values():
+            if row.get("bandwidth_fraction"):
+                row["bandwidth_fraction"] *= scale
+        if result.get("best_bandwidth_fraction"):
+            result["best_bandwidth_fraction"] *= scale
+    print(f"streaming read again: {again}; fractions against {report['bandwidth_used_gbs']:.0f} GB/s", flush=True)
+    out_path.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out_path}")
 
 
