@@ -236,10 +236,30 @@ def compress_found_vs_hand(size_mb: float, rounds: int, seed: int, workdir: Path
             "found_3mb_cosine_at_least_0.85": (found["mean_cosine"] >= 0.85) if size_mb == 3 else None}
 
 
+def megakernel_found_vs_hand() -> dict:
+    """The megakernel rows from bench/results/megakernel_roofline.json (one GPU run: the GA's kernel, the
+    hand-written and the hand-tuned genes timed together), per config."""
+    run = json.loads((ROOT / "bench" / "results" / "megakernel_roofline.json").read_text())
+    out = {"device": run["device"], "measure": "us per token, 128 greedy steps at positions 896-1023 of a 1024 KV "
+                                              "cache, median of 5 (CUDA events)"}
+    for name, c in run["configs"].items():
+        mk = c["megakernels"]
+        tuned = min((r["us_per_token"] for k, r in mk.items() if k.startswith("hand_tuned") and r.get("us_per_token")),
+                    default=None)
+        out[f"found_vs_hand_{name}"] = {
+            "dtype": c["dtype"], "hand_written_us": mk["hand_written"]["us_per_token"],
+            "found_us": mk["found"]["us_per_token"], "best_hand_tuned_us": tuned,
+            "found_vs_hand_written": c["found_vs_hand_written"], "found_vs_best_hand_tuned": c.get("found_vs_best_hand_tuned"),
+            "found_genes": mk["found"]["genes"], "search_evaluations": c["search"]["evaluations"],
+            "search_seconds": c["search"]["seconds"]}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", nargs="+", default=["float32", "compress", "compress_band", "float32_found"],
-                        choices=["float32", "compress", "compress_band", "float32_found", "compress_found"])
+                        choices=["float32", "compress", "compress_band", "float32_found", "compress_found",
+                                 "megakernel_found"])
     parser.add_argument("--sizes", type=float, nargs="+", default=[3.0, 1.0, 10.0],
                         help="compress_found: student sizes in MB (each merged into the JSON when done)")
     parser.add_argument("--rounds", type=int, default=15)
@@ -262,6 +282,9 @@ def main() -> None:
                 RESULTS.write_text(json.dumps(results, indent=2) + "\n")   # after every size
                 _print_found_vs_hand(block)
             continue
+        if part == "megakernel_found":   # the GPU run is bench/megakernel_roofline.py; its rows are copied here
+            results.setdefault("megakernel", {}).update(megakernel_found_vs_hand())
+            continue
         if part == "float32_found":
             found = float32_found_vs_hand(args.rounds, args.seed)
             found["load_average_start_end"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
@@ -275,7 +298,7 @@ def main() -> None:
                                    if "found_vs_hand" in results.get(part, {}) else {})}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    spearman_parts = [p for p in args.part if p not in ("float32_found", "compress_found")]
+    spearman_parts = [p for p in args.part if p not in ("float32_found", "compress_found", "megakernel_found")]
     if spearman_parts:
         print("\n| space | candidates | proxy | Spearman before | after (in-sample) | after (5-fold) | between passes "
               "| proxy s/eval | measure s/eval |")
