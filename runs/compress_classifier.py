@@ -132,12 +132,20 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
     staging.mkdir(parents=True)
     try:
         mark = time.perf_counter()
+        skipped_transformer = False
         if classifier.transformer:
             transformer = _transformer_shape(plan, path, limit_mb, len(labels), loaded.embedding_dim, settings)
             shapes = shapes + ([transformer] if transformer is not None else [])
         targets = (train_texts, logits, hidden, tokens, train_ids[~validation])
-        trained = [_train(shape, plan, loaded, targets, settings, classifier, staging / "students" / f"student-{k}",
-                          log) for k, shape in enumerate(shapes)]
+        trained = []
+        for k, shape in enumerate(shapes):   # the static students first, the transformer (when planned) last
+            left = settings.time_budget - (time.perf_counter() - began) if settings.time_budget > 0 else None
+            student = _train(shape, plan, loaded, targets, settings, classifier,
+                             staging / "students" / f"student-{k}", log, budget_seconds=left)
+            if student is not None:
+                trained.append(student)
+            else:
+                skipped_transformer = True
         timings["student_training"] = time.perf_counter() - mark
         mark = time.perf_counter()
         report_rows = [(folder, _measure(folder, shape, figures, rows.held_out, held_ids, teacher_pred, val_texts,
@@ -159,6 +167,7 @@ def compress_classifier(teacher: str, to: str, data: str | None, out: str | None
                            "held_out": len(rows.held_out)},
                   "settings": asdict(settings), "classifier": asdict(classifier),
                   "teacher_figures": teacher_row, "student": chosen, "students": [r for _, r in report_rows],
+                  "transformer_skipped_for_time": skipped_transformer,
                   "timings": timings, "total_seconds": time.perf_counter() - began}
         (staging / "report.json").write_text(json.dumps(report, indent=2, default=str))
         (staging / "report.md").write_text(report_markdown(report))
@@ -201,14 +210,22 @@ def validation_rows(rows, percent: int) -> np.ndarray:
     return validation
 
 
-def _train(shape, plan, loaded, targets, settings, classifier: ClassifierSettings, folder: Path, log):
-    """(folder, shape, training figures) of one student, distilled and saved in `folder`."""
+def _train(shape, plan, loaded, targets, settings, classifier: ClassifierSettings, folder: Path, log,
+           budget_seconds: float | None = None):
+    """(folder, shape, training figures) of one student, distilled and saved in `folder`; None when the transformer
+    student's predicted training time does not fit `budget_seconds` (--time-budget less the time spent so far)."""
     texts, logits, hidden, tokens, labels = targets
     if shape.static:
         figures = _train_static(shape, plan, loaded, texts, logits, hidden, tokens, labels, settings, classifier,
                                 folder)
     else:
-        figures = _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, settings, classifier, folder)
+        figures = _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, settings, classifier, folder,
+                                     budget_seconds)
+        if figures.get("skipped"):
+            log(f"transformer student {shape.describe()} skipped: {classifier.transformer_steps} steps predicted at "
+                f"{figures['predicted_seconds']:.0f} s, {max(budget_seconds or 0.0, 0.0):.0f} s of the "
+                f"{settings.time_budget:.0f} s budget left (--time-budget 0 always trains it)")
+            return None
     log(f"{'static' if shape.static else 'transformer'} student {shape.describe()}: {figures['seconds']:.0f} s, "
         f"loss {figures['final_loss']:.4f}")
     return folder, shape, figures
@@ -228,7 +245,7 @@ def _transformer_shape(plan, path: Path, limit_mb: float, labels: int, embedding
 
 
 def _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, settings,
-                       classifier: ClassifierSettings, folder: Path) -> dict:
+                       classifier: ClassifierSettings, folder: Path, budget_seconds: float | None = None) -> dict:
     """A transformer body started as the embedding path starts it (rows from the teacher's per-token outputs,
     init "token_states"), plus a head, distilled like the static ones at the transformer learning rate."""
     from spaces.architecture.classifier_student import (
@@ -252,7 +269,10 @@ def _train_transformer(shape, plan, loaded, texts, logits, hidden, labels, setti
                                 learning_rate=settings.learning_rate, temperature=classifier.temperature,
                                 kl_weight=classifier.kl_weight, hidden_weight=classifier.hidden_weight,
                                 label_weight=classifier.label_weight, max_length=length, seed=settings.seed)
-    figures = distil_classifier(student, tokenizer, texts, logits, hidden, config, labels)
+    figures = distil_classifier(student, tokenizer, texts, logits, hidden, config, labels,
+                                budget_seconds=budget_seconds)
+    if figures.get("skipped"):
+        return figures
     save_student(body, tokenizer, folder, settings.dtype, length)
     save_head(student, folder, loaded.labels, settings.dtype, {"temperature": classifier.temperature,
                                                               "max_length": length})

@@ -123,3 +123,24 @@ def test_too_small_a_limit_names_the_size(tmp_path, tiny_teacher, task_csv):
     with pytest.raises(UserError, match="--to: 0.01 MB holds no static classifier"):
         compress_classifier(str(tiny_teacher), "0.01MB", str(task_csv), str(tmp_path / "s"),
                             replace(MICRO, static_widths=(64,)), QUICK)
+
+
+def test_a_transformer_student_that_cannot_fit_the_time_budget_is_skipped_not_cut(tmp_path, tiny_teacher, task_csv):
+    out = compress_classifier(str(tiny_teacher), "0.5MB", str(task_csv), str(tmp_path / "student"),
+                              replace(MICRO, time_budget=0.5), replace(QUICK, transformer_steps=400),
+                              log=lambda _: None)
+    report = json.loads((out / "report.json").read_text())
+    assert [r["kind"] for r in report["students"]] == ["static"]
+    assert report["transformer_skipped_for_time"] is True
+
+
+def test_classifier_options_that_do_not_apply_are_one_line_errors(tmp_path, tiny_teacher, task_csv, capsys):
+    from runs.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["compress", str(tiny_teacher), "--to", "1MB", "--data", str(task_csv), "--workers", "2",
+              "--out", str(tmp_path / "s")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --workers: 2 asked for")
+    assert list(tmp_path.iterdir()) == []
