@@ -405,6 +405,8 @@ class Distillation(Objective):
         student_max_length: int = 128  # student tokens per snippet
         train_snippets: int = 4000     # training snippets drawn from the corpus
         held_out_snippets: int = 300   # held-out snippets scored
+        train_chunk_chars: int = 0     # characters per training snippet (0 = the held-out snippets' length)
+        teacher_precision: str = "float32"  # of the training targets ("int8": quantised teacher)
         init: str = "teacher"          # one of INITS: "teacher" (embeddings from the teacher), "random", ...
         threads: int = 1               # torch CPU threads per evaluation; 0 = torch's default
         cache_dir: str = ""            # where teacher targets are cached; "" = ~/.cache/evoforge
@@ -430,11 +432,18 @@ class Distillation(Objective):
         """Load (once per process) the teacher, corpus and targets; pass already-loaded ones to share them."""
         if self._data is None:
             c = self.config
-            corpus_config = CorpusConfig(max_train=c.train_snippets, max_held_out=c.held_out_snippets)
             cache = Path(c.cache_dir) if c.cache_dir else default_cache_dir()
-            self._data = prepare_data(teacher or self.space.config.teacher, c.data or None, corpus_config,
-                                      c.max_length, self.context.seed, cache, corpus)
+            self._data = prepare_data(teacher or self.space.config.teacher, c.data or None, self.corpus_config(),
+                                      c.max_length, self.context.seed, cache, corpus,
+                                      teacher_precision=c.teacher_precision)
         return self._data
+
+    def corpus_config(self) -> CorpusConfig:
+        """The corpus every process cuts: a Ray worker must draw the driver's snippets, or it trains on other text
+        and recomputes the teacher's targets instead of reading the driver's from the cache."""
+        c = self.config
+        return CorpusConfig(max_train=c.train_snippets, max_held_out=c.held_out_snippets,
+                            train_chunk_chars=c.train_chunk_chars)
 
     def training_config(self) -> TrainingConfig:
         c = self.config

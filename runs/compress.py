@@ -201,20 +201,36 @@ def hand_picked_shape(teacher: str, limit_mb: float, vocab: int, settings: Compr
     return best
 
 
+def corpus_config(settings: CompressSettings):
+    """How the command cuts its corpus (the re-ranking objective on Ray workers cuts the same one)."""
+    from spaces.architecture.corpus import CorpusConfig
+
+    return CorpusConfig(max_train=settings.train_snippets, max_held_out=settings.held_out_snippets,
+                        train_chunk_chars=settings.train_chunk_chars)
+
+
+def distillation_objective(teacher: str, data_dir: str | None, settings: CompressSettings, vocab_floor: int):
+    """The re-ranking objective: a short distillation on the command's own corpus and targets."""
+    from objectives.distillation import Distillation
+
+    space = _space(teacher, settings, vocab_floor)
+    return Distillation(Distillation.Config(
+        data=data_dir or "", steps=settings.rerank_steps, batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate, max_length=settings.max_length,
+        student_max_length=settings.seq_length, train_snippets=settings.train_snippets,
+        held_out_snippets=settings.held_out_snippets, train_chunk_chars=settings.train_chunk_chars,
+        teacher_precision=settings.teacher_precision, init=settings.init, threads=settings.threads), space,
+        Context(seed=settings.seed))
+
+
 def rerank(candidates: list[Candidate], teacher: str, data_dir: str | None, settings: CompressSettings,
            workers: int, distillation_data) -> list[Candidate]:
     """Short distillation of each candidate (in parallel on Ray with `workers` > 1); best held-out cosine first."""
-    from objectives.distillation import Distillation
     from search.evaluation import LocalEvaluator
 
     if len(candidates) <= 1:
         return candidates
-    space = _space(teacher, settings, distillation_data.plan.floor)
-    objective = Distillation(Distillation.Config(
-        data=data_dir or "", steps=settings.rerank_steps, batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate, max_length=settings.max_length,
-        student_max_length=settings.seq_length, train_snippets=settings.train_snippets, held_out_snippets=settings.held_out_snippets,
-        init=settings.init, threads=settings.threads), space, Context(seed=settings.seed))
+    objective = distillation_objective(teacher, data_dir, settings, distillation_data.plan.floor)
     if workers > 1:
         from search.ray_backend import RayEvaluator
 
@@ -465,8 +481,7 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
     require_weights(resolve_teacher(teacher))  # a missing teacher or one without weights fails before any work
     target = _output_dir(out, teacher, limit_mb)
     began = time.perf_counter()
-    corpus = load_corpus(data, CorpusConfig(max_train=settings.train_snippets, max_held_out=settings.held_out_snippets,
-                                            train_chunk_chars=settings.train_chunk_chars), settings.seed)
+    corpus = load_corpus(data, corpus_config(settings), settings.seed)
     loaded = load_teacher(teacher)
     plan = plan_vocabulary(loaded.tokenizer, corpus.train)
     smallest = smallest_size(_space(teacher, settings, plan.floor), settings.dtype)

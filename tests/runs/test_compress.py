@@ -195,3 +195,16 @@ def test_cli_rejects_bad_dtype_and_steps(args, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: " + message), result.stderr
+
+
+def test_ray_workers_rerank_on_the_commands_own_corpus_and_targets():
+    """With --workers > 1 the re-ranking objective is rebuilt in each Ray worker from its config: it must cut the
+    same snippets (the command's shorter training snippets) and use the same teacher precision, or the workers
+    train on other text and recompute the teacher's targets instead of reading the driver's from the cache."""
+    from runs.compress import corpus_config, distillation_objective
+
+    settings = replace(CompressSettings(), train_chunk_chars=120, teacher_precision="int8")
+    objective = distillation_objective("all-MiniLM-L6-v2", None, settings, 1000)
+    assert objective.corpus_config() == corpus_config(settings)
+    assert objective.corpus_config().train_chunk_chars == 120
+    assert objective.config.teacher_precision == "int8"
