@@ -239,30 +239,38 @@ def triton_tanh_lines(body: list[str], out: str) -> list[str]:
 
 
 def triton_lines(target: Target, name: str, body: list[str], out: str) -> list[str]:
-    """sigmoid: lines of the @triton.jit function after `x = x.to(tl.float32)`; `body` computes `out` from `r`."""
+    """sigmoid: lines of the @triton.jit function after `x = x.to(tl.float32)`; `body` computes `out` from `r`.
+    The float32 path runs on every lane; the binary64 path (|x| >= 80, inf, NaN: the C code's side loop) only in a
+    block that holds such a lane (a uniform branch), where the program is evaluated again at its argument."""
     f = lambda v: repr(float(np.float32(v)))  # noqa: E731
     lines = [f"    fast = (x.to(tl.uint32, bitcast=True) & 0x7FFFFFFF) < {A.SIGMOID_FAST_BELOW:#x}",
              "    tf = -x",
              f"    shf = tl.fma(tf, {f(LOG2E)}, 12582912.0)", "    kf = shf - 12582912.0",
              f"    rf = tl.fma(-kf, {f(LN2_LO)}, tl.fma(-kf, {f(LN2_HI)}, tf))",
-             "    t = -(x.to(tl.float64))", f"    t = tl.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)",
-             f"    t = tl.where(t < -{A.SIGMOID_CLAMP!r}, -{A.SIGMOID_CLAMP!r}, t)"]
-    lines += [f"    sh = t * {_t64(A.LOG2E_D)} + 6755399441055744.0",
-              "    k = (sh.to(tl.int64, bitcast=True) & 0xFFFFFFFF).to(tl.int32)",
-              "    kd = sh - 6755399441055744.0",
-              f"    rd = (t - kd * {_t64(A.LN2_D_HI)}) - kd * {_t64(A.LN2_D_LO)}",
-              "    r = tl.where(fast, rf, rd.to(tl.float32))"]
+             "    r = rf"]
     lines += body
     lines += [f"    q = {out}",
-              "    p2 = ((k.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)",
-              "    e = p2 * ((rd + q.to(tl.float64)) + 1.0)", "    ys = (1.0 / (1.0 + e)).to(tl.float32)",
               "    ph1 = 1.0 + rf", "    pl1 = (1.0 - ph1) + rf", "    ph = ph1 + q", "    pl = ((ph1 - ph) + q) + pl1",
               "    sb = shf.to(tl.int32, bitcast=True)",
               "    s = ((0x4B400000 + 127 - sb) << 23).to(tl.float32, bitcast=True)",
               "    hi = tl.where(s > ph, s, ph)", "    lo = tl.where(s > ph, ph, s)",
               "    dh = hi + lo", "    dl = (lo - (dh - hi)) + pl",
               "    c = tl.div_rn(1.0, dh)", "    y0 = s * c", "    ee = tl.fma(-y0, dl, tl.fma(-y0, dh, s))",
-              "    yf = tl.fma(ee, c, y0)", "    return tl.where(fast, yf, ys)"]
+              "    y = tl.fma(ee, c, y0)",
+              "    if tl.max((~fast).to(tl.int32)) > 0:",
+              "        t = -(x.to(tl.float64))", f"        t = tl.where(t > {A.SIGMOID_CLAMP!r}, {A.SIGMOID_CLAMP!r}, t)",
+              f"        t = tl.where(t < -{A.SIGMOID_CLAMP!r}, -{A.SIGMOID_CLAMP!r}, t)",
+              f"        sh = t * {_t64(A.LOG2E_D)} + 6755399441055744.0",
+              "        k = (sh.to(tl.int64, bitcast=True) & 0xFFFFFFFF).to(tl.int32)",
+              "        kd = sh - 6755399441055744.0",
+              f"        rd = (t - kd * {_t64(A.LN2_D_HI)}) - kd * {_t64(A.LN2_D_LO)}",
+              "        r = rd.to(tl.float32)"]
+    lines += ["    " + line for line in body]
+    lines += [f"        q = {out}",
+              "        p2 = ((k.to(tl.int64) + 1023) << 52).to(tl.float64, bitcast=True)",
+              "        e = p2 * ((rd + q.to(tl.float64)) + 1.0)", "        ys = (1.0 / (1.0 + e)).to(tl.float32)",
+              "        y = tl.where(fast, y, ys)",
+              "    return y"]
     return lines
 
 

@@ -146,10 +146,31 @@ def test_triton_interpreter_matches_the_simulation(tmp_path, name, monkeypatch):
     code = (f"import numpy as np, torch, sys; sys.path.insert(0, {str(tmp_path)!r}); import tri_{name} as m\n"
             f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})); y = torch.empty_like(x)\n"
             f"m.run(x, y); np.save({str(tmp_path / 'y.npy')!r}, y.numpy())\n")
-    x = _inputs(sp.target)
+    # a first block of ordinary arguments only: sigmoid's binary64 branch is skipped there, taken in the others
+    x = np.concatenate([np.linspace(-79.0, 79.0, 1024, dtype=np.float32), _inputs(sp.target)])
     np.save(tmp_path / "x.npy", x)
     subprocess.run([os.sys.executable, "-c", code], check=True, env={**os.environ, "TRITON_INTERPRET": "1"})
     assert torch is not None and _same(np.load(tmp_path / "y.npy"), sp.target.evaluate(g, consts, x))
+
+
+def test_triton_sigmoid_takes_its_binary64_path_only_in_blocks_that_need_it(tmp_path):
+    """Blocks of 16: ordinary arguments only (the float32 path alone), then arguments around +-80, huge ones, inf
+    and NaN mixed in; the interpreter's bits equal the simulation's in both kinds of block."""
+    pytest.importorskip("triton")
+    pytest.importorskip("torch")
+    sp, g, consts = fitted("sigmoid")
+    src = sp.emit(g, "triton")
+    assert "    if tl.max((~fast).to(tl.int32)) > 0:" in src
+    (tmp_path / "tri_sigmoid.py").write_text(src + KERNEL.format(name="sigmoid").replace("1024", "16"))
+    code = (f"import numpy as np, torch, sys; sys.path.insert(0, {str(tmp_path)!r}); import tri_sigmoid as m\n"
+            f"x = torch.from_numpy(np.load({str(tmp_path / 'x.npy')!r})); y = torch.empty_like(x)\n"
+            f"m.run(x, y); np.save({str(tmp_path / 'y.npy')!r}, y.numpy())\n")
+    x = np.concatenate([np.linspace(-79.0, 79.0, 16), [-0.0, 0.0, 1e-30, -3.5, 79.99, -79.99, 80.0, -80.0, 87.0,
+                                                        -87.5, -104.0, 1e30, -1e30, np.inf, -np.inf, np.nan]])
+    x = x.astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    subprocess.run([os.sys.executable, "-c", code], check=True, env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert _same(np.load(tmp_path / "y.npy"), sp.target.evaluate(g, consts, x))
 
 
 KERNEL = """
