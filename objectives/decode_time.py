@@ -40,6 +40,19 @@ class DecodeTime(Objective):
         self._weights = None
         self._verdicts: dict[Any, str | None] = {}   # schedule key -> the validator's first rejection, or None
 
+    def preflight(self) -> None:
+        """A run that times kernels in this process needs a CUDA GPU, torch built for it, cupy and a compiler."""
+        try:
+            import torch
+        except ImportError:
+            torch = None
+        missing = [what for what, ok in (("a CUDA GPU visible to torch", torch is not None and torch.cuda.is_available()),
+                                         ("cupy", _importable("cupy"))) if not ok]
+        if missing:
+            raise UserError(f"objectives.decode_time: times kernels on this machine but it lacks {' and '.join(missing)}; "
+                            "run on a CUDA host (pip install cupy-cuda12x), or search on the cost model with "
+                            "`evoforge run megakernel`")
+
     def __getstate__(self):
         return {k: v for k, v in self.__dict__.items() if k != "_weights"}
 
@@ -131,3 +144,9 @@ def _try(fn):
         except Exception as e:  # noqa: BLE001 - a compile error is this genome's failure, not the run's
             return e
     return call
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -164,8 +164,22 @@ def _execute_islands(job: Job, run: RunDirectory, state: ArchipelagoState | None
             ray.shutdown()
 
 
+def preflight(spec: RunSpec, objective: Objective) -> None:
+    """One error before any work (`Objective.preflight`) when this process will evaluate and cannot: a GPU-timed
+    run on a machine without a GPU is a message, not a run directory of identical failures."""
+    here = spec.backend.kind == "local" or spec.backend.mode == "local"
+    if isinstance(objective, StagedObjective):
+        if here:
+            objective.cheap.preflight()
+        if here or not objective.measured.resources:
+            objective.measured.preflight()
+    elif here:
+        objective.preflight()
+
+
 def start(spec: RunSpec, out: Path | None, progress: bool = True) -> tuple[Job, RunDirectory, EngineState]:
     job = build_job(spec)
+    preflight(spec, job.objective)
     spec, warm = place(spec, job.space, job.objective)  # backend.mode "auto": in-process or Ray, whichever pays
     job = Job(spec=spec, space=job.space, objective=job.objective)
     run = RunDirectory.create(out or default_run_dir(spec), spec.table)
@@ -185,6 +199,7 @@ def resume(path: Path, progress: bool = True) -> tuple[Job, RunDirectory, Engine
     state = run.load_checkpoint()
     if state is not None and state.stop_reason is not None:
         return job, run, state
+    preflight(job.spec, job.objective)
     run.truncate_logs(state.generation if state else -1)
     return job, run, execute(job, run, state, progress)
 

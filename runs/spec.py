@@ -202,7 +202,7 @@ def _check_stages(stages: StagesSpec, parts: tuple[ComponentSpec, ...], islands:
                         "measures, or remove [stages]")
     if not any(p.stage == "cheap" for p in parts):
         raise SpecError('objectives: every objective has stage = "measured"; add a cheap one (the proxy, e.g. ops or '
-                        'gflops) with stage = "cheap"')
+                        'gflops) with stage = "cheap", or set stage = "cheap" on this one to measure every child')
     if islands:
         raise SpecError('islands: not available with measured objectives (stage = "measured"); remove [islands]')
     if mode == "islands":

@@ -28,6 +28,10 @@ class CombinedObjective(Objective):
         self.directions = tuple(d for p in parts for d in p.directions)
         self.constraints = tuple(c for p in parts for c in p.constraints)
 
+    def preflight(self) -> None:
+        for part in self.parts:
+            part.preflight()
+
     def evaluate(self, genome: Any) -> Evaluation:
         values: list[float] = []
         violations: list[float] = []

@@ -204,6 +204,11 @@ class Objective(ABC, Generic[G]):
     def evaluate(self, genome: G) -> Evaluation | Sequence[float]:
         """Score one genome: an `Evaluation`, or just a sequence of objective values when there are no constraints."""
 
+    def preflight(self) -> None:
+        """Raise `UserError` (one line: what is missing, what to do) when this process cannot evaluate at all, e.g.
+        a GPU objective on a machine without one. Called once before a run that evaluates in this process, so the
+        user gets one error instead of a run of identical failures; never called where workers evaluate."""
+
     def evaluate_batch(self, genomes: Sequence[G]) -> list[Evaluation | Sequence[float]]:
         """Score several genomes at once. Override when a batch is cheaper than a loop (vectorised or on a GPU);
         the default loops over `evaluate`. Backends call `evaluate` one genome at a time when a per-evaluation

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from cli_helpers import evoforge  # noqa: E402
 
@@ -77,3 +79,28 @@ def test_faulty_objective_logs_failures_in_run_directory(tmp_path, monkeypatch):
 def test_presets_lists_shipped_presets():
     result = evoforge("presets")
     assert result.returncode == 0 and "trap" in result.stdout
+
+
+def test_every_shipped_preset_is_a_valid_spec():
+    """`evoforge run NAME` must get past its spec for every preset it lists (megakernel_gpu once did not: its one
+    GPU objective defaulted to the measured stage of a staged run, which needs a cheap stage)."""
+    from runs import api
+    from runs.spec import load_spec
+
+    names = []
+    for preset in api.presets():
+        spec = load_spec(str(preset.path), {})
+        names.append(preset.name)
+        assert spec.objectives, preset.name
+    assert {"megakernel_gpu", "exp_measured", "quickstart"} <= set(names)
+
+
+def test_a_gpu_timed_run_on_a_machine_without_one_is_one_error_and_no_run_directory(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    result = evoforge("run", "megakernel_gpu", "--model-config", "toy", "--out", tmp_path / "run", "--quiet")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: objectives.decode_time:") and "CUDA" in lines[0]
+    assert "evoforge run megakernel" in lines[0] and not (tmp_path / "run").exists()
