@@ -398,4 +398,7 @@ def report_markdown(report: dict[str, Any]) -> str:
     lines += ["", f"accuracy gap (teacher - student): {100 * (t['accuracy'] - s['accuracy']):+.2f} points",
               "timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in report["timings"].items()),
               f"total: {report['total_seconds']:.0f} s"]
+    if report.get("transformer_skipped_for_time"):
+        lines.append(f"the one-layer transformer student was not trained: its steps would not fit --time-budget "
+                     f"{report['settings']['time_budget']:g} s (--time-budget 0 always trains it)")
     return "\n".join(lines) + "\n"

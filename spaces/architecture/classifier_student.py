@@ -97,9 +97,9 @@ def distil_classifier(student: ClassifierStudent, tokenizer, texts: Sequence[str
                       hidden: np.ndarray, config: ClassifierTraining, labels: np.ndarray | None = None,
                       budget_seconds: float | None = None, probe_steps: int = 3) -> dict:
     """Train `student` in place on the teacher's `logits` and pooled `hidden` states of `texts` (and `labels`, ids,
-    when `config.label_weight` > 0). Returns steps, seconds and the last losses. With `budget_seconds`, the first
-    `probe_steps` steps are timed and training stops there (`skipped` with the predicted seconds) when all steps
-    would not fit: a cut schedule would leave a worse student than none."""
+    when `config.label_weight` > 0). Returns steps, seconds and the last losses. With `budget_seconds`, the
+    `probe_steps` steps after the first are timed and training stops there (`skipped` with the predicted seconds)
+    when all steps would not fit: a cut schedule would leave a worse student than none."""
     from objectives.distillation import _schedule, length_batches
 
     if len(texts) != len(logits) or len(texts) != len(hidden):
@@ -138,11 +138,13 @@ def distil_classifier(student: ClassifierStudent, tokenizer, texts: Sequence[str
         optimizer.step()
         scheduler.step()
         losses.append(float(loss.detach()))
-        if budget_seconds is not None and len(losses) == probe_steps < len(batches):
-            predicted = (time.perf_counter() - began) / probe_steps * len(batches)
+        if len(losses) == 1:
+            first_done = time.perf_counter()   # the first step also builds optimizer state: not timed
+        if budget_seconds is not None and len(losses) == probe_steps + 1 < len(batches):
+            predicted = (first_done - began) + (time.perf_counter() - first_done) / probe_steps * (len(batches) - 1)
             if predicted > budget_seconds:
                 student.eval()
-                return {"steps": probe_steps, "seconds": time.perf_counter() - began, "skipped": True,
+                return {"steps": probe_steps + 1, "seconds": time.perf_counter() - began, "skipped": True,
                         "predicted_seconds": predicted, "final_loss": float(np.mean(losses))}
     student.eval()
     return {"steps": len(batches), "seconds": time.perf_counter() - began, "final_loss": float(np.mean(losses[-20:]))}

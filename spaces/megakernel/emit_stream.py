@@ -484,7 +484,7 @@ __device__ __forceinline__ void block_wait(const int* counter, int target, int* 
       if (ld_acquire(counter) >= target) { *seen = tag; break; }
       if (SPIN_NS > 0) __nanosleep(SPIN_NS);
       if (now_ns() - start > WATCHDOG_NS || *(volatile int*)status) {
-        atomicExch(status, 1);
+        atomicCAS(status, 0, 1);   // the first cause stays: a block that stopped on an uncompiled op (3) is why the others wait
         *abort = 1;
         *seen = tag;
         break;

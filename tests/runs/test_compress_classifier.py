@@ -132,6 +132,7 @@ def test_a_transformer_student_that_cannot_fit_the_time_budget_is_skipped_not_cu
     report = json.loads((out / "report.json").read_text())
     assert [r["kind"] for r in report["students"]] == ["static"]
     assert report["transformer_skipped_for_time"] is True
+    assert "transformer student was not trained" in (out / "report.md").read_text()
 
 
 def test_classifier_options_that_do_not_apply_are_one_line_errors(tmp_path, tiny_teacher, task_csv, capsys):
