@@ -335,8 +335,61 @@ __device__ void combined_input(const float* part, float* xs, Pro wait, const flo
 #define OKV (GQ / VEC)
 #define OSEG (OKV < 32 ? OKV : 32)
 #define OV 8
+// no "memory" clobber: a clobber makes every red a compiler barrier, so the next row's shared-memory loads wait
+// behind it and a tile's epilogue becomes one chain of dependent latencies (~1 us per output-projection tile).
+// The reds are ordered for other blocks by the signal's release after the task, which stays after them (volatile).
 __device__ __forceinline__ void red_add1(float* p, float a) {
-  asm volatile("red.relaxed.gpu.global.add.f32 [%0], %1;" :: "l"(p), "f"(a) : "memory");
+  asm volatile("red.relaxed.gpu.global.add.f32 [%0], %1;" :: "l"(p), "f"(a));
+}
+
+// a KV-head group's combine (GQ / 4 items of 4 dims): CQ consecutive lanes per item, each loading and weighing
+// CHUNKS / CQ chunks, their maxima and sums met by shuffles; a quarter of combine_heads' dependent exp chain
+#define CQ (CHUNKS < 4 ? CHUNKS : 4)
+#define CPT (CHUNKS / CQ)
+__device__ void combine_group(const float* part, float* xs) {
+  for (int base = 0; base < (GQ / 4) * CQ; base += NT) {   // a uniform trip count: every lane reaches the shuffles
+    const int idx = base + threadIdx.x, i = idx / CQ, q = idx % CQ;
+    const bool on = i < GQ / 4;
+    const int h = on ? (4 * i) / HD : 0, d = on ? 4 * i - h * HD : 0;
+    const float* p = part + ((long long)h * CHUNKS + q * CPT) * RSTRIDE;
+    float4 o[CPT];
+    float2 ml[CPT];
+#pragma unroll
+    for (int c = 0; c < CPT; ++c) {
+      if (!on) { o[c] = make_float4(0.f, 0.f, 0.f, 0.f); ml[c] = make_float2(-3.0e38f, 0.f); continue; }
+#if PART16
+      const uint2 u = __ldcg((const uint2*)(p + c * RSTRIDE + d / 2));
+      o[c] = make_float4(h2f(u.x & 0xffffu), h2f(u.x >> 16), h2f(u.y & 0xffffu), h2f(u.y >> 16));
+#else
+      o[c] = __ldcg((const float4*)(p + c * RSTRIDE + d));
+#endif
+      ml[c] = __ldcg((const float2*)(p + c * RSTRIDE + RHEAD));
+    }
+    float m = -3.0e38f;
+#pragma unroll
+    for (int c = 0; c < CPT; ++c) m = fmaxf(m, ml[c].x);
+#pragma unroll
+    for (int s = 1; s < CQ; s <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, s));
+    float den = 0.f;
+    float4 sum = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+    for (int c = 0; c < CPT; ++c) {
+      const float f = PART16 ? __expf(ml[c].x - m) * ml[c].y : __expf(ml[c].x - m);
+      den = PART16 ? den + f : fmaf(f, ml[c].y, den);
+      sum.x = fmaf(f, o[c].x, sum.x); sum.y = fmaf(f, o[c].y, sum.y);
+      sum.z = fmaf(f, o[c].z, sum.z); sum.w = fmaf(f, o[c].w, sum.w);
+    }
+#pragma unroll
+    for (int s = 1; s < CQ; s <<= 1) {
+      den += __shfl_xor_sync(0xffffffffu, den, s);
+      sum.x += __shfl_xor_sync(0xffffffffu, sum.x, s); sum.y += __shfl_xor_sync(0xffffffffu, sum.y, s);
+      sum.z += __shfl_xor_sync(0xffffffffu, sum.z, s); sum.w += __shfl_xor_sync(0xffffffffu, sum.w, s);
+    }
+    if (on && q == 0) {
+      const float inv = 1.f / den;
+      ((float4*)xs)[i] = make_float4(sum.x * inv, sum.y * inv, sum.z * inv, sum.w * inv);
+    }
+  }
 }
 template <typename Pro>
 __device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro wait) {
@@ -352,7 +405,7 @@ __device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro
   const int nf = (int)t.aux2;
   float fold = 0.f;
   if (t.aux0 >= 0 && tid < nf) fold = __ldcg(A + t.aux0 + tid);
-  combine_heads(A + t.in + t.aux3 * GROUP * CHUNKS * RSTRIDE, xs, GQ / 4);
+  combine_group(A + t.in + t.aux3 * GROUP * CHUNKS * RSTRIDE, xs);
   if (t.aux0 >= 0)
     for (int i = tid; i < nf; i += NT) {
       const float f = i == tid ? fold : __ldcg(A + t.aux0 + i);
@@ -362,15 +415,22 @@ __device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro
   __syncthreads();
   float* y = A + t.out;
   for (int base = 0; base < total; base += OV * NT) {
+    float p[OV];   // the OV rows' dots, then their shuffle trees interleaved: OV independent chains, not one long one
 #pragma unroll
     for (int j = 0; j < OV; ++j) {
       const int i = base + tid + j * NT, ni = i + OV * NT;
       const uint4 wv = v[j];
       v[j] = ni < total ? ld_stream(w + ni) : make_uint4(0, 0, 0, 0);
-      float p = i < total ? dotv(wv, xs + (i % OKV) * VEC, 0.f) : 0.f;
+      p[j] = i < total ? dotv(wv, xs + (i % OKV) * VEC, 0.f) : 0.f;
+    }
 #pragma unroll
-      for (int o = OSEG / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
-      if ((lane & (OSEG - 1)) == 0 && i < total) red_add1(y + i / OKV, p);
+    for (int o = OSEG / 2; o > 0; o >>= 1)
+#pragma unroll
+      for (int j = 0; j < OV; ++j) p[j] += __shfl_xor_sync(0xffffffffu, p[j], o);
+#pragma unroll
+    for (int j = 0; j < OV; ++j) {
+      const int i = base + tid + j * NT;
+      if ((lane & (OSEG - 1)) == 0 && i < total) red_add1(y + i / OKV, p[j]);
     }
   }
 }
@@ -508,7 +568,7 @@ struct SiluShared { float* y; __device__ void operator()(int r, const float* s) 
 #define DU UNROLL
 __device__ __forceinline__ void red_add4(float* p, float a, float b, float c, float d) {
   asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};"
-               :: "l"(p), "f"(a), "f"(b), "f"(c), "f"(d) : "memory");
+               :: "l"(p), "f"(a), "f"(b), "f"(c), "f"(d));   // no clobber: as red_add1
 }
 __device__ void down_accumulate(const w_t* Wt, const float* act, int n, float* acc, float* scratch, int scratch_floats) {
   const int tid = threadIdx.x;
