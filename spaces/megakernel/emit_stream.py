@@ -11,6 +11,9 @@ Hardware facts it relies on:
   counters only grow across launches (a launch waits for count x epoch), so nothing is reset between steps;
 - while a block waits, `cp.async.bulk.prefetch.L2` (sm_90) pulls the first `prefetch_kb` of its next task's weights
   into L2, so the wait's latency is spent moving bytes;
+- overlap_launch: each block lets the next step's grid launch at once (`griddepcontrol.launch_dependents`); the
+  next grid's blocks take SMs as this one's exit, and only its embedding task waits for this grid to complete
+  (`griddepcontrol.wait`); every other task waits on a counter that only that task's chain can complete;
 - a wait that spins past `WATCHDOG_NS` sets the status word and returns: a bad schedule fails, it never hangs.
 
 Kernel: megakernel(W, A, C, tasks, steps, prog, counters, status, token, pos, epoch) with W the weight arena
@@ -69,6 +72,7 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
 #define WATCHDOG_NS {WATCHDOG_NS}ULL
 #define BF16 {1 if bf16 else 0}
 #define TRACE {1 if trace else 0}
+#define OVERLAP_LAUNCH {1 if genes.overlap_launch else 0}
 #define OPS_USED {hex(sum(1 << OP_CODES[op] for op in ops_used(genes)))}
 """
     return header + _BODY
@@ -671,6 +675,10 @@ __device__ void lm_head(const Task& t, const w_t* W, float* A, const float* xs, 
 // reduction) -> x = embedding row; fuse_mlp: the MLP accumulator (g >= 0) starts the step at zero
 __device__ void embed(const Task& t, const w_t* W, float* A, int token, int epoch) {
   __shared__ int chosen;
+#if OVERLAP_LAUNCH
+  // the previous step's grid may still be running (its LM head reads x): wait for all of it, its writes visible
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
   if (token < 0) {
     float best = -3.0e38f;
     int idx = 0x7fffffff;
@@ -958,6 +966,10 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
   __shared__ int abort_flag;
   __shared__ volatile int poll_seen;
   if (threadIdx.x == 0) { abort_flag = 0; poll_seen = -1; }
+#if OVERLAP_LAUNCH
+  // the next step's grid may launch now: its blocks take SMs as these exit (launch_overlap_safe says why it can)
+  asm volatile("griddepcontrol.launch_dependents;");
+#endif
   __syncthreads();
   const int b = blockIdx.x, end = prog[b + 1];
   for (int i = prog[b]; i < end; ++i) {

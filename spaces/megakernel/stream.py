@@ -53,7 +53,11 @@ class KernelGenes:
     attention's partial outputs are stored normalised in fp16 (bfloat16 kernels only), halving the bytes every
     output-projection block reads to combine them; split_o = 1: the output projection is cut by KV-head group as
     well as by rows, each tile combining only its group's attention chunks and adding its k-slice into the
-    residual, and each tile waits only for its own group's attention (one counter per group), not for all of it."""
+    residual, and each tile waits only for its own group's attention (one counter per group), not for all of it;
+    overlap_launch = 1: a step's launch may begin while the previous step's last blocks finish (programmatic
+    dependent launch, sm_90): its blocks become resident as the old ones exit and issue their first weight loads,
+    and only the embedding waits for the previous grid (every other task waits on a counter downstream of it).
+    Not a trade-off the search needs to make (it changes no task), so it is on by default and not in CHOICES."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -68,6 +72,7 @@ class KernelGenes:
     pollers: int = 1
     partial_fp16: int = 0
     split_o: int = 0
+    overlap_launch: int = 1
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
                "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),

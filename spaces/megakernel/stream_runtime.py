@@ -24,10 +24,16 @@ import numpy as np
 from spaces.megakernel.emit_stream import OP_CODES, emit_stream_cuda
 from spaces.megakernel.ir import Region, Schedule
 from spaces.megakernel.lower import ModelDims, rope_inv_freq
+from spaces.megakernel.overlap_launch import OverlapLauncher, launch_overlap_safe
 from spaces.megakernel.stream import KernelGenes, stream_weights
 
 ACTIVATIONS = ("x", "qkv", "part", "act", "logits", "argmax", "tokens", "w_rope_inv", "mlp_acc")
 CACHES = ("kcache", "vcache")
+
+
+def _function_ptr(kernel: Any) -> int:
+    """The CUfunction handle of a cupy RawKernel (its `kernel` is the loaded Function) or Function."""
+    return int(getattr(kernel, "kernel", kernel).ptr)
 
 
 class KernelFailure(RuntimeError):
@@ -217,6 +223,7 @@ class StreamMegakernel:
         self.tasks = torch.from_numpy(task_table(s)).cuda()
         steps, starts = step_table(s)
         self.steps, self.starts = torch.from_numpy(steps).cuda(), torch.from_numpy(starts).cuda()
+        task_rows = self.tasks.cpu().numpy()
         self.counters = torch.zeros(max(1, len(s.counters)), dtype=torch.int32, device="cuda")
         self.status = torch.zeros(1, dtype=torch.int32, device="cuda")
         self.kernel = kernel or compile_kernel(emit_stream_cuda(self.d, self.genes, dtype))
@@ -229,6 +236,14 @@ class StreamMegakernel:
 
         self._args = [arr(self.W), arr(self.A), arr(self.C), arr(self.tasks), arr(self.steps), arr(self.starts),
                       arr(self.counters), arr(self.status)]
+        # overlap_launch: the next step may start while this one's tail runs, when the schedule allows it
+        # (spaces/megakernel/overlap_launch.py); otherwise a plain launch (the kernel is correct either way)
+        self.overlap_refused = (launch_overlap_safe(steps, starts, task_rows) if self.genes.overlap_launch
+                                else "overlap_launch gene is 0")
+        if self.overlap_refused is None and torch.cuda.get_device_capability()[0] < 9:
+            self.overlap_refused = "programmatic dependent launch needs sm_90 or newer"
+        self._overlap = (None if self.overlap_refused else
+                         OverlapLauncher(_function_ptr(self.kernel), self.s.workers, self.threads))
         logits = layout["logits"][1]
         self.logits = self.A[logits: logits + self.d.vocab]
         tokens = where["tokens"]
@@ -241,7 +256,7 @@ class StreamMegakernel:
 
         sms = torch.cuda.get_device_properties(0).multi_processor_count
         try:
-            per_sm = cp.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(self.kernel.ptr, self.threads, 0)
+            per_sm = cp.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(_function_ptr(self.kernel), self.threads, 0)
         except Exception:  # noqa: BLE001 - older cupy: estimate from registers and shared memory
             regs = self.kernel.num_regs
             per_sm = min(65536 // max(1, ((regs * 32 + 255) // 256 * 256) * (self.threads // 32)),
@@ -252,7 +267,13 @@ class StreamMegakernel:
 
     def launch(self, token: int, pos: int) -> None:
         """One decode step, asynchronous on the current stream. token < 0: the previous step's argmax."""
+        import cupy as cp
+
         self.epoch += 1
+        if self._overlap is not None:
+            self._overlap(cp.cuda.get_current_stream().ptr, [a.data.ptr for a in self._args],
+                          [token, pos, self.epoch])
+            return
         self.kernel((self.s.workers,), (self.threads,),
                     (*self._args, np.int32(token), np.int32(pos), np.int32(self.epoch)))
 

@@ -85,6 +85,24 @@ def test_task_table_points_every_task_at_its_regions():
     assert (table[:, 3] >= 0).all()
 
 
+def test_overlapped_launches_are_allowed_only_when_every_worker_starts_by_waiting():
+    from spaces.megakernel.overlap_launch import launch_overlap_safe
+    from spaces.megakernel.stream_runtime import step_table
+
+    for genes in (KernelGenes(), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, tiles=2)):
+        s = stream_schedule(LLAMA_3_2_1B, genes, sms=132, kv_length=1024)
+        steps, starts = step_table(s)
+        tasks = task_table(s)
+        assert launch_overlap_safe(steps, starts, tasks) is None
+        worker = next(w for w in range(len(starts) - 1) if steps[starts[w]][0] == 2)
+        early = steps.copy()
+        early[starts[worker]] = (1, 0, 1)   # a signal before any wait: it could meet the previous step's grid
+        assert f"worker {worker} starts" in launch_overlap_safe(early, starts, tasks)
+        empty = steps.copy()
+        empty[starts[worker]][2] = 0   # a wait no signal feeds is no wait
+        assert f"worker {worker} starts" in launch_overlap_safe(empty, starts, tasks)
+
+
 def test_bytes_per_step_counts_the_tied_table_once():
     d = ModelDims.of(LLAMA_3_2_1B, 1024)
     params = 1_235_814_400                       # Llama-3.2-1B's parameter count (tied embeddings)
@@ -164,6 +182,33 @@ def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers()
         tokens, _ = mk.generate([1, 2, 3, 4], 24)
         ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
         assert tokens == ref
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU with torch and cupy")
+def test_on_a_gpu_overlapped_back_to_back_steps_decode_the_same_tokens_as_transformers():
+    """40 steps launched back to back, the token fed back on the GPU: the tokens each step's embedding read are
+    transformers' greedy tokens, with launches overlapping the previous step's tail and without."""
+    import torch
+
+    from spaces.megakernel.stream_runtime import StreamMegakernel, random_weights_gpu
+    from spaces.megakernel.torch_decode import hf_greedy, to_transformers
+
+    d = ModelDims.of(TOY, 64)
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    weights = random_weights_gpu(d, "float32", seed=0)
+    ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1], 39)
+    for genes in (KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1), KernelGenes(warps=4, blocks_per_sm=2)):
+        for overlap in (1, 0):
+            mk = StreamMegakernel(stream_schedule(TOY, replace(genes, overlap_launch=overlap), sms=sms, kv_length=64),
+                                  weights, "float32")
+            assert (mk.overlap_refused is None) == bool(overlap)
+            mk.launch(1, 0)
+            for p in range(1, 40):
+                mk.launch(-1, p)
+            mk.check()
+            at = mk._tokens[0]
+            assert [int(v) for v in mk.A[at + 1: at + 41].tolist()] == ref
 
 
 @pytest.mark.gpu
@@ -324,3 +369,4 @@ def test_split_output_projection_needs_a_power_of_two_group_width():
     with pytest.raises(ValueError, match="split_o"):
         stream_schedule(odd, KernelGenes(split_o=1), sms=2, kv_length=8)
     assert validate(stream_schedule(odd, KernelGenes(split_o=0), sms=2, kv_length=8)).accepted
+
