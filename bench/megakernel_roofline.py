@@ -10,7 +10,11 @@ of the issue in float32), batch 1, KV cache of `--kv` positions:
   token fed back on the GPU, median of `--repeats`: the hand-written genes, the GA's best (search.engine with the
   decode_time objective: validated, compiled, timed), plain PyTorch eager, the same step in a CUDA graph, and
   torch.compile(mode="reduce-overhead"), all in the same dtype and run;
-- bandwidth_fraction = bytes the step must read / time / streaming-read bandwidth measured in the same run.
+- bandwidth_fraction = bytes the step must read / time / streaming-read bandwidth measured in the same run (before
+  it and again after each config, the higher of the two).
+
+The three configs with an 8 x 10 GA take more than one 10-minute device call (torch.compile's warm-up alone is
+~70 s at hidden-1024): run them in two calls, the second with `--merge`.
 
     python bench/megakernel_roofline.py --configs llama-3.2-1b hidden-1024 toy --generations 3 --out DIR
 """
@@ -224,6 +228,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", help="hand-tuned gene settings to time beside the search, as JSON objects")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     ap.add_argument("--out", default=os.environ.get("OUT", str(Path(__file__).parent / "results")))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the configs an existing OUT/megakernel_roofline.json holds that this call does not run")
     args = ap.parse_args()
     import torch
 
@@ -234,24 +240,30 @@ def main() -> None:
     report = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "bandwidth": bandwidth,
               "roofline": "bandwidth_fraction = bytes_per_step / us_per_token / best streaming-read bandwidth; "
                           "bytes_per_step = every weight once (tied LM head = the embedding table) + the KV cache "
-                          "of the positions attended", "configs": {}}
+                          "of the positions attended; the bandwidth is read before the run and again after each "
+                          "config, and each config's fractions use the higher of its two readings", "configs": {}}
+    if args.merge and out_path.exists():   # a config run in an earlier call keeps its own figures and readings
+        report["configs"] = {k: v for k, v in json.loads(out_path.read_text()).get("configs", {}).items()
+                             if k not in args.configs}
     for name in args.configs:
-        report["configs"][name] = run_config(name, args, bandwidth)
-        out_path.write_text(json.dumps(report, indent=1, default=str))
-    # measured again on the warm GPU: the roofline's denominator is the higher of the two (a cold first measurement
-    # can read 2% low, which would flatter every fraction), and the fractions are restated against it
-    again = stream_bandwidth()
-    report["bandwidth_end"] = again
-    report["bandwidth_used_gbs"] = max(bandwidth["best_gbs"], again["best_gbs"])
-    scale = bandwidth["best_gbs"] / report["bandwidth_used_gbs"]
-    for result in report["configs"].values():
+        result = run_config(name, args, bandwidth)
+        result["run_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+        # measured again on the warm GPU right after the config: the roofline's denominator is the higher of the
+        # two (a cold first measurement can read 2% low, which would flatter every fraction), and the config's
+        # fractions are restated against it, so a run cut short still leaves final figures for what it finished
+        again = stream_bandwidth()
+        used = max(bandwidth["best_gbs"], again["best_gbs"])
+        result.update(bandwidth_start_gbs=bandwidth["best_gbs"], bandwidth_after_gbs=again["best_gbs"],
+                      bandwidth_used_gbs=used)
+        scale = bandwidth["best_gbs"] / used
         for row in result.get("megakernels", {}).values():
             if row.get("bandwidth_fraction"):
                 row["bandwidth_fraction"] *= scale
         if result.get("best_bandwidth_fraction"):
             result["best_bandwidth_fraction"] *= scale
-    print(f"streaming read again: {again}; fractions against {report['bandwidth_used_gbs']:.0f} GB/s", flush=True)
-    out_path.write_text(json.dumps(report, indent=1, default=str))
+        print(f"[{name}] streaming read again: {again}; fractions against {used:.0f} GB/s", flush=True)
+        report["configs"][name] = result
+        out_path.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out_path}")
 
 
