@@ -242,8 +242,12 @@ class StreamMegakernel:
                                 else "overlap_launch gene is 0")
         if self.overlap_refused is None and torch.cuda.get_device_capability()[0] < 9:
             self.overlap_refused = "programmatic dependent launch needs sm_90 or newer"
-        self._overlap = (None if self.overlap_refused else
-                         OverlapLauncher(_function_ptr(self.kernel), self.s.workers, self.threads))
+        self._overlap = None
+        if self.overlap_refused is None:
+            try:
+                self._overlap = OverlapLauncher(_function_ptr(self.kernel), self.s.workers, self.threads)
+            except (OSError, AttributeError) as exc:   # no libcuda.so.1, or a driver older than CUDA 12.0
+                self.overlap_refused = f"cuLaunchKernelEx unavailable ({exc})"
         logits = layout["logits"][1]
         self.logits = self.A[logits: logits + self.d.vocab]
         tokens = where["tokens"]

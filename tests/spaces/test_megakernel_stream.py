@@ -202,7 +202,7 @@ def test_on_a_gpu_overlapped_back_to_back_steps_decode_the_same_tokens_as_transf
         for overlap in (1, 0):
             mk = StreamMegakernel(stream_schedule(TOY, replace(genes, overlap_launch=overlap), sms=sms, kv_length=64),
                                   weights, "float32")
-            assert (mk.overlap_refused is None) == bool(overlap)
+            assert (mk.overlap_refused is None) == (bool(overlap) and torch.cuda.get_device_capability()[0] >= 9)
             mk.launch(1, 0)
             for p in range(1, 40):
                 mk.launch(-1, p)
