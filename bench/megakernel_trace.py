@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 KIND = {"norm_matvec": "qkv", "attention_partial": "attention", "combine_matvec_residual": "o_proj",
         "norm_gate_up": "gate_up", "matvec_residual": "down", "norm_matvec_argmax": "lm_head",
-        "embed_argmax": "embed", "norm_acc_matvec": "qkv", "combine_matvec_residual_acc": "o_proj",
+        "embed_argmax": "embed", "embed_norm_matvec": "qkv", "norm_acc_matvec": "qkv", "combine_matvec_residual_acc": "o_proj",
         "norm_gate_up_down": "mlp_fused", "norm_acc_matvec_argmax": "lm_head", "combine_group_matvec_acc": "o_proj"}
 
 

@@ -17,7 +17,7 @@ Hardware facts it relies on:
 - a wait that spins past `WATCHDOG_NS` sets the status word and returns: a bad schedule fails, it never hangs.
 
 Kernel: megakernel(W, A, C, tasks, steps, prog, counters, status, token, pos, epoch) with W the weight arena
-(bf16 or fp32), A the float32 activation arena, C the KV-cache arena, tasks int64[n][12], steps int32[m][3].
+(bf16 or fp32), A the float32 activation arena, C the KV-cache arena, tasks int64[n][16], steps int32[m][3].
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ OP_CODES = {"embed_argmax": 0, "norm_matvec": 1, "norm_matvec_argmax": 2, "norm_
             "norm_acc_matvec": 7, "combine_matvec_residual_acc": 8, "norm_gate_up_down": 9,
             "norm_acc_matvec_argmax": 10,
             # split_o: one KV-head group's combine and k-slice of the output projection, added into x
-            "combine_group_matvec_acc": 11}
+            "combine_group_matvec_acc": 11,
+            # fuse_embed: layer 0's QKV tile picks the token and normalises its embedding row itself
+            "embed_norm_matvec": 12}
 WATCHDOG_NS = 2_000_000_000
 SUB_POSITIONS = 64   # KV positions staged in shared memory at a time by an attention task
 
@@ -82,11 +84,12 @@ def ops_used(genes: KernelGenes) -> tuple[str, ...]:
     """The ops a schedule lowered with `genes` runs (spaces/megakernel/stream.py). Only these are compiled: the
     whole kernel is one function, and its code (216 KB with every op) outgrows the SM's instruction cache, so each
     phase would begin by fetching its instructions from L2 while the other SMs saturate memory."""
+    first = "embed_norm_matvec" if genes.fuse_embed else "embed_argmax"
     if genes.fuse_mlp:
-        ops = ["embed_argmax", "norm_acc_matvec", "attention_partial", "norm_gate_up_down", "norm_acc_matvec_argmax"]
+        ops = [first, "norm_acc_matvec", "attention_partial", "norm_gate_up_down", "norm_acc_matvec_argmax"]
         ops.append("combine_group_matvec_acc" if genes.split_o else "combine_matvec_residual_acc")
     else:
-        ops = ["embed_argmax", "norm_matvec", "attention_partial", "norm_gate_up", "matvec_residual",
+        ops = [first, "norm_matvec", "attention_partial", "norm_gate_up", "matvec_residual",
                "norm_matvec_argmax"]
         ops.append("combine_group_matvec_acc" if genes.split_o else "combine_matvec_residual")
     return tuple(ops)
@@ -196,7 +199,7 @@ __device__ float block_sum(float v, float* red) {
   return s;
 }
 
-struct Task { long long op, n, k, w, w2, g, in, out, aux0, aux1, aux2, aux3; };
+struct Task { long long op, n, k, w, w2, g, in, out, aux0, aux1, aux2, aux3, aux4, aux5, aux6, aux7; };
 
 // The inputs of a projection, each fetched in one round of 16-byte L2 loads (a tile's latency is the number of
 // dependent round trips, not the bytes). HID, QDIM and the intermediate size are multiples of 4.
@@ -701,6 +704,66 @@ __device__ void embed(const Task& t, const w_t* W, float* A, int token, int epoc
     for (int i = threadIdx.x; i < t.n / 4; i += NT) __stcg((float4*)(A + t.g) + i, make_float4(0.f, 0.f, 0.f, 0.f));
 }
 
+// fuse_embed: layer 0's QKV tile begins the step. The token is the host's or the argmax the previous step's
+// LM-head tiles left (aux0: their (value, index) slots, aux1 of them); its embedding row (w2) is the residual x:
+// the tile writes x's float4s [aux4, aux5) and zeroes the same share of the MLP accumulator (aux6 >= 0), the
+// tile with aux2 >= 0 records the token, and RMSNorm(row) * g goes to xs. Every tile waits for the previous grid
+// (overlap_launch) before it reads the slots or writes x, as the embedding task did. (Waiting instead on a
+// counter the previous step's LM-head tiles signal last was measured slower: one poll's round trip.)
+template <typename Pro>
+__device__ void embed_normed_input(const Task& t, const w_t* W, float* A, int token, int epoch, float* xs,
+                                   float* red, Pro wait) {
+  __shared__ int picked;
+  float4 gv[XH];
+#pragma unroll
+  for (int e = 0; e < XH; ++e) {
+    const int i = threadIdx.x + e * NT;
+    gv[e] = i < HID / 4 ? load_w4(W + t.g + 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+  wait();
+#if OVERLAP_LAUNCH
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  if (token < 0) {
+    float best = -3.0e38f;
+    int idx = 0x7fffffff;
+    for (int s = threadIdx.x; s < t.aux1; s += NT) {
+      const float v = ldcg(A + t.aux0 + 2 * s);
+      const int i = (int)ldcg(A + t.aux0 + 2 * s + 1);
+      if (v > best || (v == best && i < idx)) { best = v; idx = i; }
+    }
+    block_argmax(best, idx);
+    token = idx;
+  }
+  if (threadIdx.x == 0) {
+    picked = token;
+    if (t.aux2 >= 0) __stcg(A + t.aux2 + epoch % (int)t.aux3, (float)token);
+  }
+  __syncthreads();
+  const w_t* row = W + t.w2 + (long long)picked * HID;
+  float4 xv[XH];
+  float ss = 0.f;
+#pragma unroll
+  for (int e = 0; e < XH; ++e) {
+    const int i = threadIdx.x + e * NT;
+    xv[e] = i < HID / 4 ? load_w4(row + 4 * i) : make_float4(0.f, 0.f, 0.f, 0.f);
+    if (4 * i >= t.aux4 && 4 * i < t.aux5) {
+      __stcg((float4*)(A + t.in) + i, xv[e]);
+      if (t.aux6 >= 0) __stcg((float4*)(A + t.aux6) + i, make_float4(0.f, 0.f, 0.f, 0.f));
+    }
+    ss += xv[e].x * xv[e].x + xv[e].y * xv[e].y + xv[e].z * xv[e].z + xv[e].w * xv[e].w;
+  }
+  const float r = rsqrtf(block_sum(ss, red) / (float)HID + EPS);
+#pragma unroll
+  for (int e = 0; e < XH; ++e) {
+    const int i = threadIdx.x + e * NT;
+    if (i < HID / 4)
+      ((float4*)xs)[i] = make_float4(xv[e].x * r * gv[e].x, xv[e].y * r * gv[e].y, xv[e].z * r * gv[e].z,
+                                     xv[e].w * r * gv[e].w);
+  }
+  __syncthreads();
+}
+
 // attention of the GROUP query heads of KV head aux0 over positions [aux2, min(aux3, pos + 1)): partial
 // softmax sums (o, m, l) per head for the combine in the output projection. The task owning `pos` applies RoPE
 // to the new K and stores K, V there first. Per block of SUB positions staged in shared memory: one thread per
@@ -952,6 +1015,9 @@ __device__ bool run_task(const Task& t, const w_t* W, float* A, c_t* C, int toke
 #if OPS_USED & (1 << 11)
   case 11: group_tile(t, W, A, xs, wait); break;
 #endif
+#if OPS_USED & (1 << 12)
+  case 12: gemv<1, ROWS>(mats, n, k, xs, [&] { embed_normed_input(t, W, A, token, epoch, xs, red, wait); }, Store{A + t.out}); break;
+#endif
   default: return false;   // an op this build was not compiled for (other genes)
   }
   return true;
@@ -991,7 +1057,7 @@ extern "C" __global__ void __launch_bounds__(NT) megakernel(
       }
     }
     if (kind == 0) {
-      const Task t = *(const Task*)(tasks + 12LL * a);
+      const Task t = *(const Task*)(tasks + 16LL * a);
       if (threadIdx.x == 0 && wait.c) prefetch_task(t, W);
       if (!run_task(t, W, A, C, token, pos, epoch, xs, red, rs, wait)) {
         if (threadIdx.x == 0) atomicExch(status, 3);

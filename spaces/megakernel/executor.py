@@ -92,7 +92,7 @@ def run_task(task: Task, s: Schedule, mem: Memory, d: ModelDims, token: int, pos
 
 STREAM_OPS = ("embed_argmax", "attention_partial", "combine_matvec_residual", "norm_matvec_argmax",
               "norm_acc_matvec", "combine_matvec_residual_acc", "norm_gate_up_down", "norm_acc_matvec_argmax",
-              "combine_group_matvec_acc")
+              "combine_group_matvec_acc", "embed_norm_matvec")
 #: accumulates are atomic adds on a GPU; here one lock stands in for the atomics
 ACCUMULATE_LOCK = threading.Lock()
 
@@ -107,6 +107,11 @@ def _run_stream_task(task: Task, R: list[np.ndarray], out: np.ndarray, mem: Memo
         mem.view(s, task.writes[1])[:] = token
         for r in task.writes[2:]:   # fuse_mlp: the residual accumulator starts the step at zero
             mem.view(s, r)[:] = 0.0
+    elif task.op == "embed_norm_matvec":   # fuse_embed: layer 0's QKV tile starts from the embedding row itself
+        row = R[1].reshape(d.vocab, d.hidden)[token]
+        out[:] = R[3].reshape(out.size, -1) @ rmsnorm(row.copy(), R[2], d.eps)
+        for r in task.writes[1:]:   # its share of x (and, fuse_mlp, of the accumulator, zeroed); the token
+            mem.view(s, r)[:] = {"x": row[r.start:r.stop], "mlp_acc": 0.0, "tokens": token}[r.buffer]
     elif task.op in ("norm_matvec_argmax", "norm_acc_matvec_argmax"):
         x = R[0] + R[3] if task.op == "norm_acc_matvec_argmax" else R[0].copy()
         out[:] = R[2].reshape(out.size, -1) @ rmsnorm(x, R[1], d.eps)

@@ -6,8 +6,8 @@ are dispatched only after the last of them, and each then starts its first task 
 grid's blocks take SMs as the old ones exit and issue their first weight loads while the tail runs.
 
 Why that is safe for a certified schedule (checked by `launch_overlap_safe` before the attribute is used): the
-embedding task starts with `griddepcontrol.wait`, which returns only when the previous grid has completed and its
-writes are visible. Every other block's first step is a wait on a counter whose target (count x epoch) only this
+embedding task (with `fuse_embed`, each of layer 0's QKV tiles) starts with `griddepcontrol.wait`, which returns
+only when the previous grid has completed and its writes are visible. Every other block's first step is a wait on a counter whose target (count x epoch) only this
 step's signals can reach, and the first signal of a step can only come after the embedding (a block signals after
 its tasks, and its first task waits), so nothing a new block does past its first wait can meet the old grid.
 Before that wait a task only reads weights (and attention's cached keys and values of earlier positions through
@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-EMBED_OP = 0
+EMBED_OPS = (0, 12)   # embed_argmax; embed_norm_matvec (fuse_embed): both start with griddepcontrol.wait
 _PROGRAMMATIC_STREAM_SERIALIZATION = 6   # CUlaunchAttributeID in cuda.h
 
 
 def launch_overlap_safe(steps: np.ndarray, starts: np.ndarray, tasks: np.ndarray) -> str | None:
-    """None when every worker's first step is a wait on a counter with signals (kind 2, count > 0) or a run of the
-    embedding task; else the first worker that breaks it, as a sentence. steps: (kind, arg, count) rows; starts:
+    """None when every worker's first step is a wait on a counter with signals (kind 2, count > 0) or a run of a
+    task that begins with the embedding (and its wait for the previous grid); else the first worker that breaks it, as a sentence. steps: (kind, arg, count) rows; starts:
     each worker's first row; tasks: the task table (op in column 0)."""
     for w in range(len(starts) - 1):
         if starts[w] == starts[w + 1]:
@@ -35,7 +35,7 @@ def launch_overlap_safe(steps: np.ndarray, starts: np.ndarray, tasks: np.ndarray
         kind, arg, count = (int(v) for v in steps[starts[w]])
         if kind == 2 and count > 0:
             continue
-        if kind == 0 and int(tasks[arg][0]) == EMBED_OP:
+        if kind == 0 and int(tasks[arg][0]) in EMBED_OPS:
             continue
         return (f"worker {w} starts with step kind {kind} (task/counter {arg}) instead of a wait or the embedding: "
                 "it could run before the previous step's grid has finished")

@@ -57,7 +57,9 @@ class KernelGenes:
     overlap_launch = 1: a step's launch may begin while the previous step's last blocks finish (programmatic
     dependent launch, sm_90): its blocks become resident as the old ones exit and issue their first weight loads,
     and only the embedding waits for the previous grid (every other task waits on a counter downstream of it).
-    Not a trade-off the search needs to make (it changes no task), so it is on by default and not in CHOICES."""
+    Not a trade-off the search needs to make (it changes no task), so it is on by default and not in CHOICES.
+    fuse_embed = 1: no embedding task; each of layer 0's QKV tiles picks the token and normalises its embedding
+    row itself, writing its share of x, so a step has one join fewer (and no single-block phase at its start)."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -73,11 +75,12 @@ class KernelGenes:
     partial_fp16: int = 0
     split_o: int = 0
     overlap_launch: int = 1
+    fuse_embed: int = 0
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
                "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),
                "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2), "partial_fp16": (0, 1),
-               "split_o": (0, 1)}
+               "split_o": (0, 1), "fuse_embed": (0, 1)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -138,12 +141,28 @@ def stream_schedule(config: Any, genes: KernelGenes, sms: int = 132, kv_length: 
 
     phase = 0
     acc = [("mlp_acc", 0, H)] if fused else []
-    add("embed", "embed_argmax", phase, 0, [("argmax", 0, sizes["argmax"]), ("w_embed", 0, V * H)],
-        [("x", 0, H), ("tokens", 0, sizes["tokens"]), *acc], 0, bytes=wbytes * H + 8 * len(lm_tiles))
+    if genes.fuse_embed:
+        phase = -1   # layer 0's QKV tiles are phase 0 and begin the step themselves
+    else:
+        add("embed", "embed_argmax", phase, 0, [("argmax", 0, sizes["argmax"]), ("w_embed", 0, V * H)],
+            [("x", 0, H), ("tokens", 0, sizes["tokens"]), *acc], 0, bytes=wbytes * H + 8 * len(lm_tiles))
     for layer in range(L):
         norm = ("w_attn_norm", layer * H, (layer + 1) * H)
         phase += 1
-        for w, a, b in tiled(R):
+        if layer == 0 and genes.fuse_embed:
+            qkv_tiles = tiled(R)
+            for i, (w, a, b) in enumerate(qkv_tiles):
+                # each tile normalises the embedding row itself and writes its share of x (whole float4s) and,
+                # fuse_mlp, zeroes the same share of the accumulator; the first also records the token
+                f0, f1 = 4 * (H // 4 * i // len(qkv_tiles)), 4 * (H // 4 * (i + 1) // len(qkv_tiles))
+                share = [("x", f0, f1)] + ([("mlp_acc", f0, f1)] if fused else []) if f1 > f0 else []
+                add(f"L0.embed_qkv[{a}:{b}]", "embed_norm_matvec", phase, w,
+                    [("argmax", 0, sizes["argmax"]), ("w_embed", 0, V * H), norm,
+                     ("w_qkv", a * H, b * H)],
+                    [("qkv", a, b), *share, *([("tokens", 0, sizes["tokens"])] if i == 0 else [])],
+                    2 * (b - a) * H + 4 * H, layer=0, row0=a, row1=b, x0=f0, x1=f1, token=int(i == 0),
+                    bytes=wbytes * (b - a) * H + wbytes * 2 * H + 8 * len(lm_tiles) + 4 * (b - a + 2 * (f1 - f0)))
+        for w, a, b in ([] if layer == 0 and genes.fuse_embed else tiled(R)):
             add(f"L{layer}.qkv[{a}:{b}]", "norm_acc_matvec" if fused else "norm_matvec", phase, w,
                 [("x", 0, H), norm, ("w_qkv", (layer * R + a) * H, (layer * R + b) * H), *acc], [("qkv", a, b)],
                 2 * (b - a) * H + 4 * H, layer=layer, row0=a, row1=b, bytes=wbytes * (b - a) * H + 4 * (2 * H + b - a))

@@ -55,7 +55,7 @@ def arenas(s: Schedule) -> dict[str, tuple[str, int]]:
 
 
 def task_table(s: Schedule) -> np.ndarray:
-    """int64 (tasks, 12): op, n, k, w, w2, g, in, out, aux0..aux3 as the kernel reads them (emit_stream.Task)."""
+    """int64 (tasks, 16): op, n, k, w, w2, g, in, out, aux0..aux7 as the kernel reads them (emit_stream.Task)."""
     layout = arenas(s)
     where = {b.name: b for b in s.buffers}
     d = ModelDims(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.meta["dims"].items()})
@@ -67,12 +67,21 @@ def task_table(s: Schedule) -> np.ndarray:
     rows = []
     for t in s.tasks:
         p, R, Wr = dict(t.params), t.reads, t.writes
-        e = [OP_CODES[t.op]] + [0] * 11
+        e = [OP_CODES[t.op]] + [0] * 15
         if t.op == "embed_argmax":
             e[1:4] = [d.hidden, 0, off(R[1])]
             e[5] = off(Wr[2]) if len(Wr) > 2 else -1      # fuse_mlp: the accumulator it zeroes
             e[7], e[8], e[9], e[10], e[11] = off(Wr[0]), off(R[0]), (R[0].stop - R[0].start) // 2, off(Wr[1]), \
                 Wr[1].stop - Wr[1].start
+        elif t.op == "embed_norm_matvec":   # fuse_embed: reads argmax, w_embed, norm, w_qkv; writes qkv, x share..
+            e[1:5] = [p["row1"] - p["row0"], d.hidden, off(R[3]), off(R[1])]
+            e[5], e[7] = off(R[2]), off(Wr[0])
+            e[6] = off(Region("x", 0, 1))
+            e[8], e[9] = off(R[0]), (R[0].stop - R[0].start) // 2
+            tokens = [r for r in Wr if r.buffer == "tokens"]
+            e[10], e[11] = (off(tokens[0]), tokens[0].stop - tokens[0].start) if tokens else (-1, 1)
+            e[12], e[13] = p["x0"], p["x1"]
+            e[14] = off(Region("mlp_acc", 0, 1)) if any(r.buffer == "mlp_acc" for r in Wr) else -1
         elif t.op in ("norm_matvec", "norm_matvec_argmax", "norm_acc_matvec", "norm_acc_matvec_argmax"):
             e[1:4] = [p["row1"] - p["row0"], d.hidden, off(R[2])]
             e[5], e[6], e[7] = off(R[1]), off(R[0]), off(Wr[0])

@@ -80,9 +80,9 @@ class StreamKernelSpace(Space):
         s = _schedule(self.model, self.schedule_key(g), self.config.sms, self.config.kv_length)
         return replace(s, meta={**s.meta, "genes": g.as_dict()})
 
-    def schedule_key(self, g: KernelGenes) -> tuple[int, int, int, int, int]:
+    def schedule_key(self, g: KernelGenes) -> tuple[int, ...]:
         """The genes that change the schedule; the others only change the compiled code."""
-        return (g.blocks_per_sm, g.chunks, g.tiles, g.fuse_mlp, g.split_o)
+        return tuple(getattr(g, n) for n in SCHEDULE_GENES)
 
     def random(self, rng):
         return KernelGenes(**{k: v[int(rng.integers(len(v)))] for k, v in KernelGenes.CHOICES.items()})
@@ -126,8 +126,9 @@ class StreamKernelSpace(Space):
         raise self.unsupported(lang)
 
 
+SCHEDULE_GENES = ("blocks_per_sm", "chunks", "tiles", "fuse_mlp", "split_o", "fuse_embed")
+
+
 @lru_cache(maxsize=8)
-def _schedule(model: Any, key: tuple[int, int, int, int, int], sms: int, kv_length: int) -> Schedule:
-    blocks_per_sm, chunks, tiles, fuse_mlp, split_o = key
-    return stream_schedule(model, KernelGenes(blocks_per_sm=blocks_per_sm, chunks=chunks, tiles=tiles,
-                                              fuse_mlp=fuse_mlp, split_o=split_o), sms=sms, kv_length=kv_length)
+def _schedule(model: Any, key: tuple[int, ...], sms: int, kv_length: int) -> Schedule:
+    return stream_schedule(model, KernelGenes(**dict(zip(SCHEDULE_GENES, key))), sms=sms, kv_length=kv_length)

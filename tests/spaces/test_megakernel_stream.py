@@ -177,7 +177,8 @@ def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers()
     weights = random_weights_gpu(d, "float32", seed=0)
     for genes in (KernelGenes(), KernelGenes(warps=8, chunks=16, blocks_per_sm=2),
                   KernelGenes(fuse_mlp=1), KernelGenes(warps=16, chunks=16, tiles=2, fuse_mlp=1),
-                  KernelGenes(split_o=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1)):
+                  KernelGenes(split_o=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1),
+                  KernelGenes(fuse_embed=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, fuse_embed=1)):
         mk = StreamMegakernel(stream_schedule(TOY, genes, sms=sms, kv_length=64), weights, "float32")
         tokens, _ = mk.generate([1, 2, 3, 4], 24)
         ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
@@ -198,7 +199,8 @@ def test_on_a_gpu_overlapped_back_to_back_steps_decode_the_same_tokens_as_transf
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     weights = random_weights_gpu(d, "float32", seed=0)
     ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1], 39)
-    for genes in (KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1), KernelGenes(warps=4, blocks_per_sm=2)):
+    for genes in (KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1), KernelGenes(warps=4, blocks_per_sm=2),
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, fuse_embed=1)):
         for overlap in (1, 0):
             mk = StreamMegakernel(stream_schedule(TOY, replace(genes, overlap_launch=overlap), sms=sms, kv_length=64),
                                   weights, "float32")
@@ -370,3 +372,51 @@ def test_split_output_projection_needs_a_power_of_two_group_width():
         stream_schedule(odd, KernelGenes(split_o=1), sms=2, kv_length=8)
     assert validate(stream_schedule(odd, KernelGenes(split_o=0), sms=2, kv_length=8)).accepted
 
+
+
+@pytest.mark.parametrize("fuse_mlp,split_o", [(0, 0), (1, 1)])
+def test_fused_embedding_drops_a_join_and_reproduces_the_forward_pass(fuse_mlp, split_o):
+    """fuse_embed: no embedding task; layer 0's QKV tiles each normalise the token's embedding row and write their
+    share of x (and zero the accumulator's): certified, one wait fewer per worker, exact on the CPU executor, and a
+    tile whose share is left out is a race the validator names (the residual x is read before anyone writes it)."""
+    from spaces.megakernel.emit_stream import OP_CODES
+    from spaces.megakernel.overlap_launch import launch_overlap_safe
+    from spaces.megakernel.stream import stream_weights
+    from spaces.megakernel.stream_runtime import step_table
+
+    genes = KernelGenes(chunks=2, fuse_mlp=fuse_mlp, split_o=split_o, fuse_embed=1)
+    s = stream_schedule(TINY, genes, sms=3, kv_length=8)
+    plain = stream_schedule(TINY, replace(genes, fuse_embed=0), sms=3, kv_length=8)
+    assert validate(s).accepted
+    assert not any(t.op == "embed_argmax" for t in s.tasks)
+    assert [sum(st.kind == "wait" for st in p) for p in s.programs] == [
+        sum(st.kind == "wait" for st in p) - 1 for p in plain.programs]   # no worker waits for an embedding
+    d = ModelDims.of(TINY, 8)
+    w = random_weights(d, np.random.default_rng(1))
+    w["w_rope_inv"] = rope_inv_freq(d)
+    mem, cache = Memory.allocate(s, stream_weights(w, d, genes)), new_cache(d)
+    worst = 0.0
+    for pos, token in enumerate([3, 17, 5, 39, 0, 22]):
+        ref = reference_step(w, d, token, pos, cache)
+        worst = max(worst, float(np.abs(execute(s, mem, d, token, pos) - ref).max()))
+    assert worst < 1e-4
+    # the shares of x cover it exactly once, in whole float4s, and the first tile records the token
+    first = [t for t in s.tasks if t.op == "embed_norm_matvec"]
+    shares = sorted((r.start, r.stop) for t in first for r in t.writes if r.buffer == "x")
+    assert shares[0][0] == 0 and shares[-1][1] == d.hidden and all(a % 4 == 0 for a, _ in shares)
+    assert all(b == c for (_, b), (c, _) in zip(shares, shares[1:]))
+    assert sum(any(r.buffer == "tokens" for r in t.writes) for t in first) == 1
+    table = task_table(s)
+    assert (table[:, 0] == OP_CODES["embed_norm_matvec"]).sum() == len(first)
+    steps, starts = step_table(s)
+    assert launch_overlap_safe(steps, starts, table) is None   # every worker starts with a fused tile
+    # drop one tile's share of x: the attention reads nothing of it, but layer 0's output projection adds into x
+    t = next(i for i, t in enumerate(s.tasks) if t.op == "embed_norm_matvec" and any(r.buffer == "x" for r in t.writes))
+    task = s.tasks[t]
+    broken_task = replace(task, writes=tuple(r for r in task.writes if r.buffer != "x"))
+    broken = replace(s, tasks=s.tasks[:t] + (broken_task,) + s.tasks[t + 1:])
+    assert validate(broken).accepted   # the validator proves order, not coverage: the executor catches this one
+    mem2 = Memory.allocate(broken, stream_weights(w, d, genes))
+    cache2 = new_cache(d)
+    out = execute(broken, mem2, d, 3, 0)
+    assert not np.allclose(out, reference_step(w, d, 3, 0, cache2), atol=1e-3)   # NaN or wrong: never silent
