@@ -60,7 +60,7 @@ def test_the_hidden_1024_schedule_is_certified_quickly():
     s = stream_schedule(HIDDEN_1024, KernelGenes(), sms=132, kv_length=1024)
     start = time.perf_counter()
     verdict = validate(s)
-    assert verdict.accepted and len(s.tasks) == 2309
+    assert verdict.accepted and len(s.tasks) == 2308   # fuse_embed (default): no separate embedding task
     assert time.perf_counter() - start < 60   # 0.6 s on the device host; the 2-core CI machine is slower
 
 
@@ -89,7 +89,10 @@ def test_overlapped_launches_are_allowed_only_when_every_worker_starts_by_waitin
     from spaces.megakernel.overlap_launch import launch_overlap_safe
     from spaces.megakernel.stream_runtime import step_table
 
-    for genes in (KernelGenes(), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, tiles=2)):
+    # a separate embedding task (fuse_embed 0): the other workers start by waiting (fused: every worker starts
+    # with a tile that waits for the previous grid itself, test_fused_embedding_drops_a_join_...)
+    for genes in (KernelGenes(fuse_embed=0), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, tiles=2,
+                                                          fuse_embed=0)):
         s = stream_schedule(LLAMA_3_2_1B, genes, sms=132, kv_length=1024)
         steps, starts = step_table(s)
         tasks = task_table(s)
@@ -279,9 +282,9 @@ def test_fused_mlp_lowering_accumulates_the_down_projection_and_reproduces_the_f
     from spaces.megakernel.emit_stream import emit_stream_cuda
     from spaces.megakernel.stream import stream_weights
 
-    genes = KernelGenes(chunks=2, fuse_mlp=1)
+    genes = KernelGenes(chunks=2, fuse_mlp=1, fuse_embed=0)
     s = stream_schedule(TINY, genes, sms=3, kv_length=8)
-    plain = stream_schedule(TINY, KernelGenes(chunks=2), sms=3, kv_length=8)
+    plain = stream_schedule(TINY, KernelGenes(chunks=2, fuse_embed=0), sms=3, kv_length=8)
     assert validate(s).accepted
     waits = [sum(st.kind == "wait" for st in p) for p in (s.programs[0], plain.programs[0])]
     assert waits == [2 * 4 + 1, 2 * 5 + 1]                          # 2 layers: 4 joins each instead of 5, + LM head
