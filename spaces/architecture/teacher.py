@@ -125,13 +125,16 @@ class Teacher:
                 tokens: bool = False) -> tuple[np.ndarray, WordTargets | None, TokenStates | None]:
         """(sentence embeddings, word states or None, token states or None) in one pass over `texts`.
 
-        Texts are batched in order of length (less padding: the teacher's forward pass is the costliest step of
-        a compression on a CPU); results come back in the order given.
+        Texts are batched in order of their token count (less padding: the teacher's forward pass is the costliest
+        step of a compression on a CPU; sorting by characters instead left code and prose of equal length in one
+        batch with very different token counts, and the pass ran at half the speed: 50 against 95 snippets per
+        second on 2 cores, bench/README.md); results come back in the order given.
         """
         import torch
 
         device = next(self.model.parameters()).device
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        counts_of = self.tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"] if texts else []
+        order = np.argsort([len(ids) for ids in counts_of], kind="stable")
         pooled = np.empty((len(texts), self.embedding_dim), dtype=np.float32)
         per_text: list[np.ndarray] = [np.empty((0, self.embedding_dim), np.float16)] * len(texts)
         vocab = max(self.tokenizer.get_vocab().values()) + 1 if tokens else 0

@@ -123,6 +123,27 @@ def test_teacher_resolves_offline_to_the_packaged_minilm(teacher):
     assert mean_cosine(vectors[:1], vectors[1:2]) > mean_cosine(vectors[:1], vectors[2:3])
 
 
+def test_teacher_batches_by_token_count_and_returns_each_text_its_own_embedding(teacher):
+    """Batched by token count, not characters: code and prose of equal length fall in different batches (little
+    padding), and each text still gets the embedding it has alone, in the order given."""
+    texts = ["f(g(h(i)))[0]", "A sentence.", "x={1:[2,(3,)]}[4]", "a[0]+b[1]*c[2]-d[3]", "Nothing happened here.",
+             "The weather is lovely."]
+    ids = teacher.tokenizer(texts)["input_ids"]
+    assert len(ids[0]) > len(ids[1]) + 5 and abs(len(texts[0]) - len(texts[1])) < 3   # same chars, not tokens
+    shapes = []
+    hook = teacher.model.register_forward_pre_hook(lambda m, a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                                   with_kwargs=True)
+    try:
+        batched = teacher.embed(texts, 64, batch_size=2)
+    finally:
+        hook.remove()
+    padded = sum(b * n for b, n in shapes)
+    lengths = sorted(len(i) for i in ids)
+    assert padded == sum(max(lengths[j:j + 2]) * len(lengths[j:j + 2]) for j in range(0, len(lengths), 2))
+    alone = np.stack([teacher.embed([t], 64, batch_size=1)[0] for t in texts])
+    assert np.abs(batched - alone).max() < 1e-5
+
+
 def test_front_keeps_undominated_students_and_prefer_picks_one():
     from spaces.architecture.front import pareto_front, pick
 
