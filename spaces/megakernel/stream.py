@@ -6,8 +6,8 @@ worker), RMSNorms are fused into their consumers, RoPE and the KV-cache store ar
 attention is split over (KV head, chunk of positions) with the chunks' partial softmax sums combined inside the
 output-projection tiles (flash-decoding). Between ops there is one join counter: a consumer waits until every
 producer tile has signalled (with `split_o`, one counter per KV-head group between attention and the output
-projection). The embedding task reads the previous step's argmax (each LM-head tile leaves its
-local best), so consecutive steps need no host round trip.
+projection). The embedding (by default done by each of layer 0's QKV tiles for itself, `fuse_embed`) reads the
+previous step's argmax (each LM-head tile leaves its local best), so consecutive steps need no host round trip.
 
 The result is an ordinary `Schedule` (spaces/megakernel/ir.py): the static validator certifies it before it is
 compiled, and the CPU executor runs it on small configs. `KernelGenes` holds the choices with more than one good
