@@ -47,12 +47,17 @@ def emit_stream_cuda(d: ModelDims, genes: KernelGenes, dtype: str = "bfloat16", 
     bf16 = dtype == "bfloat16"
     chunks = max(1, min(genes.chunks, d.max_positions))
     kmax = max(d.hidden, d.intermediate, d.heads * d.head_dim)
+    group = d.heads // d.kv_heads
+    attn_warp = genes.attn_warps and genes.warps % group == 0 and d.head_dim % 32 == 0
     header = f"""// evoforge streaming megakernel: {dtype} weights, fp32 accumulation
 // model: hidden {d.hidden}, intermediate {d.intermediate}, layers {d.layers}, heads {d.heads}/{d.kv_heads},
 // head_dim {d.head_dim}, vocab {d.vocab}, KV length {d.max_positions}; genes {genes.as_dict()}
 #define WARPS {genes.warps}
 #define NT (WARPS * 32)
 #define UNROLL {genes.unroll}
+#define DU {min(2 * genes.unroll, 8) if genes.down_early else genes.unroll}
+#define DOWN_EARLY {1 if genes.down_early else 0}
+#define ATTN_WARP {1 if attn_warp else 0}
 #define ROWS {genes.rows}
 #define PF_BYTES {genes.prefetch_kb * 1024}
 #define SPIN_NS {genes.spin_ns}
@@ -449,8 +454,13 @@ __device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro
 // A tile with fewer row groups than warps (16 rows of the 8192-wide down projection per block) splits k into `seg`
 // segments, one warp each, so every warp keeps loads in flight; the partial sums meet in shared memory and are
 // added in a fixed order (deterministic).
-template <int M, int RR, typename Pro, typename Out>
-__device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const float* xs, Pro prologue, Out out) {
+struct NoTail {
+  static constexpr bool on = false;
+  __device__ uint4 operator()(int) const { return make_uint4(0, 0, 0, 0); }
+};
+template <int M, int RR, typename Pro, typename Out, typename Tail = NoTail>
+__device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const float* xs, Pro prologue, Out out,
+                                     Tail tail = Tail(), uint4* carry = nullptr) {
   __shared__ float psum[M * WARPS * RR];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kvall = k / VEC, rgroups = (n + RR - 1) / RR;
@@ -500,7 +510,9 @@ __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const fl
         for (int u = 0; u < UNROLL; ++u) {
           const int i = base + u * 32 + lane, ni = nbase + u * 32 + lane;
           const uint4 w = v[j * M + m][u];
-          v[j * M + m][u] = (nit < iters && ni < kv) ? ld_stream(nrow + ni) : make_uint4(0, 0, 0, 0);
+          // the last batch's freed slots take the next phase's first loads (Tail), if it has any
+          v[j * M + m][u] = (nit < iters && ni < kv) ? ld_stream(nrow + ni)
+                          : (Tail::on && nit == iters) ? tail((j * M + m) * UNROLL + u) : make_uint4(0, 0, 0, 0);
           if (i < kv) acc[j][m] = dotv(w, xs + i * VEC, acc[j][m]);
         }
       }
@@ -521,6 +533,14 @@ __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const fl
         }
       }
     }
+  }
+  if (Tail::on) {
+    if (iters == 0) {
+#pragma unroll
+      for (int q = 0; q < M * RR * UNROLL; ++q) v[q / UNROLL][q % UNROLL] = tail(q);
+    }
+#pragma unroll
+    for (int q = 0; q < M * RR * UNROLL; ++q) carry[q] = v[q / UNROLL][q % UNROLL];
   }
   if (seg > 1) {
     __syncthreads();
@@ -572,12 +592,23 @@ struct SiluShared { float* y; __device__ void operator()(int r, const float* s) 
 // flight (a slot is reissued as soon as it is consumed); the RP row groups meet in shared memory first, so each
 // column gets one reduction per block.
 #define CG (HID / VEC)
-#define DU UNROLL
+// the down projection's first loads, issued in the gate/up's last batch (DOWN_EARLY): its slot q is this thread's
+// row rp + q RP of its first column group, so down_accumulate starts with them in flight
+struct DownTail {
+  const w_t* Wt; int n;
+  static constexpr bool on = true;
+  __device__ uint4 operator()(int q) const {
+    const int RP = NT >= CG ? NT / CG : 1, rp = NT >= CG ? (int)threadIdx.x / CG : 0;
+    const int c = NT >= CG ? (int)threadIdx.x % CG : (int)threadIdx.x, r = rp + q * RP;
+    return q < DU && r < n ? ld_stream((const uint4*)(Wt + (long long)r * HID) + c) : make_uint4(0, 0, 0, 0);
+  }
+};
 __device__ __forceinline__ void red_add4(float* p, float a, float b, float c, float d) {
   asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};"
                :: "l"(p), "f"(a), "f"(b), "f"(c), "f"(d));   // no clobber: as red_add1
 }
-__device__ void down_accumulate(const w_t* Wt, const float* act, int n, float* acc, float* scratch, int scratch_floats) {
+__device__ void down_accumulate(const w_t* Wt, const float* act, int n, float* acc, float* scratch, int scratch_floats,
+                                const uint4* carry = nullptr) {
   const int tid = threadIdx.x;
   const int RP = NT >= CG ? NT / CG : 1, rp = NT >= CG ? tid / CG : 0;
   const bool meet = RP > 1 && RP * HID <= scratch_floats;
@@ -586,10 +617,12 @@ __device__ void down_accumulate(const w_t* Wt, const float* act, int n, float* a
 #pragma unroll
     for (int v = 0; v < VEC; ++v) a[v] = 0.f;
     uint4 w[DU];
+    const bool carried = carry && c < CG && (NT >= CG || c == (int)threadIdx.x);   // the first column group
 #pragma unroll
     for (int u = 0; u < DU; ++u) {
       const int r = rp + u * RP;
-      w[u] = r < n ? ld_stream((const uint4*)(Wt + (long long)r * HID) + c) : make_uint4(0, 0, 0, 0);
+      if (carried && u < 2 * UNROLL) w[u] = carry[u];
+      else w[u] = r < n ? ld_stream((const uint4*)(Wt + (long long)r * HID) + c) : make_uint4(0, 0, 0, 0);
     }
     for (int r0 = rp; r0 < n; r0 += RP * DU) {
 #pragma unroll
@@ -785,6 +818,123 @@ __device__ __forceinline__ float2 vpair(const unsigned* vst, int j, int pair) {
 #endif
 }
 
+#if ATTN_WARP
+// ATTN_WARP: each warp owns one query head and a slice of the staged positions end to end (scores by lane pairs,
+// its own running max and sum, its HD outputs over DPL dims per lane), so no warp idles and a block of positions
+// costs no __syncthreads; the warps' partial (m, l, o) meet in shared memory once, after the last block.
+#define PSL (WARPS / GROUP)
+#define DPL (HD / 32)
+template <typename Stage>
+__device__ __forceinline__ void attention_warps(const Task& t, float* A, int p0, int p1, int kvh, int chunk,
+                                                const float* qs, const unsigned* kst, const unsigned* vst, float* ws,
+                                                Stage stage_kv) {
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = warp % GROUP, sl = warp / GROUP, jj = lane >> 1, half = lane & 1;
+  const float scale = rsqrtf((float)HD);
+  const float* q = qs + g * HD;
+  float m = -3.0e38f, l = 0.f, o[DPL];
+#pragma unroll
+  for (int e = 0; e < DPL; ++e) o[e] = 0.f;
+  for (int s0 = p0; s0 < p1; s0 += SUB) {
+    const int cnt = min(SUB, p1 - s0);
+    if (s0 > p0) {
+      __syncthreads();   // every warp is done with the previous block
+      stage_kv(s0, cnt);
+      __syncthreads();
+    }
+    const int per = (cnt + PSL - 1) / PSL, jb = sl * per, je = min(cnt, jb + per);
+    for (int js = jb; js < je; js += 16) {
+      const int j = js + jj;
+      const bool valid = j < je;
+      float a0 = 0.f, a1 = 0.f;
+      if (valid) {
+        const unsigned* kr = kst + j * (WPR + 1);
+        const int w0 = half * (WPR / 2);
+#pragma unroll 4
+        for (int w = w0; w < w0 + WPR / 2; ++w) {
+          const unsigned x = kr[w];
+#if BF16
+          const float2 qq = *(const float2*)(q + 2 * w);
+          a0 = fmaf(qq.x, __uint_as_float(x << 16), a0);
+          a1 = fmaf(qq.y, __uint_as_float(x & 0xffff0000u), a1);
+#else
+          if (w & 1) a1 = fmaf(q[w], __uint_as_float(x), a1); else a0 = fmaf(q[w], __uint_as_float(x), a0);
+#endif
+        }
+      }
+      float sc = a0 + a1;
+      sc += __shfl_xor_sync(0xffffffffu, sc, 1);
+      sc = valid ? sc * scale : -3.0e38f;
+      float mx = sc;
+#pragma unroll
+      for (int k = 2; k < 32; k <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, k));
+      const float mn = fmaxf(m, mx), corr = __expf(m - mn);
+      const float p = valid ? __expf(sc - mn) : 0.f;
+      float sum = half ? 0.f : p;
+#pragma unroll
+      for (int k = 2; k < 32; k <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, k);
+      l = l * corr + sum;
+      m = mn;
+#pragma unroll
+      for (int e = 0; e < DPL; ++e) o[e] *= corr;
+      const int nj = min(16, je - js);
+      for (int u = 0; u < nj; ++u) {
+        const float pj = __shfl_sync(0xffffffffu, p, 2 * u);
+        const unsigned* vr = vst + (js + u) * VSTR;
+#if BF16
+#if DPL == 1
+        const unsigned x = vr[lane >> 1];
+        o[0] = fmaf(pj, __uint_as_float((lane & 1) ? (x & 0xffff0000u) : (x << 16)), o[0]);
+#else
+#pragma unroll
+        for (int e = 0; e < DPL; e += 2) {
+          const unsigned x = vr[(lane * DPL + e) / 2];
+          o[e] = fmaf(pj, __uint_as_float(x << 16), o[e]);
+          o[e + 1] = fmaf(pj, __uint_as_float(x & 0xffff0000u), o[e + 1]);
+        }
+#endif
+#else
+#pragma unroll
+        for (int e = 0; e < DPL; ++e) o[e] = fmaf(pj, __uint_as_float(vr[lane * DPL + e]), o[e]);
+#endif
+      }
+    }
+  }
+  // the warps' partials: ws[warp] = (o[HD], m, l); one barrier, then a thread per (head, dim) combines its head's
+  // PSL slices
+  float* mine = ws + warp * (HD + 2);
+#pragma unroll
+  for (int e = 0; e < DPL; ++e) mine[lane * DPL + e] = o[e];
+  if (lane == 0) { mine[HD] = m; mine[HD + 1] = l; }
+  __syncthreads();
+  float* part = A + t.out;
+  for (int i = tid; i < GROUP * HD; i += NT) {
+    const int hg = i / HD, d = i - hg * HD;
+    float M = -3.0e38f;
+#pragma unroll
+    for (int s = 0; s < PSL; ++s) M = fmaxf(M, ws[(s * GROUP + hg) * (HD + 2) + HD]);
+    float L = 0.f, O = 0.f;
+#pragma unroll
+    for (int s = 0; s < PSL; ++s) {
+      const float* w = ws + (s * GROUP + hg) * (HD + 2);
+      const float f = __expf(w[HD] - M);
+      L = fmaf(f, w[HD + 1], L);
+      O = fmaf(f, w[d], O);
+    }
+    float* rec = part + ((long long)(kvh * GROUP + hg) * CHUNKS + chunk) * RSTRIDE;
+#if PART16
+    st_f16((unsigned short*)rec + d, L > 0.f ? O / L : 0.f);
+#else
+    __stcg(rec + d, O);
+#endif
+    if (d == 0) {
+      __stcg(rec + RHEAD, p1 > p0 ? M : -3.0e38f);
+      __stcg(rec + RHEAD + 1, L);
+    }
+  }
+}
+#endif
+
 template <typename Pro>
 __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, Pro wait) {
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -850,6 +1000,10 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   }
   if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }
   __syncthreads();
+#if ATTN_WARP
+  attention_warps(t, A, p0, p1, kvh, chunk, qs, kst, vst, rope + HD, stage_kv);
+  return;
+#endif
   // each lane's item of the output: (head g, dimension pair, quarter q of the positions); warps hold 8 pairs
   float2 o[PPT];
 #pragma unroll
@@ -954,7 +1108,8 @@ __device__ void attention(const Task& t, float* A, c_t* C, int pos, float* sm, P
   }
 }
 
-#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * VSTR + GROUP * SUB + 3 * GROUP + HD)
+#define ATTN_FLOATS (GROUP * HD + SUB * (WPR + 1) + SUB * VSTR + GROUP * SUB + 3 * GROUP + HD + \
+                     (ATTN_WARP ? WARPS * (HD + 2) : 0))
 #define SMEM_FLOATS (KMAX > ATTN_FLOATS ? KMAX : ATTN_FLOATS)
 
 __device__ void prefetch_task(const Task& t, const w_t* W) {
@@ -1004,9 +1159,21 @@ __device__ bool run_task(const Task& t, const w_t* W, float* A, c_t* C, int toke
 #endif
 #if OPS_USED & (1 << 9)
   case 9:
-    gemv<2, 1>(mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluShared{rs});
+#if DOWN_EARLY
+  {
+    uint4 carry[2 * UNROLL];
+    gemv<2, 1>(
+        mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluShared{rs},
+        DownTail{W + t.aux0, n}, carry);
+    __syncthreads();
+    down_accumulate(W + t.aux0, rs, n, A + t.out, xs, SMEM_FLOATS, carry);
+  }
+#else
+    gemv<2, 1>(
+        mats, n, k, xs, [&] { normed_input(A + t.in, nullptr, W + t.g, xs, red, wait); }, SiluShared{rs});
     __syncthreads();
     down_accumulate(W + t.aux0, rs, n, A + t.out, xs, SMEM_FLOATS);
+#endif
     break;
 #endif
 #if OPS_USED & (1 << 10)

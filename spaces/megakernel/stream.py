@@ -60,7 +60,13 @@ class KernelGenes:
     Not a trade-off the search needs to make (it changes no task), so it is on by default and not in CHOICES.
     fuse_embed = 1: no embedding task; each of layer 0's QKV tiles picks the token and normalises its embedding
     row itself, writing its share of x, so a step has one join fewer (and no single-block phase at its start).
-    Measured no slower at any config and ~1 us faster at two, so it is on by default and not in CHOICES either."""
+    Measured no slower at any config and ~1 us faster at two, so it is on by default and not in CHOICES either.
+    down_early = 1 (fuse_mlp): the down projection's first loads are issued into the gate/up's freed register slots
+    during its last batch, and the down phase keeps twice `unroll` loads in flight, so an SM's weight stream does
+    not stop between the two (1B bf16: -8 us per step; fp32 hidden-1024: +2 to +4 us, hence a gene).
+    attn_warps = 1: each warp of an attention task owns one query head and a slice of the positions end to end
+    (scores, running max and sum, outputs), the warps' partial sums meeting once in shared memory: no idle warps and
+    two barriers instead of four per block of positions (1B: -1 to -2 us; hidden-1024 and the toy: within noise)."""
 
     blocks_per_sm: int = 1
     warps: int = 8
@@ -77,11 +83,13 @@ class KernelGenes:
     split_o: int = 0
     overlap_launch: int = 1
     fuse_embed: int = 1
+    down_early: int = 0
+    attn_warps: int = 0
 
     CHOICES = {"blocks_per_sm": (1, 2, 3, 4), "warps": (4, 8, 16), "unroll": (2, 4, 8), "rows": (1, 2),
                "chunks": (2, 4, 8, 16), "prefetch_kb": (0, 16, 64, 256), "tiles": (1, 2), "spin_ns": (0, 32, 256),
                "fuse_mlp": (0, 1), "l2_evict_first": (0, 1), "pollers": (1, 2), "partial_fp16": (0, 1),
-               "split_o": (0, 1)}
+               "split_o": (0, 1), "down_early": (0, 1), "attn_warps": (0, 1)}
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -155,15 +155,17 @@ def compile_module(source: str, cache_dir: str | None = None) -> Any:
         digest = hashlib.sha256(source.encode()).hexdigest()[:20]
         cubin = cache / f"{digest}.cubin"
         if not cubin.exists():
-            cu = cache / f"{digest}.{os.getpid()}.cu"
-            cu.write_text(source)
-            tmp = cache / f"{digest}.{os.getpid()}.cubin"
-            r = subprocess.run([nvcc, "-arch=sm_90", "-std=c++17", "-O3", "-cubin", "-o", str(tmp), str(cu)],
-                               capture_output=True, text=True)
-            if r.returncode:
-                raise KernelFailure(f"nvcc failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
-            os.replace(tmp, cubin)
-            cu.unlink(missing_ok=True)
+            # a private work directory per compile: processes in different PID namespaces (Ray workers in
+            # containers) can share a pid, and a pid-named temporary file was then replaced under another compile
+            with tempfile.TemporaryDirectory(dir=cache) as work:
+                cu, tmp = Path(work) / "k.cu", Path(work) / "k.cubin"
+                cu.write_text(source)
+                r = subprocess.run([nvcc, "-arch=sm_90", "-std=c++17", "-O3", "-cubin", "-o", str(tmp), str(cu)],
+                                   capture_output=True, text=True)
+                if r.returncode:
+                    raise KernelFailure(
+                        f"nvcc failed: {r.stderr.strip().splitlines()[-1] if r.stderr else r.returncode}")
+                os.replace(tmp, cubin)
         return cp.RawModule(path=str(cubin))
     return cp.RawModule(code=source, options=("--std=c++17", "-arch=sm_90"))
 

@@ -181,7 +181,11 @@ def test_on_a_gpu_the_streaming_kernel_decodes_the_same_tokens_as_transformers()
     for genes in (KernelGenes(), KernelGenes(warps=8, chunks=16, blocks_per_sm=2),
                   KernelGenes(fuse_mlp=1), KernelGenes(warps=16, chunks=16, tiles=2, fuse_mlp=1),
                   KernelGenes(split_o=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1),
-                  KernelGenes(fuse_embed=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, fuse_embed=1)):
+                  KernelGenes(fuse_embed=1), KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, fuse_embed=1),
+                  KernelGenes(fuse_mlp=1, down_early=1),
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, down_early=1),
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, attn_warps=1),
+                  KernelGenes(warps=4, chunks=2, attn_warps=1)):
         mk = StreamMegakernel(stream_schedule(TOY, genes, sms=sms, kv_length=64), weights, "float32")
         tokens, _ = mk.generate([1, 2, 3, 4], 24)
         ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1, 2, 3, 4], 24)
@@ -203,7 +207,8 @@ def test_on_a_gpu_overlapped_back_to_back_steps_decode_the_same_tokens_as_transf
     weights = random_weights_gpu(d, "float32", seed=0)
     ref, _ = hf_greedy(to_transformers(weights, d, torch.float32), [1], 39)
     for genes in (KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1), KernelGenes(warps=4, blocks_per_sm=2),
-                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, fuse_embed=1)):
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, split_o=1, fuse_embed=1),
+                  KernelGenes(warps=8, chunks=1, attn_warps=1)):   # 40 positions: two staged blocks of 32
         for overlap in (1, 0):
             mk = StreamMegakernel(stream_schedule(TOY, replace(genes, overlap_launch=overlap), sms=sms, kv_length=64),
                                   weights, "float32")
@@ -228,13 +233,16 @@ def test_on_a_gpu_fp16_partials_change_the_bf16_logits_by_rounding_only():
     weights = random_weights_gpu(d, "bfloat16", seed=0)
     runs = []
     for genes in (KernelGenes(warps=16, chunks=16, fuse_mlp=1),
-                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, partial_fp16=1, prefetch_kb=16)):
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, partial_fp16=1, prefetch_kb=16),
+                  KernelGenes(warps=16, chunks=16, fuse_mlp=1, partial_fp16=1, split_o=1, attn_warps=1,
+                              down_early=1)):
         mk = StreamMegakernel(stream_schedule(TOY, genes, sms=sms, kv_length=64), weights, "bfloat16")
         runs.append(mk.generate([1, 2, 3, 4], 24))
-    (plain, plain_logits), (fp16, fp16_logits) = runs
-    assert fp16 == plain
+    (plain, plain_logits), *others = runs
     scale = max(float(x.abs().max()) for x in plain_logits)
-    assert max(float((a - b).abs().max()) for a, b in zip(plain_logits, fp16_logits)) < 0.01 * scale
+    for tokens, logits in others:
+        assert tokens == plain
+        assert max(float((a - b).abs().max()) for a, b in zip(plain_logits, logits)) < 0.01 * scale
 
 
 def test_an_emitted_kernel_carries_a_certificate_that_verify_rechecks(tmp_path):
