@@ -128,6 +128,7 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
     from objectives.schedule_validator import validate
     from search.engine import SearchSettings, evolve
     from search.evaluation import LocalEvaluator
+    from search.local_search import polish
     from search.protocols import Context
     from spaces.megakernel.stream import KernelGenes
     from spaces.megakernel.stream_runtime import bytes_per_step, random_weights_gpu
@@ -166,8 +167,20 @@ def run_config(name: str, args, bandwidth: dict) -> dict:
                             "front": [{"genes": space.describe(ind.genome), "us_per_token": ind.evaluation.values[0]}
                                       for ind in state.front],
                             "logbook": state.logbook}
+        if state.front and args.polish:
+            t1 = time.perf_counter()
+            pol = polish(state.front[0].genome, state.front[0].evaluation, space.neighbourhood,
+                         LocalEvaluator(objective).evaluate, space.key, objective.directions[0],
+                         max_evaluations=args.polish, describe=space.describe)
+            result["search"]["polish"] = {"seconds": time.perf_counter() - t1, "evaluations": pol.evaluations,
+                                          "sweeps": pol.sweeps, "moves": pol.moves,
+                                          "genes": space.describe(pol.genome),
+                                          "us_per_token": pol.evaluation.values[0]}
+            result["search"]["seconds"] = time.perf_counter() - t0
+            print(f"[{name}] polish: {pol.evaluations} evaluations, {len(pol.moves)} moves -> "
+                  f"{pol.evaluation.values[0]:.1f} us", flush=True)
         if state.front:
-            candidates["found"] = state.front[0].genome
+            candidates["found"] = pol.genome if args.polish else state.front[0].genome
             t0 = time.perf_counter()
             sf = space.schedule(candidates["found"])
             vf = validate(sf)
@@ -224,6 +237,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--generations", type=int, default=0, help="GA generations over the kernel genes (0 = none)")
     ap.add_argument("--population", type=int, default=8)
+    ap.add_argument("--polish", type=int, default=0,
+                    help="after the GA, up to this many evaluations of single-gene changes from its best "
+                         "(search/local_search.py)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", nargs="*", help="hand-tuned gene settings to time beside the search, as JSON objects")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")

@@ -106,6 +106,10 @@ class StreamKernelSpace(Space):
         c2 = {n: getattr(b if m else a, n) for n, m in zip(GENE_NAMES, mask)}
         return KernelGenes(**c1), KernelGenes(**c2)
 
+    def neighbourhood(self, g: KernelGenes) -> list[list[KernelGenes]]:
+        """For search.local_search.polish: per gene, the genomes that differ from `g` in that gene only."""
+        return [[replace(g, **{n: v}) for v in KernelGenes.CHOICES[n] if v != getattr(g, n)] for n in GENE_NAMES]
+
     def key(self, g: KernelGenes):
         return tuple(getattr(g, n) for n in GENE_NAMES)
 
