@@ -250,7 +250,9 @@ def megakernel_found_vs_hand() -> dict:
             "dtype": c["dtype"], "hand_written_us": mk["hand_written"]["us_per_token"],
             "found_us": mk["found"]["us_per_token"], "best_hand_tuned_us": tuned,
             "found_vs_hand_written": c["found_vs_hand_written"], "found_vs_best_hand_tuned": c.get("found_vs_best_hand_tuned"),
-            "found_genes": mk["found"]["genes"], "search_evaluations": c["search"]["evaluations"],
+            "found_genes": mk["found"]["genes"],
+            "search_evaluations": c["search"]["evaluations"] + c["search"].get("polish", {}).get("evaluations", 0),
+            "polish_evaluations": c["search"].get("polish", {}).get("evaluations", 0),
             "search_seconds": c["search"]["seconds"]}
     return out
 

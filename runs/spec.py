@@ -228,6 +228,13 @@ def _check_search(settings: SearchSettings, objective_names: list[str]) -> None:
             raise SpecError(f"search.{name}: must be >= 0 (0 = default), got {value}")
     if settings.wall_time is not None and settings.wall_time < 0:
         raise SpecError(f"search.wall_time: must be >= 0 seconds, got {settings.wall_time}")
+    if settings.polish < 0:
+        raise SpecError(f"search.polish: must be >= 0 evaluations (0 = off), got {settings.polish}")
+    if settings.polish and len(objective_names) != 1:
+        raise SpecError(f"search.polish: the coordinate polish needs exactly one objective, the spec has "
+                        f"{len(objective_names)}; set polish = 0")
+    if not 0.0 <= settings.polish_gain < 1.0:
+        raise SpecError(f"search.polish_gain: must be within [0, 1), got {settings.polish_gain}")
     for name in ("novelty_tries", "restart_after"):
         if getattr(settings, name) < 0:
             raise SpecError(f"search.{name}: must be >= 0 (0 = off), got {getattr(settings, name)}")

@@ -45,6 +45,9 @@ class SearchSettings:
     restart_after: when the best value of the first objective has not improved by more than `restart_gain`
     (relative) for this many generations, the population is replaced by a fresh initial one; the front (the archive)
     is kept, so a restart loses nothing and turns one stuck run into several independent tries (0 = off).
+    polish: after the last generation, up to this many evaluations of single-coordinate changes from the best
+    genome (search/local_search.py), moving when one beats it by more than `polish_gain` (relative); for spaces
+    that define `neighbourhood` and runs with one objective (0 = off).
     """
 
     population: int = 64
@@ -61,6 +64,8 @@ class SearchSettings:
     novelty_tries: int = 0
     restart_after: int = 0
     restart_gain: float = 0.01
+    polish: int = 0
+    polish_gain: float = 0.004
 
     @property
     def n_offspring(self) -> int:
@@ -320,6 +325,28 @@ def evolve(space: Space, objective: Objective, settings: SearchSettings, seed: i
         if on_generation:
             on_generation(state, report)
     state.stop_reason = reason
+    if settings.polish and state.front and len(objective.directions) == 1 and hasattr(space, "neighbourhood"):
+        state = _polish(state, space, objective, settings, evaluator)
+    return state
+
+
+def _polish(state: EngineState, space: Space, objective: Objective, settings: SearchSettings,
+            evaluator: Evaluator) -> EngineState:
+    """The coordinate polish from the front's best, through the run's cache (a resumed run re-pays nothing)."""
+    from search.local_search import polish
+
+    t0 = time.perf_counter()
+    best = state.front[0]
+    out = polish(best.genome, best.evaluation, space.neighbourhood, evaluator.evaluate, space.key,
+                 objective.directions[0], rel_gain=settings.polish_gain, max_evaluations=settings.polish,
+                 describe=space.describe, cache=state.cache)
+    state.evaluations += out.evaluations
+    if out.moves:
+        state.front = update_front(state.front, [Individual(out.genome, out.evaluation, space.key(out.genome))],
+                                   objective.directions, settings.hall_of_fame)
+    state.elapsed += time.perf_counter() - t0
+    state.logbook.append({"polish_evaluations": out.evaluations, "polish_sweeps": out.sweeps,
+                          "polish_moves": out.moves})
     return state
 
 

@@ -27,16 +27,18 @@ class PolishResult:
 def polish(start: Any, start_eval: Evaluation, neighbourhood: Callable[[Any], Sequence[Sequence[Any]]],
            evaluate: Callable[[list[Any]], list[Evaluation]], key: Callable[[Any], Hashable],
            direction: str = "min", rel_gain: float = 0.004, max_evaluations: int = 32,
-           describe: Callable[[Any], str] = repr) -> PolishResult:
+           describe: Callable[[Any], str] = repr, cache: dict[Hashable, Evaluation] | None = None) -> PolishResult:
     """Sweep `neighbourhood(current)` (one group of genomes per coordinate, each differing from current in that
     coordinate only): evaluate a group, move to its best member if it beats the current value by more than
     `rel_gain` (relative), go on with the next coordinate from wherever we are. Repeat sweeps until one moves
-    nothing or `max_evaluations` is spent. Failed or infeasible evaluations never win."""
+    nothing or `max_evaluations` is spent. Failed or infeasible evaluations never win. `cache` (key ->
+    Evaluation, e.g. the run's) is read and filled: a genome in it costs nothing."""
     if direction not in ("min", "max"):
         raise ValueError(f"direction {direction!r}: use 'min' or 'max'")
     sign = 1.0 if direction == "min" else -1.0
     current, cur = start, start_eval
-    seen: dict[Hashable, Evaluation] = {key(start): start_eval}
+    seen: dict[Hashable, Evaluation] = cache if cache is not None else {}
+    seen.setdefault(key(start), start_eval)
     out = PolishResult(current, cur, 0, 0)
 
     def score(ev: Evaluation) -> float:

@@ -35,6 +35,10 @@ class BitStringSpace(Space):
         cut = int(rng.integers(1, len(a)))
         return a[:cut] + b[cut:], b[:cut] + a[cut:]
 
+    def neighbourhood(self, genome: tuple[int, ...]) -> list[list[tuple[int, ...]]]:
+        """One group per bit, its flip (search.local_search.polish)."""
+        return [[genome[:i] + (1 - genome[i],) + genome[i + 1:]] for i in range(len(genome))]
+
     def key(self, genome: tuple[int, ...]) -> str:
         return "".join(map(str, genome))
 

@@ -34,6 +34,7 @@ CASES = [
     ("[search]", "[serch]", "serch: unknown top-level field; did you mean 'search'?"),
     ("generations = 2", "generations = 2\ncrossover_prob = 0.9", "search.crossover_prob + search.mutation_prob: must be <= 1"),
     ("generations = 2", "generations = 2\nnovelty_tries = -1", "search.novelty_tries: must be >= 0 (0 = off), got -1"),
+    ("generations = 2", "generations = 2\npolish = -4", "search.polish: must be >= 0 evaluations (0 = off), got -4"),
     ("seed = 0", "seed = 0\n[space", "not valid TOML"),
 ]
 

@@ -61,3 +61,23 @@ def test_the_megakernel_space_offers_one_group_of_single_gene_changes_per_gene()
         for h in group:
             changed = [f.name for f in fields(KernelGenes) if getattr(h, f.name) != getattr(g, f.name)]
             assert changed == [name]
+
+
+def test_the_engine_polishes_its_best_through_the_run_cache_when_asked():
+    from objectives.bit_problems import OneMax
+    from search.engine import SearchSettings, evolve
+    from search.protocols import Context
+    from spaces.bitstring import BitStringSpace
+
+    space = BitStringSpace(BitStringSpace.Config(length=32), Context())
+    objective = OneMax(OneMax.Config(), space, Context())
+    plain = evolve(space, objective, SearchSettings(population=4, generations=1), seed=0)
+    polished = evolve(space, objective, SearchSettings(population=4, generations=1, polish=64), seed=0)
+    assert plain.front[0].evaluation.values[0] < 32
+    assert polished.front[0].evaluation.values == (32.0,) and polished.front[0].genome == (1,) * 32
+    log = polished.logbook[-1]
+    zeros = 32 - int(plain.front[0].evaluation.values[0])
+    assert log["polish_sweeps"] == 2 and len(log["polish_moves"]) == zeros   # one flip per zero, then a check
+    assert polished.evaluations == plain.evaluations + log["polish_evaluations"]
+    again = evolve(space, objective, SearchSettings(population=4, generations=1, polish=64), seed=0)
+    assert [i.key for i in again.front] == [i.key for i in polished.front]   # a seed fixes the polish too
