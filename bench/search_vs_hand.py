@@ -191,8 +191,7 @@ def compress_found_vs_hand(size_mb: float, rounds: int, seed: int, workdir: Path
     import torch
 
     from objectives.distillation import TrainingConfig, prepare_data, train_student
-    from runs.compress import CompressSettings, compress, hand_picked_shape, measure
-    from spaces.architecture.corpus import CorpusConfig
+    from runs.compress import CompressSettings, compress, corpus_config, hand_picked_shape, measure
     from spaces.architecture.fidelity import encode_latency
     from spaces.architecture.student import save_student
 
@@ -201,9 +200,9 @@ def compress_found_vs_hand(size_mb: float, rounds: int, seed: int, workdir: Path
     found_dir = compress("", f"{size_mb:g}MB", None, str(workdir / f"found-{size_mb:g}"), False, 1, settings)
     command_seconds = time.perf_counter() - began
     report = json.loads((found_dir / "report.json").read_text())
-    data = prepare_data("", None, CorpusConfig(max_train=settings.train_snippets,
-                                               max_held_out=settings.held_out_snippets),
-                        settings.max_length, settings.seed)   # the command's corpus and targets, from the cache
+    # the command's own corpus cut (runs.compress.corpus_config: 100-character training snippets), so the held-out
+    # set is the report's and the targets come from its cache; a plain CorpusConfig cut other snippets
+    data = prepare_data("", None, corpus_config(settings), settings.max_length, settings.seed)
     vocab = max(c["vocab_floor"] for c in report["candidates"])
     hand = hand_picked_shape("", size_mb, vocab, settings)
     config = TrainingConfig(steps=settings.final_steps, batch_size=settings.batch_size,
