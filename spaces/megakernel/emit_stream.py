@@ -820,8 +820,9 @@ __device__ __forceinline__ float2 vpair(const unsigned* vst, int j, int pair) {
 
 #if ATTN_WARP
 // ATTN_WARP: each warp owns one query head and a slice of the staged positions end to end (scores by lane pairs,
-// its own running max and sum, its HD outputs over DPL dims per lane), so no warp idles and a block of positions
-// costs no __syncthreads; the warps' partial (m, l, o) meet in shared memory once, after the last block.
+// its own running max and sum, its HD outputs over DPL dims per lane), so no warp idles and the staged positions
+// cost no __syncthreads (a chunk longer than SUB restages between two); the warps' partial (m, l, o) meet in
+// shared memory once, after the last block.
 #define PSL (WARPS / GROUP)
 #define DPL (HD / 32)
 template <typename Stage>
