@@ -8,6 +8,7 @@ model of the same size, measured in the same run (the report's `peer` row) when 
 
     python bench/compress_cli.py                     # writes bench/results/compress_cli_3MB.json
     python bench/compress_cli.py --to 1MB --extra --prefer=speed
+    python bench/compress_cli.py --to 3MB --compare-only  # model2vec comparison of an existing run -> compress.json
 
 Issue 15's targets: wall <= 600 s on 2 cores, held-out mean cosine >= 0.85 on code and on English prose.
 """
@@ -68,6 +69,32 @@ def summary(run: dict) -> dict:
                  for r in rows]}
 
 
+def versus_model2vec(figures: dict) -> dict:
+    """The command's own front against its model2vec row (same run, held-out sets and measures): which of our
+    students Pareto-dominate it (mean over the domains of cosine and of top-1 higher, batch-1 latency no higher)."""
+    def means(r: dict) -> tuple[float, float]:
+        domains = sorted({k.split("_")[-1] for k in r if k.startswith("mean_cosine_")})
+        return (sum(r[f"mean_cosine_{d}"] for d in domains) / len(domains),
+                sum(r[f"top1_agreement_{d}"] for d in domains) / len(domains))
+
+    peers = [r for r in figures["rows"] if r["kind"] == "model2vec"]
+    if not peers:
+        return {"model2vec": None, "dominating": []}
+    peer = peers[0]
+    pc, pt = means(peer)
+    ours = [r for r in figures["rows"] if r["kind"] != "model2vec"]
+    return {"model2vec": peer, "ours": ours, "chosen": figures["chosen"],
+            "dominating": [r["name"] for r in ours
+                           if means(r)[0] > pc and means(r)[1] > pt and r["latency_ms"] <= peer["latency_ms"]]}
+
+
+def merge_into_compress_json(size: str, figures: dict, path: Path) -> None:
+    """compress.json["command_vs_model2vec"][size]: issue 15's model2vec comparison from the command's own run."""
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    existing.setdefault("command_vs_model2vec", {})[size] = versus_model2vec(figures)
+    path.write_text(json.dumps(existing, indent=2))
+
+
 def print_table(figures: dict) -> None:
     load = figures["load_average_1min"]
     print(f"\nwall {figures['wall_seconds']:.0f} s (target <= {WALL_TARGET_S:.0f}), CPU {figures['cpu_seconds']:.0f} s,"
@@ -89,12 +116,21 @@ def main() -> None:
     parser.add_argument("--to", default="3MB")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more options for the command")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/compress_cli_SIZE.json)")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="no run: merge the model2vec comparison of an existing compress_cli_SIZE.json into "
+                             "compress.json")
     args = parser.parse_args()
-    run = run_cli(args.to, args.extra)
-    figures = summary(run)
-    out = Path(args.out or Path(__file__).parent / "results" / f"compress_cli_{args.to}.json")
-    out.write_text(json.dumps({"summary": figures, **run}, indent=2, default=str))
+    results = Path(__file__).parent / "results"
+    out = Path(args.out or results / f"compress_cli_{args.to}.json")
+    if args.compare_only:
+        figures = json.loads(out.read_text())["summary"]
+    else:
+        run = run_cli(args.to, args.extra)
+        figures = summary(run)
+        out.write_text(json.dumps({"summary": figures, **run}, indent=2, default=str))
+    merge_into_compress_json(args.to, figures, results / "compress.json")
     print_table(figures)
+    print(f"dominating model2vec: {versus_model2vec(figures)['dominating'] or 'none'}")
 
 
 if __name__ == "__main__":
