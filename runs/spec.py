@@ -332,6 +332,9 @@ def parse_spec(table: dict[str, Any], name: str, base_dir: Path) -> RunSpec:
     if "islands" in table:
         islands = build_dataclass(IslandSettings, _table(table, "islands"), "islands")
         _check_islands(islands, search.population)
+        if search.polish:
+            raise SpecError("search.polish: not available with [islands] (the islands step their own populations); "
+                            "set polish = 0 or remove [islands]")
     backend = build_dataclass(BackendSpec, _table(table, "backend"), "backend")
     _check_backend(backend)
     stages = None

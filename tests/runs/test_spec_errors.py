@@ -35,6 +35,8 @@ CASES = [
     ("generations = 2", "generations = 2\ncrossover_prob = 0.9", "search.crossover_prob + search.mutation_prob: must be <= 1"),
     ("generations = 2", "generations = 2\nnovelty_tries = -1", "search.novelty_tries: must be >= 0 (0 = off), got -1"),
     ("generations = 2", "generations = 2\npolish = -4", "search.polish: must be >= 0 evaluations (0 = off), got -4"),
+    ("generations = 2", "generations = 2\npolish = 8\n[islands]\nislands = 2\nmigration_interval = 1",
+     "search.polish: not available with [islands]"),
     ("seed = 0", "seed = 0\n[space", "not valid TOML"),
 ]
 
