@@ -28,18 +28,17 @@ class Makespan(Objective):
 
     def cost_features(self, genome: Any) -> dict[str, float]:
         """What a calibrated proxy weighs: the event-simulated makespan (us) and, for streaming-kernel genomes,
-        what the cost model cannot see: DRAM round trips per SM (bytes per SM over the bytes a block keeps in flight:
-        warps x 32 lanes x unroll x rows x 16 B), KV positions one attention task walks, signals per step, and the
-        poll back-off and L2 prefetch per join (us)."""
+        what the cost model cannot see: DRAM round trips per block (each task's bytes over the bytes its code keeps
+        in flight, `_in_flight`), KV positions one attention task walks, signals per step, and the poll back-off and
+        L2 prefetch per join (us)."""
         s = self.space.schedule(genome) if hasattr(self.space, "schedule") else genome
         features = {"makespan_us": self.evaluate(genome).values[0]}
         if hasattr(genome, "warps"):
             sms = s.workers // genome.blocks_per_sm
-            in_flight = genome.blocks_per_sm * genome.warps * 32 * genome.unroll * genome.rows * 16
-            nbytes = sum(dict(t.params).get("bytes", 0) for t in s.tasks)
+            trips = sum(dict(t.params).get("bytes", 0) / _in_flight(t.op, genome) for t in s.tasks) / s.workers
             joins = sum(st.kind == "wait" for st in s.programs[0])
             positions = max(dict(t.params).get("pos1", 0) - dict(t.params).get("pos0", 0) for t in s.tasks)
-            features.update(round_trips=nbytes / sms / in_flight, attention_positions=float(positions) * joins / 5,
+            features.update(round_trips=trips, attention_positions=float(positions) * joins / 5,
                             signals=float(sum(st.kind == "signal" for p in s.programs for st in p)) / sms,
                             spin_us=joins * genome.spin_ns * 1e-3, prefetch_kb=joins * genome.prefetch_kb / 1024)
         return features
@@ -62,3 +61,19 @@ class Makespan(Objective):
         us = c.deadlock_us if math.isinf(seconds) else seconds * 1e6
         return Evaluation(values=(us,), extras={"barriers": sum(st.kind == "barrier" for st in s.programs[0]),
                                                 "counters": len(s.counters)})
+
+
+def _in_flight(op: str, g: Any) -> float:
+    """Bytes of weights one block of the streaming kernel keeps in flight in `op` (spaces/megakernel/emit_stream.py):
+    a row gemv keeps unroll x rows 16-byte loads per lane, gate/up unroll per matrix, the fused MLP's down part
+    DU = min(2 unroll, 8) with down_early, the split output-projection tile 8 per lane. The fused MLP task's bytes are
+    two thirds gate/up and one third down."""
+    lanes = g.warps * 32 * 16
+    if op == "norm_gate_up":
+        return lanes * g.unroll * 2
+    if op == "norm_gate_up_down":
+        down = min(2 * g.unroll, 8) if getattr(g, "down_early", 0) else g.unroll
+        return 1.0 / (2 / 3 / (lanes * g.unroll * 2) + 1 / 3 / (lanes * down))
+    if op == "combine_group_matvec_acc":
+        return lanes * 8
+    return lanes * g.unroll * g.rows
