@@ -24,6 +24,36 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+def candidates(space, args) -> list:
+    """The genomes to time: the hand-written one, then distinct ones drawn uniformly over the genes, or with --near,
+    1 to --flips random single-gene changes of that genome (the neighbourhood a search ends in, where a proxy has
+    to rank kernels of similar speed)."""
+    from dataclasses import replace
+
+    from spaces.megakernel.stream import KernelGenes
+
+    rng = np.random.default_rng(args.seed)
+    base = KernelGenes(**json.loads(args.near)) if args.near else None
+    names = list(KernelGenes.CHOICES)
+    genomes = [base or space.hand_written()]
+    seen = {space.key(genomes[0])}
+    while len(genomes) < args.candidates:
+        if base is None:
+            g = space.random(rng)
+        else:
+            g = base
+            for _ in range(int(rng.integers(1, args.flips + 1))):
+                name = names[int(rng.integers(len(names)))]
+                choices = KernelGenes.CHOICES[name]
+                g = replace(g, **{name: choices[int(rng.integers(len(choices)))]})
+        if g.blocks_per_sm * g.warps > args.max_warps_per_sm:   # would not be resident: measured as failed anyway
+            continue
+        if space.key(g) not in seen:
+            seen.add(space.key(g))
+            genomes.append(g)
+    return genomes
+
+
 def measure(args, out: Path) -> dict:
     import torch
 
@@ -35,20 +65,13 @@ def measure(args, out: Path) -> dict:
     dtype = "bfloat16" if args.config == "llama-3.2-1b" else "float32"
     space = StreamKernelSpace(StreamKernelSpace.Config(model_config=args.config, kv_length=1024, sms=sms, dtype=dtype),
                               Context())
-    rng = np.random.default_rng(args.seed)
-    genomes = [space.hand_written()]
-    seen = {space.key(genomes[0])}
-    while len(genomes) < args.candidates:
-        g = space.random(rng)
-        if g.blocks_per_sm * g.warps > args.max_warps_per_sm:   # would not be resident: measured as failed anyway
-            continue
-        if space.key(g) not in seen:
-            seen.add(space.key(g))
-            genomes.append(g)
+    genomes = candidates(space, args)
     objective = DecodeTime(DecodeTime.Config(steps=64, repeats=3), space, Context())
     rows = []
     result = {"device": torch.cuda.get_device_name(), "config": args.config, "dtype": dtype, "sms": sms,
-              "steps": 64, "repeats": 3, "candidates": rows}
+              "steps": 64, "repeats": 3,
+              "sampling": {"near": json.loads(args.near), "flips": args.flips} if args.near else "uniform",
+              "candidates": rows}
     for i in range(0, len(genomes), 8):
         for g, ev in zip(genomes[i:i + 8], objective.evaluate_batch(genomes[i:i + 8])):
             rows.append({"genes": g.as_dict(), "us_per_token": None if ev.failed else ev.values[0], "failed": ev.failed})
@@ -85,6 +108,8 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=60)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-warps-per-sm", type=int, default=16, help="skip genomes whose blocks x warps exceed this")
+    ap.add_argument("--near", help="JSON genes: sample around this kernel instead of uniformly (e.g. a search's best)")
+    ap.add_argument("--flips", type=int, default=3, help="with --near: up to this many single-gene changes each")
     ap.add_argument("--measured", help="a measurement file: calibrate it (CPU) instead of measuring")
     ap.add_argument("--out", default=os.environ.get("OUT", str(Path(__file__).parent / "results")))
     args = ap.parse_args()
@@ -96,7 +121,7 @@ def main() -> None:
         path.write_text(json.dumps(table, indent=2))
         print(json.dumps({k: v for k, v in result.items() if k != "calibration"}, indent=1))
         return
-    out = Path(args.out) / f"megakernel_calibration_{args.config}.json"
+    out = Path(args.out) / f"megakernel_calibration_{args.config}{'_near' if args.near else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(measure(args, out), indent=1))
     print(f"wrote {out}")
