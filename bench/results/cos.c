@@ -84,16 +84,25 @@ EF_INLINE float ef_cos_finish(float rh, float rl, int32_t n, uint32_t sign) {
     return ef_float(ef_bits(y) ^ ((q << 30) & 0x80000000u) ^ sign);
 }
 
-/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch. */
-EF_INLINE float evoforge_cos_fast(float x) {
+/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch.
+   nq: the shifter's bits (k + 0x4B400000: the same two low bits as k; positive here) with x's sign in
+   bit 31, which the finish ignores in n (only n's two low bits count). */
+EF_INLINE void evoforge_cos_reduce(float x, float *rh_out, float *rl_out, uint32_t *nq_out) {
     const float ax = ef_float(ef_bits(x) & 0x7fffffffu);
     const float sh = ef_fma(ax, 0x1.45f3060000000p-1f, 0x1.8p23f);   /* rint(|x| 2/pi) in the low bits */
     const float kf = sh - 0x1.8p23f;
-    const int32_t n = (int32_t)ef_bits(sh);      /* k + 0x4B400000: the same two low bits as k */
     const float r1 = ef_fma(-kf, 0x1.921f000000000p+0f, ax);      /* exact */
     const float rh = ef_fma(-kf, 0x1.6a89000000000p-17f, r1);
-    const float rl = ef_fma(-kf, -0x1.e973dc0000000p-35f, ef_fma(-kf, 0x1.6a89000000000p-17f, r1 - rh));   /* r1 - rh exact */
-    return ef_cos_finish(rh, rl, n, 0u);
+    *rl_out = ef_fma(-kf, -0x1.e973dc0000000p-35f, ef_fma(-kf, 0x1.6a89000000000p-17f, r1 - rh));   /* r1 - rh exact */
+    *rh_out = rh;
+    *nq_out = ef_bits(sh) | (ef_bits(x) & 0x80000000u);
+}
+
+EF_INLINE float evoforge_cos_fast(float x) {
+    float rh, rl;
+    uint32_t nq;
+    evoforge_cos_reduce(x, &rh, &rl, &nq);
+    return ef_cos_finish(rh, rl, (int32_t)nq, 0u);
 }
 
 /* |x| >= 120, inf, NaN: Payne-Hanek (not inlined: it stays out of the vector loop). */
@@ -114,14 +123,19 @@ EF_INLINE float evoforge_cos_inline(float x) {
 float evoforge_cos(float x) { return evoforge_cos_inline(x); }
 
 void evoforge_cos_array(const float *restrict in, float *restrict out, size_t n) {
+    float rh_[512], rl_[512];
+    uint32_t nq_[512];    /* the first pass's results, lane by lane */
     for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
         const size_t m = n - i0 < 512 ? n - i0 : 512;
         uint32_t top = 0;                          /* largest key of the block */
         for (size_t i = 0; i < m; i++) {
-            out[i0 + i] = evoforge_cos_fast(in[i0 + i]);
+            const float x = in[i0 + i];
+            evoforge_cos_reduce(x, &rh_[i], &rl_[i], &nq_[i]);
             const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
             top = k > top ? k : top;
         }
+        for (size_t i = 0; i < m; i++)
+            out[i0 + i] = ef_cos_finish(rh_[i], rl_[i], (int32_t)nq_[i], 0u);
         if (top >= 0x42f00000u)
             for (size_t i = 0; i < m; i++)
                 if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42f00000u)

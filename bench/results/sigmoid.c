@@ -70,21 +70,33 @@ static float evoforge_sigmoid_slow(float x) {
 
 /* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (Fast2Sum);
    c = 1/dh, y0 = s c = s/dh rounded once (exact scaling), then y0 + (s - y0 D) c. Branch-free. */
-EF_INLINE float evoforge_sigmoid_fast(float x) {
+EF_INLINE void evoforge_sigmoid_reduce(float x, float *r_out, float *q_out, uint32_t *sb_out) {
     const float t = -x;
     const float sh = ef_fma(t, 0x1.7154760000000p+0f, 0x1.8p23f);
     const float kf = sh - 0x1.8p23f;
     const float r = ef_fma(-kf, -0x1.bd01060000000p-13f, ef_fma(-kf, 0x1.6300000000000p-1f, t));
-    const float q = ef_core(r);                                 /* ~ e^r - 1 - r */
+    *q_out = ef_core(r);                                        /* ~ e^r - 1 - r */
+    *r_out = r;
+    *sb_out = ef_bits(sh);
+}
+
+EF_INLINE float evoforge_sigmoid_finish(float r, float q, uint32_t sb) {
     const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */
     const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */
-    const float s = ef_float((0x4B400000u + 127u - ef_bits(sh)) << 23);   /* 2^-k */
+    const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */
     const float hi = s > ph ? s : ph, lo = s > ph ? ph : s;
     const float dh = hi + lo, dl = (lo - (dh - hi)) + pl;        /* Fast2Sum: D = dh + dl */
     const float c = 1.0f / dh;
     const float y0 = s * c;                                     /* = s/dh rounded once */
     const float e = ef_fma(-y0, dl, ef_fma(-y0, dh, s));         /* s - y0 (dh + dl) */
     return ef_fma(e, c, y0);
+}
+
+EF_INLINE float evoforge_sigmoid_fast(float x) {
+    float r, q;
+    uint32_t sb;
+    evoforge_sigmoid_reduce(x, &r, &q, &sb);
+    return evoforge_sigmoid_finish(r, q, sb);
 }
 
 EF_INLINE float evoforge_sigmoid_inline(float x) {
@@ -95,14 +107,19 @@ EF_INLINE float evoforge_sigmoid_inline(float x) {
 float evoforge_sigmoid(float x) { return evoforge_sigmoid_inline(x); }
 
 void evoforge_sigmoid_array(const float *restrict in, float *restrict out, size_t n) {
+    float r_[512], q_[512];
+    uint32_t sb_[512];    /* the first pass's results, lane by lane */
     for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
         const size_t m = n - i0 < 512 ? n - i0 : 512;
         uint32_t top = 0;                          /* largest key of the block */
         for (size_t i = 0; i < m; i++) {
-            out[i0 + i] = evoforge_sigmoid_fast(in[i0 + i]);
+            const float x = in[i0 + i];
+            evoforge_sigmoid_reduce(x, &r_[i], &q_[i], &sb_[i]);
             const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
             top = k > top ? k : top;
         }
+        for (size_t i = 0; i < m; i++)
+            out[i0 + i] = evoforge_sigmoid_finish(r_[i], q_[i], sb_[i]);
         if (top >= 0x42a00000u)
             for (size_t i = 0; i < m; i++)
                 if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42a00000u)

@@ -166,20 +166,36 @@ def _c_log_like(target: R.Target, name: str) -> str:
             f"static float evoforge_{name}_slow(float x) {{ return evoforge_{name}_inline(x); }}\n")
 
 
-def _c_block_loop(name: str, key: str, threshold: int) -> str:
+def _c_block_loop(name: str, key: str, threshold: int, stages: tuple[str, str, str] | None = None) -> str:
     """The array loop for a function with a branch-free `_fast` path and a scalar `_slow` one: blocks of 512, the
     fast path over the whole block (vectorised), the largest `key` of the block kept in the same loop (one unsigned
     max per vector), and only the lanes whose key is >= `threshold` redone with the slow path. `key` is a C
-    expression of the input bits `{v}` (uint32_t)."""
+    expression of the input bits `{v}` (uint32_t).
+
+    `stages` = (buffers, first, second) runs the fast path in two vectorised passes over the block instead of one:
+    `first` (a statement on `x` and lane `i`) fills the block-sized `buffers` (declared once, 512 each: L1-resident),
+    `second` (an expression on lane `i`) is the result. Same operations, same bits; the gain is a shorter dependency
+    chain per pass, so the out-of-order window, which on AMD Zen 3 fills with the FP ops of 3 to 4 iterations of a
+    60-cycle chain, holds more independent work (sigmoid 1.3x, sin/cos 1.1x faster in cache on this EPYC)."""
     k = key.format(v="ef_bits(in[i0 + i])")
-    return (f"    for (size_t i0 = 0; i0 < n; i0 += 512) {{       /* blocks: fast path vectorised, rare lanes redone */\n"
-            f"        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
-            f"        uint32_t top = 0;                          /* largest key of the block */\n"
-            f"        for (size_t i = 0; i < m; i++) {{\n"
-            f"            out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);\n"
+    if stages is None:
+        buffers, body = "", f"            out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);\n"
+        second = ""
+    else:
+        buffers = f"    {stages[0]}    /* the first pass's results, lane by lane */\n"
+        body = f"            const float x = in[i0 + i];\n            {stages[1]}\n"
+        second = (f"        for (size_t i = 0; i < m; i++)\n"
+                  f"            out[i0 + i] = {stages[2]};\n")
+    return (buffers +
+            "    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */\n"
+            "        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
+            "        uint32_t top = 0;                          /* largest key of the block */\n"
+            "        for (size_t i = 0; i < m; i++) {\n"
+            + body +
             f"            const uint32_t k = {k};\n"
             f"            top = k > top ? k : top;\n"
             f"        }}\n"
+            + second +
             f"        if (top >= 0x{threshold:08x}u)\n"
             f"            for (size_t i = 0; i < m; i++)\n"
             f"                if ({k} >= 0x{threshold:08x}u)\n"
@@ -193,6 +209,7 @@ def _c_trig(target: R.Target, name: str) -> str:
     |x| bits in the same vectorised loop, and re-does only the lanes with a >= 120 with the scalar slow path."""
     table = ", ".join(f"0x{int(v):08x}u" for v in R.INV_PIO4_TABLE)
     sign = "ef_bits(x) & 0x80000000u" if target.odd else "0u"
+    sign_of = (lambda v: f"{v} & 0x80000000u") if target.odd else (lambda v: "0u")  # noqa: E731
     return (f"static const uint32_t ef_inv_pio4[24] = {{{table}}};\n\n"
             "/* Payne-Hanek for float32 |x| >= 2: 2/pi bits picked by the exponent, integer products (glibc sinf). */\n"
             "static inline double ef_reduce_large(uint32_t xi, int32_t *np) {\n"
@@ -223,17 +240,25 @@ def _c_trig(target: R.Target, name: str) -> str:
             "    const float y = (int32_t)(q << 31) < 0 ? c : s;\n"
             "    return ef_float(ef_bits(y) ^ ((q << 30) & 0x80000000u) ^ sign);\n"
             "}\n\n"
-            "/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch. */\n"
-            f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
+            "/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch.\n"
+            "   nq: the shifter's bits (k + 0x4B400000: the same two low bits as k; positive here) with x's sign in\n"
+            "   bit 31, which the finish ignores in n (only n's two low bits count). */\n"
+            f"EF_INLINE void evoforge_{name}_reduce(float x, float *rh_out, float *rl_out, uint32_t *nq_out) {{\n"
             "    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);\n"
             f"    const float sh = ef_fma(ax, {_c_float(R.INV_PIO2_F)}, 0x1.8p23f);   /* rint(|x| 2/pi) in the low bits */\n"
             "    const float kf = sh - 0x1.8p23f;\n"
-            "    const int32_t n = (int32_t)ef_bits(sh);      /* k + 0x4B400000: the same two low bits as k */\n"
             f"    const float r1 = ef_fma(-kf, {_c_float(R.PIO2_C1)}, ax);      /* exact */\n"
             f"    const float rh = ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1);\n"
-            f"    const float rl = ef_fma(-kf, {_c_float(R.PIO2_C3)}, ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1 - rh));"
+            f"    *rl_out = ef_fma(-kf, {_c_float(R.PIO2_C3)}, ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1 - rh));"
             "   /* r1 - rh exact */\n"
-            f"    return ef_{name}_finish(rh, rl, n, {sign});\n"
+            "    *rh_out = rh;\n"
+            "    *nq_out = ef_bits(sh) | (ef_bits(x) & 0x80000000u);\n"
+            "}\n\n"
+            f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
+            "    float rh, rl;\n"
+            "    uint32_t nq;\n"
+            f"    evoforge_{name}_reduce(x, &rh, &rl, &nq);\n"
+            f"    return ef_{name}_finish(rh, rl, (int32_t)nq, {sign_of('nq')});\n"
             "}\n\n"
             "/* |x| >= 120, inf, NaN: Payne-Hanek (not inlined: it stays out of the vector loop). */\n"
             f"static float evoforge_{name}_slow(float x) {{\n"
@@ -261,11 +286,18 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
            f"float evoforge_{name}(float x) {{ return evoforge_{name}_inline(x); }}\n\n"
            f"void evoforge_{name}_array(const float *restrict in, float *restrict out, size_t n) {{\n")
     if name in ("sin", "cos"):      # |x| >= 120, inf, NaN
-        api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))))
+        api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))),
+                             ("float rh_[512], rl_[512];\n    uint32_t nq_[512];",
+                              f"evoforge_{name}_reduce(x, &rh_[i], &rl_[i], &nq_[i]);",
+                              f"ef_{name}_finish(rh_[i], rl_[i], (int32_t)nq_[i], "
+                              f"{'nq_[i] & 0x80000000u' if target.odd else '0u'})"))
     elif name in ("log", "log2"):   # not a positive normal float (0, subnormal, inf, NaN, negative)
         api += _c_block_loop(name, "({v} - 0x00800000u)", 0x7F000000)
     elif name == "sigmoid":         # |x| >= 80, inf, NaN
-        api += _c_block_loop(name, "({v} & 0x7fffffffu)", A.SIGMOID_FAST_BELOW)
+        api += _c_block_loop(name, "({v} & 0x7fffffffu)", A.SIGMOID_FAST_BELOW,
+                             ("float r_[512], q_[512];\n    uint32_t sb_[512];",
+                              f"evoforge_{name}_reduce(x, &r_[i], &q_[i], &sb_[i]);",
+                              f"evoforge_{name}_finish(r_[i], q_[i], sb_[i])"))
     else:
         api += f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n"
     return head + C_PRELUDE + "\n" + _c_core(program, constants, target) + "\n" + body + api

@@ -94,24 +94,35 @@ def c_body(target: Target, name: str) -> str:
 
 
 def c_sigmoid_fast(name: str) -> str:
-    """|x| < 80, float32 only (activations.Sigmoid._fast: why each step is exact)."""
+    """|x| < 80, float32 only (activations.Sigmoid._fast: why each step is exact). Two halves, `_reduce` (x to r,
+    q and the shifter's bits) and `_finish`, which the array loop runs as two passes over a block; `_fast` is both."""
     return ("/* 1/(1 + e^-x) = s/(s + P), s = 2^-k, P = e^r = 1 + r + q = ph + pl; D = s + P as dh + dl (Fast2Sum);\n"
             "   c = 1/dh, y0 = s c = s/dh rounded once (exact scaling), then y0 + (s - y0 D) c. Branch-free. */\n"
-            f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
+            f"EF_INLINE void evoforge_{name}_reduce(float x, float *r_out, float *q_out, uint32_t *sb_out) {{\n"
             "    const float t = -x;\n"
             f"    const float sh = ef_fma(t, {_f(LOG2E)}, 0x1.8p23f);\n"
             "    const float kf = sh - 0x1.8p23f;\n"
             f"    const float r = ef_fma(-kf, {_f(LN2_LO)}, ef_fma(-kf, {_f(LN2_HI)}, t));\n"
-            "    const float q = ef_core(r);                                 /* ~ e^r - 1 - r */\n"
+            "    *q_out = ef_core(r);                                        /* ~ e^r - 1 - r */\n"
+            "    *r_out = r;\n"
+            "    *sb_out = ef_bits(sh);\n"
+            "}\n\n"
+            f"EF_INLINE float evoforge_{name}_finish(float r, float q, uint32_t sb) {{\n"
             "    const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */\n"
             "    const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */\n"
-            "    const float s = ef_float((0x4B400000u + 127u - ef_bits(sh)) << 23);   /* 2^-k */\n"
+            "    const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */\n"
             "    const float hi = s > ph ? s : ph, lo = s > ph ? ph : s;\n"
             "    const float dh = hi + lo, dl = (lo - (dh - hi)) + pl;        /* Fast2Sum: D = dh + dl */\n"
             "    const float c = 1.0f / dh;\n"
             "    const float y0 = s * c;                                     /* = s/dh rounded once */\n"
             "    const float e = ef_fma(-y0, dl, ef_fma(-y0, dh, s));         /* s - y0 (dh + dl) */\n"
             "    return ef_fma(e, c, y0);\n"
+            "}\n\n"
+            f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
+            "    float r, q;\n"
+            "    uint32_t sb;\n"
+            f"    evoforge_{name}_reduce(x, &r, &q, &sb);\n"
+            f"    return evoforge_{name}_finish(r, q, sb);\n"
             "}\n\n")
 
 

@@ -124,6 +124,27 @@ def test_array_loop_fast_path_and_redone_lanes_match_the_simulation(tmp_path, ta
 
 
 @pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("target,form", [("sin", 0), ("cos", 0), ("sigmoid", 4)])
+def test_two_pass_array_loop_equals_the_scalar_function_at_any_length_and_alignment(tmp_path, target, form):
+    """sin, cos and sigmoid arrays run their fast path in two passes over each block (stage buffers in between):
+    every lane equals the scalar `evoforge_NAME`, for lengths that end mid-vector and mid-block and for input and
+    output pointers off the vector alignment, with rare lanes (huge, inf, NaN) among them."""
+    sp = space(target, max_ops=24)
+    g = classic_forms(sp.target, 24)[form]
+    scalar = _compile(sp.emit(g, "c"), tmp_path, target)
+    fn = getattr(ctypes.CDLL(str(tmp_path / f"{target}.so")), f"evoforge_{target}_array")
+    fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t], None
+    x = np.concatenate([sp.target.sample(1100, np.random.default_rng(9)), SPECIALS]).astype(np.float32)
+    x[[3, 520, 1030]] = [1e10, np.inf, -150.0]
+    want = np.array([scalar(float(v)) for v in x], np.float32)
+    buf_in, buf_out = np.zeros(x.size + 8, np.float32), np.zeros(x.size + 8, np.float32)
+    for n, off_in, off_out in [(x.size, 0, 0), (517, 1, 3), (1029, 3, 0), (7, 2, 5), (1, 0, 1)]:
+        buf_in[off_in:off_in + n] = x[:n]
+        fn(buf_in[off_in:].ctypes.data, buf_out[off_out:].ctypes.data, n)
+        assert _same(buf_out[off_out:off_out + n], want[:n]), (n, off_in, off_out)
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
 def test_emitted_c_compiles_portably_without_libm_calls(tmp_path):
     """Plain `gcc -O3 -c` (no FMA unit assumed): the software fma is used; the object calls no libm function."""
     sp = space("log", max_ops=14)
