@@ -109,17 +109,24 @@ float evoforge_sigmoid(float x) { return evoforge_sigmoid_inline(x); }
 void evoforge_sigmoid_array(const float *restrict in, float *restrict out, size_t n) {
     float r_[512], q_[512];
     uint32_t sb_[512];    /* the first pass's results, lane by lane */
+    const int staged = n <= 65536;                 /* two passes only where cache-resident */
     for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
         const size_t m = n - i0 < 512 ? n - i0 : 512;
         uint32_t top = 0;                          /* largest key of the block */
-        for (size_t i = 0; i < m; i++) {
-            const float x = in[i0 + i];
-            evoforge_sigmoid_reduce(x, &r_[i], &q_[i], &sb_[i]);
-            const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
-            top = k > top ? k : top;
-        }
-        for (size_t i = 0; i < m; i++)
-            out[i0 + i] = evoforge_sigmoid_finish(r_[i], q_[i], sb_[i]);
+        if (staged) {
+            for (size_t i = 0; i < m; i++) {
+                evoforge_sigmoid_reduce(in[i0 + i], &r_[i], &q_[i], &sb_[i]);
+                const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
+                top = k > top ? k : top;
+            }
+            for (size_t i = 0; i < m; i++)
+                out[i0 + i] = evoforge_sigmoid_finish(r_[i], q_[i], sb_[i]);
+        } else
+            for (size_t i = 0; i < m; i++) {
+                out[i0 + i] = evoforge_sigmoid_fast(in[i0 + i]);
+                const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
+                top = k > top ? k : top;
+            }
         if (top >= 0x42a00000u)
             for (size_t i = 0; i < m; i++)
                 if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42a00000u)

@@ -125,17 +125,24 @@ float evoforge_sin(float x) { return evoforge_sin_inline(x); }
 void evoforge_sin_array(const float *restrict in, float *restrict out, size_t n) {
     float rh_[512], rl_[512];
     uint32_t nq_[512];    /* the first pass's results, lane by lane */
+    const int staged = n <= 65536;                 /* two passes only where cache-resident */
     for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
         const size_t m = n - i0 < 512 ? n - i0 : 512;
         uint32_t top = 0;                          /* largest key of the block */
-        for (size_t i = 0; i < m; i++) {
-            const float x = in[i0 + i];
-            evoforge_sin_reduce(x, &rh_[i], &rl_[i], &nq_[i]);
-            const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
-            top = k > top ? k : top;
-        }
-        for (size_t i = 0; i < m; i++)
-            out[i0 + i] = ef_sin_finish(rh_[i], rl_[i], (int32_t)nq_[i], nq_[i] & 0x80000000u);
+        if (staged) {
+            for (size_t i = 0; i < m; i++) {
+                evoforge_sin_reduce(in[i0 + i], &rh_[i], &rl_[i], &nq_[i]);
+                const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
+                top = k > top ? k : top;
+            }
+            for (size_t i = 0; i < m; i++)
+                out[i0 + i] = ef_sin_finish(rh_[i], rl_[i], (int32_t)nq_[i], nq_[i] & 0x80000000u);
+        } else
+            for (size_t i = 0; i < m; i++) {
+                out[i0 + i] = evoforge_sin_fast(in[i0 + i]);
+                const uint32_t k = (ef_bits(in[i0 + i]) & 0x7fffffffu);
+                top = k > top ? k : top;
+            }
         if (top >= 0x42f00000u)
             for (size_t i = 0; i < m; i++)
                 if ((ef_bits(in[i0 + i]) & 0x7fffffffu) >= 0x42f00000u)

@@ -172,35 +172,44 @@ def _c_block_loop(name: str, key: str, threshold: int, stages: tuple[str, str, s
     max per vector), and only the lanes whose key is >= `threshold` redone with the slow path. `key` is a C
     expression of the input bits `{v}` (uint32_t).
 
-    `stages` = (buffers, first, second) runs the fast path in two vectorised passes over the block instead of one:
-    `first` (a statement on `x` and lane `i`) fills the block-sized `buffers` (declared once, 512 each: L1-resident),
-    `second` (an expression on lane `i`) is the result. Same operations, same bits; the gain is a shorter dependency
-    chain per pass, so the out-of-order window, which on AMD Zen 3 fills with the FP ops of 3 to 4 iterations of a
-    60-cycle chain, holds more independent work (sigmoid 1.3x, sin/cos 1.1x faster in cache on this EPYC)."""
+    `stages` = (buffers, first, second) runs the fast path in two vectorised passes over the block instead of one,
+    for calls of at most 2^16 elements (in + out 512 KiB: cache-resident on the machines we measure): `first` (a
+    statement on `x` and lane `i`) fills the block-sized `buffers` (declared once, 512 each: L1-resident), `second`
+    (an expression on lane `i`) is the result. Same operations, same bits; the gain is a shorter dependency chain per
+    pass, so the out-of-order window (on AMD Zen 3 it fills with the FP ops of 3 to 4 iterations of a 45 to 70 cycle
+    chain) holds more independent work: sin/cos 1.15x, sigmoid 1.2x faster in cache on this EPYC. Larger calls are
+    memory-bound and keep the one-pass loop, whose loads and stores interleave (two passes measured 12% slower at
+    2^24 elements: reads and writes to DRAM in alternating bursts)."""
     k = key.format(v="ef_bits(in[i0 + i])")
+
+    def scan(first: str, indent: str) -> str:       # a vectorised pass over the block that also keeps the top key
+        return (f"{indent}for (size_t i = 0; i < m; i++) {{\n"
+                f"{indent}    {first}\n"
+                f"{indent}    const uint32_t k = {k};\n"
+                f"{indent}    top = k > top ? k : top;\n"
+                f"{indent}}}\n")
+    one_pass = f"out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);"
     if stages is None:
-        buffers, body = "", f"            out[i0 + i] = evoforge_{name}_fast(in[i0 + i]);\n"
-        second = ""
+        buffers, passes = "", scan(one_pass, " " * 8)
     else:
-        buffers = f"    {stages[0]}    /* the first pass's results, lane by lane */\n"
-        body = f"            const float x = in[i0 + i];\n            {stages[1]}\n"
-        second = (f"        for (size_t i = 0; i < m; i++)\n"
-                  f"            out[i0 + i] = {stages[2]};\n")
+        buffers = (f"    {stages[0]}    /* the first pass's results, lane by lane */\n"
+                   "    const int staged = n <= 65536;                 /* two passes only where cache-resident */\n")
+        passes = ("        if (staged) {\n"
+                  + scan(stages[1], " " * 12) +
+                  "            for (size_t i = 0; i < m; i++)\n"
+                  f"                out[i0 + i] = {stages[2]};\n"
+                  "        } else\n"
+                  + scan(one_pass, " " * 12).replace(" " * 12 + "for", " " * 12 + "for", 1))
     return (buffers +
             "    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */\n"
             "        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
             "        uint32_t top = 0;                          /* largest key of the block */\n"
-            "        for (size_t i = 0; i < m; i++) {\n"
-            + body +
-            f"            const uint32_t k = {k};\n"
-            f"            top = k > top ? k : top;\n"
-            f"        }}\n"
-            + second +
+            + passes +
             f"        if (top >= 0x{threshold:08x}u)\n"
-            f"            for (size_t i = 0; i < m; i++)\n"
+            "            for (size_t i = 0; i < m; i++)\n"
             f"                if ({k} >= 0x{threshold:08x}u)\n"
             f"                    out[i0 + i] = evoforge_{name}_slow(in[i0 + i]);\n"
-            f"    }}\n}}\n")
+            "    }\n}\n")
 
 
 def _c_trig(target: R.Target, name: str) -> str:
@@ -288,7 +297,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
     if name in ("sin", "cos"):      # |x| >= 120, inf, NaN
         api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))),
                              ("float rh_[512], rl_[512];\n    uint32_t nq_[512];",
-                              f"evoforge_{name}_reduce(x, &rh_[i], &rl_[i], &nq_[i]);",
+                              f"evoforge_{name}_reduce(in[i0 + i], &rh_[i], &rl_[i], &nq_[i]);",
                               f"ef_{name}_finish(rh_[i], rl_[i], (int32_t)nq_[i], "
                               f"{'nq_[i] & 0x80000000u' if target.odd else '0u'})"))
     elif name in ("log", "log2"):   # not a positive normal float (0, subnormal, inf, NaN, negative)
@@ -296,7 +305,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
     elif name == "sigmoid":         # |x| >= 80, inf, NaN
         api += _c_block_loop(name, "({v} & 0x7fffffffu)", A.SIGMOID_FAST_BELOW,
                              ("float r_[512], q_[512];\n    uint32_t sb_[512];",
-                              f"evoforge_{name}_reduce(x, &r_[i], &q_[i], &sb_[i]);",
+                              f"evoforge_{name}_reduce(in[i0 + i], &r_[i], &q_[i], &sb_[i]);",
                               f"evoforge_{name}_finish(r_[i], q_[i], sb_[i])"))
     else:
         api += f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n"
