@@ -56,6 +56,13 @@ IMPLS = ("ours", "libmvec", "glibc", "numpy")
 N = 1 << 24
 OURS_FLAGS = ["-O3", "-march=native"]
 LIBMVEC_FLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"]
+#: on an AVX-512 host gcc's default tuning keeps 8-lane vectors, so the user's loop calls libmvec's AVX2 variants;
+#: this flag makes it call the 16-lane AVX-512 ones (`_ZGVeN16v_*`), the strongest libmvec a user can get there
+WIDE_FLAGS = ["-mprefer-vector-width=512"]
+
+
+def has_avx512() -> bool:
+    return " avx512f" in Path("/proc/cpuinfo").read_text()
 
 GLIBC_LOOP = r"""
 #include <stddef.h>
@@ -130,9 +137,15 @@ def compile_impls(name: str, source: Path, workdir: Path) -> tuple[dict, list[st
     mv, sc = workdir / f"libmvec_{name}.so", workdir / f"glibc_{name}.so"
     subprocess.run(["gcc", *LIBMVEC_FLAGS, "-shared", "-fPIC", "-o", str(mv), str(c), "-lmvec", "-lm"], check=True)
     subprocess.run(["gcc", *OURS_FLAGS, "-shared", "-fPIC", "-o", str(sc), str(c), "-lm"], check=True)
-    fns = {"ours": _load(ours, f"evoforge_{name}_array"), "libmvec": _load(mv, "loop"), "glibc": _load(sc, "loop")}
-    repeats = {k: _load(so, "repeat", ctypes.c_int) for k, so in (("ours", ours), ("libmvec", mv), ("glibc", sc))}
-    return fns, repeats, vector_calls(mv)
+    built = {"ours": ours, "libmvec": mv, "glibc": sc}
+    if has_avx512():
+        wide = workdir / f"libmvec512_{name}.so"
+        subprocess.run(["gcc", *LIBMVEC_FLAGS, *WIDE_FLAGS, "-shared", "-fPIC", "-o", str(wide), str(c), "-lmvec",
+                        "-lm"], check=True)
+        built["libmvec512"] = wide
+    fns = {k: _load(so, f"evoforge_{name}_array" if k == "ours" else "loop") for k, so in built.items()}
+    repeats = {k: _load(so, "repeat", ctypes.c_int) for k, so in built.items()}
+    return fns, repeats, vector_calls(mv), (vector_calls(built["libmvec512"]) if "libmvec512" in built else [])
 
 
 def timed(fns: dict, repeats: int, per_repeat: dict | None = None) -> dict:
@@ -171,8 +184,9 @@ def program_ops(source: Path) -> int:
 def compare(name: str, source: Path, repeats: int, workdir: Path, exhaustive: dict) -> dict:
     x = inputs(name, np.random.default_rng(0))
     ref = TARGETS[name].reference(x)
-    fns, repeat_fns, zgv = compile_impls(name, source, workdir)
-    out = {k: np.empty_like(x) for k in IMPLS}
+    fns, repeat_fns, zgv, zgv_wide = compile_impls(name, source, workdir)
+    impls = [*IMPLS, *(["libmvec512"] if "libmvec512" in fns else [])]
+    out = {k: np.empty_like(x) for k in impls}
     calls = {k: (lambda k=k: fns[k](x.ctypes.data, out[k].ctypes.data, N)) for k in fns}
     np_fn = numpy_fn(name)
     calls["numpy"] = lambda: np_fn(x, out["numpy"])
@@ -183,8 +197,11 @@ def compare(name: str, source: Path, repeats: int, workdir: Path, exhaustive: di
                                                    N // CACHE_N)) for k in repeat_fns}, repeats, cache_runs)
     prog_ops = program_ops(source)
     row: dict = {"libmvec_symbols_called": zgv, "libm_expression": libm_call(name),
+                 **({"libmvec512_symbols_called": zgv_wide} if zgv_wide else {}),
                  "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg()}
-    for k in IMPLS:
+    best = min(v for k, v in seconds.items() if k.startswith("libmvec"))
+    best_cache = min(v for k, v in in_cache.items() if k.startswith("libmvec"))
+    for k in impls:
         sample_max = float(np.max(ulp_error(out[k], ref)))
         ex = exhaustive.get(name, {}).get(k)
         scope = exhaustive.get(name, {}).get("scope", "all 2^32 inputs")
@@ -198,8 +215,13 @@ def compare(name: str, source: Path, repeats: int, workdir: Path, exhaustive: di
                   "throughput_ratio_vs_glibc": seconds["glibc"] / seconds[k],
                   "ns_per_element_in_cache": in_cache[k] / N * 1e9 if k in in_cache else None,
                   "throughput_ratio_vs_libmvec_in_cache": in_cache["libmvec"] / in_cache[k] if k in in_cache else None,
-                  "throughput_ratio_vs_libmvec_in_cache_range": ratio_range(cache_runs, k) if k in in_cache else None}
+                  "throughput_ratio_vs_libmvec_in_cache_range": ratio_range(cache_runs, k) if k in in_cache else None,
+                  **({"throughput_ratio_vs_best_libmvec": best / seconds[k],
+                      "throughput_ratio_vs_best_libmvec_in_cache": best_cache / in_cache[k]}
+                     if "libmvec512" in fns and k in in_cache else {})}
     row["libmvec"]["valid"] = bool(zgv) or name == "sigmoid"
+    if "libmvec512" in row:
+        row["libmvec512"]["valid"] = bool(zgv_wide) or name == "sigmoid"
     return row
 
 
@@ -271,6 +293,9 @@ def main() -> None:
                     "(and, for exp, vs Taylor and minimax polynomials); minutes of fitting")
     ap.add_argument("--ops-only", action="store_true", help="only the --ops comparisons (no timing): the "
                     "function rows stay from the last run")
+    ap.add_argument("--out", type=Path, default=RESULTS / "ulp_vs_libm.json",
+                    help="results file (another machine's run: e.g. bench/results/ulp_vs_libm_avx512.json)")
+    ap.add_argument("--machine-note", default=None, help="how the machine was shared during the run")
     args = ap.parse_args()
     args.ops = args.ops or args.ops_only
     ex_path = RESULTS / "ulp_exhaustive.json"
@@ -287,8 +312,10 @@ def main() -> None:
                 continue
             results["functions"][name] = compare(name, source, args.repeats, Path(tmp), exhaustive)
     results["machine"]["load_average_end"] = os.getloadavg()
+    if args.machine_note:
+        results["machine"]["shared"] = args.machine_note
     # rows of functions not measured in this run, and op comparisons not redone, stay from the earlier run
-    old_path = RESULTS / "ulp_vs_libm.json"
+    old_path = args.out
     old = json.loads(old_path.read_text()) if old_path.exists() else {}
     if args.ops_only:
         results = {**old, "ops_measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -305,15 +332,15 @@ def main() -> None:
                 results[key] = old[key]
     old_path.write_text(json.dumps(results, indent=1))
 
-    print(f"{'func':<8} {'impl':<8} {'max ULP':>9} {'scope':>8} {'ns/elem':>8} {'vs libmvec':>10} {'vs glibc':>9}"
+    print(f"{'func':<8} {'impl':<10} {'max ULP':>9} {'scope':>8} {'ns/elem':>8} {'vs libmvec':>10} {'vs glibc':>9}"
           f" {'in cache':>9} {'vs libmvec':>10}")
     for name, row in results["functions"].items():
-        for k in IMPLS:
+        for k in [k for k in (*IMPLS, "libmvec512") if k in row]:
             r = row[k]
             scope = {"all": "2^32", "2^2": "2^24"}.get(r["max_ulp_scope"][:3].rstrip(" "), "part")
             cache = r.get("ns_per_element_in_cache")
             cache = f"{cache:>9.3f} {r['throughput_ratio_vs_libmvec_in_cache']:>9.2f}x" if cache else f"{'-':>9} {'-':>10}"
-            print(f"{name:<8} {k:<8} {r['max_ulp']:>9.4f} {scope:>8} {r['ns_per_element']:>8.3f} "
+            print(f"{name:<8} {k:<10} {r['max_ulp']:>9.4f} {scope:>8} {r['ns_per_element']:>8.3f} "
                   f"{r['throughput_ratio_vs_libmvec']:>9.2f}x {r['throughput_ratio_vs_glibc']:>8.2f}x {cache}")
         print(f"{'':<8} libmvec loop calls: {', '.join(row['libmvec_symbols_called']) or 'NO _ZGV symbol'}")
     if "exp_ops_vs_classic" in results:
@@ -328,7 +355,7 @@ def main() -> None:
         tried = ", ".join(f"{t['ops']}: {t['max_ulp']:.3f}" for t in r["classic_tried"])
         print(f"{name}: program ops {r['published_program_ops']}, smallest classic form at <= 1 ULP: "
               f"{r['classic_minimax_ops_at_1ulp']} (ops: max ULP {tried})")
-    print(f"written: {RESULTS / 'ulp_vs_libm.json'}")
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":

@@ -66,3 +66,18 @@ def test_committed_function_is_within_one_ulp(name, tmp_path):
     if name in ("sin", "cos"):
         bad = np.array([np.nan, np.inf, -np.inf], np.float32)
     assert np.all(np.isnan(f(bad)))
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("name", ["exp", "sin"])
+def test_an_avx512_build_of_the_array_loop_uses_16_lane_vectors(name):
+    """gcc's default tuning keeps 8-lane vectors on AVX-512 hosts; the emitted C asks for 512-bit ones there (same
+    operations per lane, so the same bits: bench/README.md), and an AVX2 build is unchanged. Assembly only: this
+    host need not run AVX-512."""
+    def vector_registers(march):
+        asm = subprocess.run([GCC, "-O3", f"-march={march}", "-S", "-o", "-", str(RESULTS / f"{name}.c")],
+                             capture_output=True, text=True, check=True).stdout
+        body = asm[asm.index(f"evoforge_{name}_array:"):]
+        return body.count("%zmm"), body.count("%ymm")
+    wide, avx2 = vector_registers("x86-64-v4"), vector_registers("x86-64-v3")
+    assert wide[0] > 20 and avx2 == (0, avx2[1]) and avx2[1] > 20
