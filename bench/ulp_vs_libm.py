@@ -322,8 +322,9 @@ def main() -> None:
     if args.ops and (RESULTS / "exp.c").exists() and "exp" in args.only:
         results["exp_ops_vs_classic"] = exp_op_baselines(program_ops(RESULTS / "exp.c"))
     if args.ops:
-        results["ops_vs_classic"] = {name: classic_ops_at_1ulp(name, program_ops(RESULTS / f"{name}.c"))
-                                     for name in args.only if (RESULTS / f"{name}.c").exists()}
+        results["ops_vs_classic"] = {**old.get("ops_vs_classic", {}),   # functions not in --only stay as they were
+                                     **{name: classic_ops_at_1ulp(name, program_ops(RESULTS / f"{name}.c"))
+                                        for name in args.only if (RESULTS / f"{name}.c").exists()}}
     if "machine" in old and isinstance(old["machine"], dict):
         for name, row in old.get("functions", {}).items():
             results["functions"].setdefault(name, row)
