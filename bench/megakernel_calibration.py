@@ -97,7 +97,8 @@ def calibrate_measured(measured: dict, seed: int) -> dict:
     cal = calibrate(features, values, prior, names, np.random.default_rng(seed))
     return {"proxy": "cost-model makespan (+ kernel features after calibration)", "unit": "us per token",
             "device": measured["device"], "config": measured["config"], "candidates": len(ok),
-            "failed_candidates": len(measured["candidates"]) - len(ok), "spearman_before": cal.spearman_before,
+            "failed_candidates": len(measured["candidates"]) - len(ok), "sampling": measured.get("sampling", "uniform"),
+            "spearman_before": cal.spearman_before,
             "spearman_after": cal.spearman_after, "spearman_after_cv": cal.spearman_after_cv,
             "calibration": cal.as_dict()}
 
@@ -117,7 +118,8 @@ def main() -> None:
         result = calibrate_measured(json.loads(Path(args.measured).read_text()), args.seed)
         path = Path(__file__).parent / "results" / "search_vs_hand.json"
         table = json.loads(path.read_text()) if path.exists() else {}
-        table.setdefault("megakernel", {})["calibration_" + result["config"]] = result
+        near = "_near" if result["sampling"] != "uniform" else ""   # the search's neighbourhood, beside uniform
+        table.setdefault("megakernel", {})["calibration_" + result["config"] + near] = result
         path.write_text(json.dumps(table, indent=2))
         print(json.dumps({k: v for k, v in result.items() if k != "calibration"}, indent=1))
         return
