@@ -38,8 +38,9 @@ PATCHES = [
     ("  wait();\n  // the queries", "  STAMP(1, 3);\n  wait();\n  STAMP(1, 0);\n  // the queries"),
     ("  if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }\n  __syncthreads();",
      "  if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }\n  __syncthreads();\n  STAMP(1, 1);"),
-    ("  float* part = A + t.out;\n",
-     "  STAMP(1, 2);\n  if (threadIdx.x == 0) g_cnt[1][blockIdx.x]++;\n  float* part = A + t.out;\n"),
+    ("  if (lane == 0) { mine[HD] = m; mine[HD + 1] = l; }\n  __syncthreads();\n  float* part = A + t.out;\n",
+     "  if (lane == 0) { mine[HD] = m; mine[HD + 1] = l; }\n  __syncthreads();\n  STAMP(1, 2);\n"
+     "  if (threadIdx.x == 0) g_cnt[1][blockIdx.x]++;\n  float* part = A + t.out;\n"),
 ]
 
 
