@@ -32,9 +32,8 @@ PATCHES = [
      "  STAMP(0, 3);\n  const uint4* w = (const uint4*)(W + t.w);\n  uint4 v[OV];"),
     ("  wait();\n  const int nf = (int)t.aux2;", "  wait();\n  STAMP(0, 0);\n  const int nf = (int)t.aux2;"),
     ("  __syncthreads();\n  float* y = A + t.out;", "  __syncthreads();\n  STAMP(0, 1);\n  float* y = A + t.out;"),
-    ("      if ((lane & (OSEG - 1)) == 0 && i < total) red_add1(y + i / OKV, p[j]);\n    }\n  }\n}",
-     "      if ((lane & (OSEG - 1)) == 0 && i < total) red_add1(y + i / OKV, p[j]);\n    }\n  }\n  STAMP(0, 2);\n"
-     "  if (threadIdx.x == 0) g_cnt[0][blockIdx.x]++;\n}"),
+    ("#endif\n  }\n}\n\n// Rows [0, n) of M matrices",
+     "#endif\n  }\n  STAMP(0, 2);\n  if (threadIdx.x == 0) g_cnt[0][blockIdx.x]++;\n}\n\n// Rows [0, n) of M matrices"),
     ("  wait();\n  // the queries", "  STAMP(1, 3);\n  wait();\n  STAMP(1, 0);\n  // the queries"),
     ("  if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }\n  __syncthreads();",
      "  if (tid < GROUP) { stat[tid] = -3.0e38f; stat[GROUP + tid] = 0.f; }\n  __syncthreads();\n  STAMP(1, 1);"),

@@ -435,6 +435,23 @@ __device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro
       v[j] = ni < total ? ld_stream(w + ni) : make_uint4(0, 0, 0, 0);
       p[j] = i < total ? dotv(wv, xs + (i % OKV) * VEC, 0.f) : 0.f;
     }
+#if OSEG == 32 && OV == 8
+    // a transposing reduction: at each level a lane keeps half of its rows and swaps the other half with its
+    // partner, so 8 rows take 4 + 2 + 1 + 1 + 1 = 9 shuffles (not 8 x 5 = 40), and lane 4r ends with row r's sum:
+    // 8 lanes issue the warp's 8 reductions at once. 1B: 801.0 -> 793.6 us per token (three alternating runs each;
+    // the tile's epilogue was ~0.8 us of its 2 us after the inputs, bench/megakernel_stamps.py)
+    const bool h16 = lane & 16, h8 = lane & 8, h4 = lane & 4;
+    float q[4], r2[2];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) q[k] = (h16 ? p[k + 4] : p[k]) + __shfl_xor_sync(0xffffffffu, h16 ? p[k] : p[k + 4], 16);
+#pragma unroll
+    for (int k = 0; k < 2; ++k) r2[k] = (h8 ? q[k + 2] : q[k]) + __shfl_xor_sync(0xffffffffu, h8 ? q[k] : q[k + 2], 8);
+    float sum = (h4 ? r2[1] : r2[0]) + __shfl_xor_sync(0xffffffffu, h4 ? r2[0] : r2[1], 4);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    const int first = base + (tid & ~31) + (lane >> 2) * NT;   // row lane / 4's first vector in this warp's slice
+    if ((lane & 3) == 0 && first < total) red_add1(y + first / OKV, sum);
+#else
 #pragma unroll
     for (int o = OSEG / 2; o > 0; o >>= 1)
 #pragma unroll
@@ -444,6 +461,7 @@ __device__ void group_tile(const Task& t, const w_t* W, float* A, float* xs, Pro
       const int i = base + tid + j * NT;
       if ((lane & (OSEG - 1)) == 0 && i < total) red_add1(y + i / OKV, p[j]);
     }
+#endif
   }
 }
 

@@ -157,6 +157,23 @@ def test_the_emitted_kernel_compiles_for_hopper(tmp_path, genes, dtype, trace):
     assert (tmp_path / "k.cubin").stat().st_size > 10_000
 
 
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+def test_the_1b_kernel_with_the_transposing_output_reduction_compiles_without_spills(tmp_path):
+    """At 1B a split output tile reduces 8 rows of 32 lanes per warp (OSEG 32, OV 8): the transposing reduction's
+    branch, which the toy's narrower tiles never compile, must build for sm_90 within the 128 registers."""
+    from spaces.megakernel.emit_stream import emit_stream_cuda
+
+    genes = KernelGenes(warps=16, rows=2, chunks=16, prefetch_kb=16, fuse_mlp=1, partial_fp16=1, split_o=1,
+                        down_early=1, attn_warps=1)
+    source = emit_stream_cuda(ModelDims.of(LLAMA_3_2_1B, 1024), genes, "bfloat16")
+    assert "#if OSEG == 32 && OV == 8" in source
+    (tmp_path / "k.cu").write_text(source)
+    r = subprocess.run(["nvcc", "-arch=sm_90", "-std=c++17", "-O3", "-cubin", "-Xptxas", "-v", "-o",
+                        str(tmp_path / "k.cubin"), str(tmp_path / "k.cu")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "0 bytes spill stores" in r.stderr
+
+
 def _cuda_available() -> bool:
     try:
         import cupy  # noqa: F401
