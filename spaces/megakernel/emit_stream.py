@@ -189,6 +189,23 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+// K values (a power of two <= 32) summed over the warp at once: at each of the first log2 K levels a lane keeps
+// half of its values and swaps the other half with its partner, then plain butterflies finish. K - 1 + 5 - log2 K
+// shuffles, not 5 K; lane L ends with value L / (32 / K)'s sum.
+template <int K>
+__device__ __forceinline__ float warp_sums_t(float* p, int lane) {
+#pragma unroll
+  for (int c = K, o = 16; c > 1; c >>= 1, o >>= 1) {
+    const bool hi = lane & o;
+#pragma unroll
+    for (int k = 0; k < c / 2; ++k)
+      p[k] = (hi ? p[k + c / 2] : p[k]) + __shfl_xor_sync(0xffffffffu, hi ? p[k] : p[k + c / 2], o);
+  }
+  float v = p[0];
+#pragma unroll
+  for (int o = 16 / K; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
 __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
@@ -536,18 +553,23 @@ __device__ __forceinline__ void gemv(const w_t* const* W, int n, int k, const fl
       }
     }
     if (b == nb - 1) {
+      // the RR x M row sums reduced together by a transposing shuffle tree (warp_sums_t), then each output lane
+      // gathers its row's M sums: RR M = 4 takes 7 shuffles, not 20, and RR lanes write at once
+      constexpr int K = RR * M, S = 32 / K;
+      float p[K];
 #pragma unroll
-      for (int j = 0; j < RR; ++j) {
-        float sum[M];
+      for (int q = 0; q < K; ++q) { p[q] = acc[q / M][q % M]; acc[q / M][q % M] = 0.f; }
+      const float t = warp_sums_t<K>(p, lane);
+      float sum[M];
 #pragma unroll
-        for (int m = 0; m < M; ++m) { sum[m] = warp_sum(acc[j][m]); acc[j][m] = 0.f; }
-        if (lane == 0 && r + j < n) {
-          if (seg == 1) {
-            out(r + j, sum);
-          } else {
+      for (int m = 0; m < M; ++m) sum[m] = M == 1 ? t : __shfl_sync(0xffffffffu, t, (lane & ~(M * S - 1)) + m * S);
+      const int j = lane / (M * S);
+      if (lane % (M * S) == 0 && r + j < n) {
+        if (seg == 1) {
+          out(r + j, sum);
+        } else {
 #pragma unroll
-            for (int m = 0; m < M; ++m) psum[((r + j) * M + m) * seg + sid] = sum[m];
-          }
+          for (int m = 0; m < M; ++m) psum[((r + j) * M + m) * seg + sid] = sum[m];
         }
       }
     }
