@@ -69,9 +69,35 @@ EF_INLINE float evoforge_exp2_inline(float x) {
     return y * ef_float((uint32_t)(k - k1 + 127) << 23);         /* one rounding: subnormal, inf */
 }
 
+/* |x - 0x1.0000000000000p-1f| < 0x1.fa00000000000p+6f only (the array loop's common path; the rest is redone by
+   _inline): the clamps are no-ops there and k is in [-126, 127], where 2^k is a normal float, so one
+   product p 2^k, rounded once, is the two-step product's result bit for bit. */
+EF_INLINE float evoforge_exp2_fast(float x) {
+    const float xc = x;
+    const float sh = xc + 0x1.8p23f;
+    const float kf = sh - 0x1.8p23f;
+    const float r = xc - kf;
+    const int32_t k = (int32_t)(ef_bits(sh) - 0x4B400000u);
+    return ef_core(r) * ef_float((uint32_t)(k + 127) << 23);
+}
+
+static float evoforge_exp2_slow(float x) { return evoforge_exp2_inline(x); }
+
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */
 float evoforge_exp2(float x) { return evoforge_exp2_inline(x); }
 
 void evoforge_exp2_array(const float *restrict in, float *restrict out, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = evoforge_exp2_inline(in[i]);
+    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
+        const size_t m = n - i0 < 512 ? n - i0 : 512;
+        uint32_t top = 0;                          /* largest key of the block */
+        for (size_t i = 0; i < m; i++) {
+            out[i0 + i] = evoforge_exp2_fast(in[i0 + i]);
+            const uint32_t k = (ef_bits(ef_float(ef_bits(in[i0 + i])) - 0x1.0000000000000p-1f) & 0x7fffffffu);
+            top = k > top ? k : top;
+        }
+        if (top >= 0x42fd0000u)
+            for (size_t i = 0; i < m; i++)
+                if ((ef_bits(ef_float(ef_bits(in[i0 + i])) - 0x1.0000000000000p-1f) & 0x7fffffffu) >= 0x42fd0000u)
+                    out[i0 + i] = evoforge_exp2_slow(in[i0 + i]);
+    }
 }

@@ -128,7 +128,24 @@ def _c_exp_like(target: R.Target, name: str) -> str:
             "    const float p = ef_core(r);\n"
             "    const float y = p * ef_float((uint32_t)(k1 + 127) << 23);   /* exact */\n"
             "    return y * ef_float((uint32_t)(k - k1 + 127) << 23);         /* one rounding: subnormal, inf */\n"
-            "}\n")
+            "}\n\n"
+            f"/* |x - {_c_float(_exp_fast_window(target)[0])}| < {_c_float(_exp_fast_window(target)[1])} only (the array loop's common path; the rest is redone by\n"
+            "   _inline): the clamps are no-ops there and k is in [-126, 127], where 2^k is a normal float, so one\n"
+            "   product p 2^k, rounded once, is the two-step product's result bit for bit. */\n"
+            f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
+            "    const float xc = x;\n"
+            + reduce +
+            "    const int32_t k = (int32_t)(ef_bits(sh) - 0x4B400000u);\n"
+            "    return ef_core(r) * ef_float((uint32_t)(k + 127) << 23);\n"
+            "}\n\n"
+            f"static float evoforge_{name}_slow(float x) {{ return evoforge_{name}_inline(x); }}\n")
+
+
+def _exp_fast_window(target: R.Target) -> tuple[np.float32, np.float32]:
+    """(center, half-width) of the inputs exp/exp2's fast path takes: every input whose result is a normal float
+    but for the last few tenths at either end, so k = rint(x log2 e) (exp) or rint(x) (exp2) is in [-126, 127] and
+    the clamps do nothing. exp: (-87.66, 88.34) of (-87.68, 88.38); exp2: (-126, 127) of (-126.5, 127.5)."""
+    return (np.float32(0.34375), np.float32(88.0)) if target.name == "exp" else (np.float32(0.5), np.float32(126.5))
 
 
 def _c_log_like(target: R.Target, name: str) -> str:
@@ -305,6 +322,9 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
                               f"evoforge_{name}_reduce(in[i0 + i], &rh_[i], &rl_[i], &nq_[i]);",
                               f"ef_{name}_finish(rh_[i], rl_[i], (int32_t)nq_[i], "
                               f"{'nq_[i] & 0x80000000u' if target.odd else '0u'})"))
+    elif name in ("exp", "exp2"):   # |x| beyond the fast path's bound, inf, NaN
+        center, half = _exp_fast_window(target)
+        api += _c_block_loop(name, f"(ef_bits(ef_float({{v}}) - {_c_float(center)}) & 0x7fffffffu)", int(R.as_bits(half)))
     elif name in ("log", "log2"):   # not a positive normal float (0, subnormal, inf, NaN, negative)
         api += _c_block_loop(name, "({v} - 0x00800000u)", 0x7F000000)
     elif name == "sigmoid":         # |x| >= 80, inf, NaN
