@@ -81,3 +81,23 @@ def test_an_avx512_build_of_the_array_loop_uses_16_lane_vectors(name):
         return body.count("%zmm"), body.count("%ymm")
     wide, avx2 = vector_registers("x86-64-v4"), vector_registers("x86-64-v3")
     assert wide[0] > 20 and avx2 == (0, avx2[1]) and avx2[1] > 20
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("name, edges", [("exp", (-104.5, -86.0, 87.0, 89.5)), ("exp2", (-152.0, -125.0, 126.0, 130.0))])
+def test_exp_arrays_fast_path_gives_the_scalar_functions_bits(name, edges, tmp_path):
+    """The exp/exp2 arrays compute one product p 2^k inside a window of k and redo the lanes outside it with the
+    scalar (two-step) path; blocks that mix both, the window's edges, subnormal and overflowing results, inf and
+    NaN must all come out as the scalar function's bits."""
+    array = _array_fn(name, tmp_path)
+    scalar = getattr(ctypes.CDLL(str(tmp_path / f"{name}.so")), f"evoforge_{name}")
+    scalar.argtypes, scalar.restype = [ctypes.c_float], ctypes.c_float
+    rng = np.random.default_rng(5)
+    lo0, lo1, hi0, hi1 = edges
+    x = np.concatenate([rng.uniform(lo0, lo1, 6000), rng.uniform(hi0, hi1, 6000), rng.uniform(lo1, hi0, 20000),
+                        [np.inf, -np.inf, np.nan, 0.0, -0.0]]).astype(np.float32)
+    x = x[rng.permutation(x.size)]
+    want = np.array([scalar(float(v)) for v in x], np.float32)
+    got = array(x)
+    assert np.array_equal(got.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
+    assert np.array_equal(np.isnan(got), np.isnan(want))
