@@ -43,7 +43,7 @@ def run_variant(shape, data, settings: CompressSettings, init: str, train: bool,
                             threads=settings.threads, seed=settings.seed)
     student, tokenizer, result = train_student(shape, data, config, init=init, train=train)
     directory = Path(tempfile.mkdtemp(dir=workdir))
-    save_student(student, tokenizer, directory, settings.dtype, settings.seq_length)
+    save_student(student, tokenizer, directory, settings.dtype, settings.seq_length, int8=shape.int8)
     row = measure(directory, data, settings)
     row["shape"] = shape.describe()
     row["train_seconds"] = result.seconds if result else 0.0

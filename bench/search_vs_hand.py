@@ -210,7 +210,7 @@ def compress_found_vs_hand(size_mb: float, rounds: int, seed: int, workdir: Path
                             threads=settings.threads, seed=settings.seed)
     student, tokenizer, result = train_student(hand, data, config, init=settings.init)
     hand_dir = workdir / f"hand-{size_mb:g}"
-    save_student(student, tokenizer, hand_dir, settings.dtype, settings.seq_length)
+    save_student(student, tokenizer, hand_dir, settings.dtype, settings.seq_length, int8=hand.int8)
     rows = {"found": measure(found_dir, data, settings), "hand": measure(hand_dir, data, settings)}
     rows["hand"]["train_seconds"] = result.seconds
     torch.set_num_threads(settings.latency_threads)

@@ -459,6 +459,10 @@ class Distillation(Objective):
             torch.set_num_threads(self.config.threads)
         data = self.prepare()
         student, tokenizer, result = train_student(genome, data, self.training_config(), self.config.init)
+        if genome.int8 and not genome.static:   # score what the int8 file will hold (static tables: static.py)
+            from spaces.architecture.int8 import fake_quantise_
+
+            fake_quantise_(student)
         length = min(self.config.student_max_length, genome.positions)
         held_out = embed(student, tokenizer, data.corpus.held_out, length)
         cosine = mean_cosine(held_out, data.held_out_targets)

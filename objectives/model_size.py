@@ -6,7 +6,8 @@ A transformer student is saved as two safetensors files (see spaces/architecture
 (`model.safetensors`, loadable by transformers alone) and the projection to the teacher's embedding width
 (`2_Dense/model.safetensors`, the sentence-transformers layout; absent when the widths already match). Each file is
 an 8-byte length, a JSON header, then the raw tensor bytes, so its size is header + parameters x bytes per
-parameter. The tensor table below is the single source for both the parameter count and the header bound; a test
+parameter; an `int8` transformer stores each matrix as int8 rows plus a `_scale` vector in the saved dtype
+(spaces/architecture/int8.py). The tensor table below is the single source for both the parameter count and the header bound; a test
 checks it against the state dict of a real `transformers.BertModel` and against written files. A static student
 (zero layers, spaces/architecture/static.py) is one file: the token table (int8 with a float scale per row, or the
 saved dtype), the projection to the teacher's width and its bias.
@@ -68,6 +69,18 @@ def static_tensors(shape: Shape, embedding_dim: int, dtype: str) -> list[tuple[s
         table.append(("projection.weight", (embedding_dim, shape.hidden), dtype))
     table.append(("projection.bias", (embedding_dim,), dtype))
     return table
+
+
+def int8_tensors(table: list[tuple[str, tuple[int, ...]]], dtype: str) -> list[tuple[str, tuple[int, ...], str]]:
+    """(name, dims, dtype) of a file that stores `table` as int8.py does: each matrix as int8 rows and a scale per
+    row in `dtype`, every other tensor in `dtype`."""
+    typed: list[tuple[str, tuple[int, ...], str]] = []
+    for name, dims in table:
+        if len(dims) == 2:
+            typed += [(name, dims, "int8"), (name + "_scale", (dims[0],), dtype)]
+        else:
+            typed.append((name, dims, dtype))
+    return typed
 
 
 def typed_file_bound(table: list[tuple[str, tuple[int, ...], str]]) -> int:
@@ -132,6 +145,11 @@ def student_size(shape: Shape, embedding_dim: int, dtype: str = "float32", type_
                           file_bytes_bound=typed_file_bound(table))
     encoder, projection = encoder_tensors(shape, type_vocab), projection_tensors(shape, embedding_dim)
     parameters = _count(encoder) + _count(projection)
+    if shape.int8:
+        files = [int8_tensors(t, dtype) for t in (encoder, projection) if t]
+        return SizeReport(parameters=parameters,
+                          tensor_bytes=sum(_count([(n, d)]) * _ELEMENT_BYTES[t] for f in files for n, d, t in f),
+                          file_bytes_bound=sum(typed_file_bound(f) for f in files))
     tensor_bytes = parameters * BYTES_PER_PARAMETER[dtype]
     bound = tensor_bytes + header_bound(encoder, dtype) + header_bound(projection, dtype)
     return SizeReport(parameters=parameters, tensor_bytes=tensor_bytes, file_bytes_bound=bound)

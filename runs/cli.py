@@ -119,6 +119,11 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
              workers: int = typer.Option(1, help="Ray workers for re-ranking candidates (1 = in-process)"),
              dtype: str = typer.Option("float16", help="dtype the student is saved in: float16, bfloat16 or "
                                                         "float32 (float32 holds half the parameters)"),
+             int8: bool = typer.Option(True, "--int8/--no-int8",
+                                       help="let students store weight matrices as int8 rows with a scale each "
+                                            "(half of float16's bytes, so twice the parameters per MB); "
+                                            "--no-int8 keeps every weight in --dtype, and a transformer student "
+                                            "then loads with transformers and sentence-transformers alone"),
              steps: int | None = typer.Option(None, help="distillation steps of the transformer student (default "
                                                          "2000 of 32 snippets; classifier teachers: 600 of 64 rows)"),
              prefer: str = typer.Option("fidelity", help="which student of the fidelity/latency front to write: "
@@ -153,7 +158,7 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
         raise UserError(f"--steps: {steps} must be at least 1")
     if not time_budget >= 0:
         raise UserError(f"--time-budget: {time_budget:g} must be 0 (no limit) or more seconds")
-    settings = replace(CompressSettings(), dtype=dtype, time_budget=time_budget,
+    settings = replace(CompressSettings(), dtype=dtype, time_budget=time_budget, int8=int8,
                        **({"final_steps": steps} if steps is not None else {}))
     from spaces.architecture.classifier_teacher import classifier_architecture
     from spaces.architecture.teacher import resolve_teacher

@@ -7,6 +7,8 @@ Steps (Compressor, shared/papers.md, plus the re-ranking it lacks, plus the stat
      speed the paper aims for; without it the GA fills a large budget with depth), once per vocabulary floor (the floor
      grows geometrically from the corpus's minimum: GFLOPs alone would starve the vocabulary) and per depth cap
      (uncapped, and 1 layer: GFLOPs alone always buys depth, which learns slowest); each run's best is a candidate;
+     `int8` is a gene (matrices stored as int8 rows with a scale each: twice the parameters per MB; a candidate
+     that has it is scored on its rounded weights and written that way);
   3. each candidate gets a short fixed-budget distillation; the best held-out cosine wins (the re-ranking);
   4. the winner is distilled for the full budget (checkpoints, progress bar), saved, re-loaded from disk and
      measured against the teacher: file size, GFLOPs, parameters, CPU latency at batch 1 and 32, mean cosine and
@@ -47,6 +49,9 @@ class CompressSettings:
     seq_length: int = 128          # tokens per input for GFLOPs, and the student's position count
     dtype: str = "float16"         # dtype the student is saved in: half the bytes buy twice the parameters, and
                                    # the fidelity is measured on the saved (rounded) weights
+    int8: bool = True              # the int8 gene: weight matrices may be stored as int8 rows with a scale each
+                                   # (half of float16's bytes; spaces/architecture/int8.py); off = every student
+                                   # in `dtype`, so transformers and sentence-transformers load it directly
     population: int = 64           # GA population per vocabulary floor
     generations: int = 100         # GA generations per vocabulary floor
     vocab_floors: int = 3          # GA runs, one per vocabulary floor: minimum x 1, x growth, x growth^2 ...
@@ -116,7 +121,8 @@ def _space(teacher: str, settings: CompressSettings, min_vocab: int, max_layers:
 
     return TransformerShapeSpace(TransformerShapeSpace.Config(teacher=teacher, seq_length=settings.seq_length,
                                                               min_vocab=min_vocab, max_layers=max_layers,
-                                                              max_positions=settings.seq_length),
+                                                              max_positions=settings.seq_length,
+                                                              int8=settings.int8),
                                  Context(seed=settings.seed))
 
 
@@ -282,7 +288,8 @@ def _measure(student_dir: Path, data, settings: CompressSettings) -> dict[str, A
         student, tokenizer = load_student(student_dir)
         config = student.encoder.config
         shape = Shape(config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
-                      config.intermediate_size, config.vocab_size, config.max_position_embeddings)
+                      config.intermediate_size, config.vocab_size, config.max_position_embeddings,
+                      bool(getattr(config, "evoforge_int8", False)))
         encode = lambda t: embed(student, tokenizer, t, length)  # noqa: E731
         row = {"kind": "transformer", "parameters": sum(p.numel() for p in student.parameters()),
                "gflops": forward_flops(shape, length, teacher.embedding_dim) / 1e9}
@@ -323,13 +330,13 @@ def teacher_latency_ms(data, settings: CompressSettings) -> float:
 
 
 def static_shapes(limit_mb: float, plan, embedding_dim: int, settings: CompressSettings) -> list:
-    """Per width in `static_widths`, the int8 static student with the most corpus tokens (at most all the corpus
+    """Per width in `static_widths`, the static student (int8 unless `int8` is off) with the most corpus tokens (at most all the corpus
     uses) whose file fits `limit_mb`: the zero-layer slice of the space, enumerated (a handful of points)."""
     from objectives.model_size import student_size
     from spaces.architecture.shapes import Shape
 
     def fits(width: int, vocab: int) -> bool:
-        shape = Shape(0, width, 1, 0, vocab, 0, True)
+        shape = Shape(0, width, 1, 0, vocab, 0, settings.int8)
         return student_size(shape, embedding_dim, settings.dtype).file_mb_bound <= limit_mb
 
     shapes = []
@@ -340,7 +347,7 @@ def static_shapes(limit_mb: float, plan, embedding_dim: int, settings: CompressS
         while lo < hi:  # the largest vocabulary that fits
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if fits(width, mid) else (lo, mid - 1)
-        shapes.append(Shape(0, width, 1, 0, lo, 0, True))
+        shapes.append(Shape(0, width, 1, 0, lo, 0, settings.int8))
     return shapes
 
 
@@ -542,7 +549,7 @@ def compress(teacher: str, to: str, data: str | None, out: str | None, search_on
                                                            checkpoint_dir=staging / "checkpoints")
                 shutil.rmtree(staging / "checkpoints", ignore_errors=True)
                 save_student(student, tokenizer, staging / "students" / "transformer", settings.dtype,
-                             settings.seq_length)
+                             settings.seq_length, int8=chosen.shape.int8)
                 folders.insert(0, staging / "students" / "transformer")
                 timings["final_training"] = result.seconds
                 report["training"] = {"steps": result.steps, "seconds": result.seconds,

@@ -3,8 +3,9 @@
 A `Shape` fixes everything that sets a student's size and cost: layers, hidden width, attention heads (a divisor
 of the width), feed-forward (intermediate) width, vocabulary size and position-table length. Zero layers is a
 static student (spaces/architecture/static.py): a token table of `hidden` columns, mean-pooled and projected, as
-model2vec builds, optionally stored as int8; heads, intermediate and positions mean nothing there and are fixed at
-1, 0 and 0, so one static student has one genome. Ranges come from the
+model2vec builds; heads, intermediate and positions mean nothing there and are fixed at 1, 0 and 0, so one static
+student has one genome. `int8` stores every weight matrix as int8 rows with a scale each (int8.py), tables and
+transformers alike: half a float16 file per weight, so a size limit holds twice the parameters. Ranges come from the
 teacher (a student is never wider, deeper or given more vocabulary than its teacher); the smallest vocabulary is
 the number of tokens the reduced tokenizer cannot drop (specials and single characters, see vocabulary.py).
 """
@@ -33,7 +34,7 @@ class Shape:
     intermediate: int
     vocab: int
     positions: int
-    int8: bool = False   # weights stored as int8 with one scale per row (static students only)
+    int8: bool = False   # weight matrices stored as int8 with one scale per row (vectors in the saved dtype)
 
     @property
     def static(self) -> bool:
@@ -43,7 +44,7 @@ class Shape:
         if self.static:
             return f"static W{self.hidden} V{self.vocab}" + (" int8" if self.int8 else "")
         return (f"L{self.layers} H{self.hidden} A{self.heads} I{self.intermediate} "
-                f"V{self.vocab} P{self.positions}")
+                f"V{self.vocab} P{self.positions}" + (" int8" if self.int8 else ""))
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ class ShapeBounds:
             return (self.min_layers == 0 and shape.hidden in self.widths(self.max_hidden)
                     and (shape.heads, shape.intermediate, shape.positions) == (1, 0, 0)
                     and self.min_vocab <= shape.vocab <= self.max_vocab)
-        return (max(1, self.min_layers) <= shape.layers <= self.max_layers and not shape.int8
+        return (max(1, self.min_layers) <= shape.layers <= self.max_layers
                 and shape.hidden in self.widths(self.max_hidden)
                 and shape.heads in self.head_options(shape.hidden)
                 and shape.intermediate in self.widths(self.max_intermediate)
@@ -127,6 +128,7 @@ class TransformerShapeSpace(Space[Shape]):
         max_positions: int = 0  # longest position table; 0 = the teacher's (a student that only ever reads
                                 # seq_length tokens wastes every row past it)
         min_layers: int = 1     # 0 = static students (a token table, see static.py) are in the space too
+        int8: bool = True       # the int8 gene (int8.py); off = every genome stores its weights in the saved dtype
 
     emit_languages: ClassVar[tuple[str, ...]] = ("json", "python")
 
@@ -151,7 +153,7 @@ class TransformerShapeSpace(Space[Shape]):
                                   intermediate=int(rng.choice(b.widths(b.max_intermediate))),
                                   vocab=int(round(np.exp(rng.uniform(np.log(b.min_vocab), np.log(b.max_vocab))))),
                                   positions=int(rng.integers(b.min_positions, b.max_positions + 1)),
-                                  int8=bool(rng.integers(2)) if b.min_layers == 0 else False))
+                                  int8=bool(rng.integers(2)) if self.config.int8 else False))
 
     def initial(self, rng: np.random.Generator, size: int) -> list[Shape]:
         """Random shapes plus the smallest one, so a tight size limit still has a feasible start to grow from."""
@@ -172,7 +174,7 @@ class TransformerShapeSpace(Space[Shape]):
                                             positions=b.min_positions))
             return self._repair(replace(genome, layers=new))
         if gene == "int8":
-            return replace(genome, int8=not genome.int8) if genome.static else genome
+            return replace(genome, int8=not genome.int8 and self.config.int8)
         if gene == "hidden":
             hidden = _nearest(b.widths(b.max_hidden), value * factor)
             return replace(genome, hidden=hidden, heads=_nearest(b.head_options(hidden), genome.heads))
@@ -195,17 +197,18 @@ class TransformerShapeSpace(Space[Shape]):
         return self._repair(Shape(**first)), self._repair(Shape(**second))
 
     def _repair(self, shape: Shape) -> Shape:
-        """Heads to a divisor of the width; a static shape's unused genes to their fixed values; int8 off for
-        transformers (only static tables are stored quantised)."""
+        """Heads to a divisor of the width; a static shape's unused genes to their fixed values; int8 off where the
+        gene is."""
         b = self.bounds
+        if shape.int8 and not self.config.int8:
+            shape = replace(shape, int8=False)
         if shape.static:
             return replace(shape, heads=1, intermediate=0, positions=0)
         if shape.intermediate < b.width_step or shape.positions < b.min_positions:
             shape = replace(shape, intermediate=max(shape.intermediate, b.width_step),
                             positions=max(shape.positions, b.min_positions))
         options = b.head_options(shape.hidden)
-        shape = shape if shape.heads in options else replace(shape, heads=_nearest(options, shape.heads))
-        return replace(shape, int8=False) if shape.int8 else shape
+        return shape if shape.heads in options else replace(shape, heads=_nearest(options, shape.heads))
 
     def key(self, genome: Shape) -> tuple[int, ...]:
         return astuple(genome)
@@ -226,6 +229,8 @@ class TransformerShapeSpace(Space[Shape]):
                       num_attention_heads=genome.heads, intermediate_size=genome.intermediate,
                       vocab_size=genome.vocab, max_position_embeddings=genome.positions, pad_token_id=0,
                       architectures=["BertModel"], model_type=self.teacher_config.get("model_type", "bert"))
+        if genome.int8:   # the saved file holds int8 matrices: load it with spaces.architecture.student.load_student
+            config["evoforge_int8"] = True
         return config
 
     def emit(self, genome: Shape, lang: str) -> str:
@@ -235,8 +240,10 @@ class TransformerShapeSpace(Space[Shape]):
             raise UserError("--lang: a static student has no Python builder; emit json, or run evoforge compress")
         if lang == "python":
             fields = ", ".join(f"{k}={v!r}" for k, v in sorted(self.student_config(genome).items())
-                               if k not in {"architectures", "model_type"})
-            return ("# Student shape found by evoforge; build it with random weights, then distill.\n"
+                               if k not in {"architectures", "model_type", "evoforge_int8"})
+            stored = ("# Its weight matrices are stored as int8 rows with a scale each (spaces/architecture/int8.py).\n"
+                      if genome.int8 else "")
+            return ("# Student shape found by evoforge; build it with random weights, then distill.\n" + stored +
                     "from transformers import BertConfig, BertModel\n\n"
                     f"config = BertConfig({fields})\n"
                     "model = BertModel(config)\n")

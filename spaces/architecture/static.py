@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spaces.architecture.int8 import quantise_rows
 from spaces.architecture.shapes import Shape
 from spaces.architecture.vocabulary import ReducedVocabulary
 
@@ -158,13 +159,6 @@ def build_static(shape: Shape, teacher, vocabulary: ReducedVocabulary, contextua
         student.projection.weight.copy_(torch.as_tensor(basis, dtype=torch.float32))
         student.projection.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
     return student
-
-
-def quantise_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(int8 table, per-row scale): row r is approximately q[r] * scale[r], symmetric, max |q| = 127."""
-    scale = np.abs(table).max(axis=1) / 127.0
-    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-    return np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
 def save_static(student: StaticStudent, tokenizer, directory: Path, shape: Shape, dtype: str = "float16") -> None:

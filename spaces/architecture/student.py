@@ -2,7 +2,9 @@
 
 Saved in the sentence-transformers layout, so it loads both ways offline: `transformers.AutoModel` reads the encoder
 (model.safetensors + config.json + tokenizer at the top of the directory) and `sentence_transformers` reads the whole
-pipeline (encoder, mean pooling, the projection in 2_Dense/, normalisation).
+pipeline (encoder, mean pooling, the projection in 2_Dense/, normalisation). An `int8` student (int8.py: every
+matrix as int8 rows with a scale each, half the bytes of float16) keeps the layout, but its safetensors hold int8
+and `config.json` says `evoforge_int8`: `load_student` dequantises it; transformers alone cannot read it.
 
 Initialisation from the teacher (what the Compressor paper leaves random): the student's token, position and
 segment embeddings are the teacher's rows for the kept tokens, projected onto the top principal directions of the
@@ -174,20 +176,33 @@ def embed(student, tokenizer, texts: Sequence[str], max_length: int, batch_size:
     return out
 
 
-def save_student(student, tokenizer, directory: Path, dtype: str = "float32", max_seq_length: int = 128) -> None:
-    """Write the student as a transformers + sentence-transformers directory (see the module docstring)."""
+def save_student(student, tokenizer, directory: Path, dtype: str = "float32", max_seq_length: int = 128,
+                 int8: bool = False) -> None:
+    """Write the student as a transformers + sentence-transformers directory (see the module docstring); with
+    `int8`, every matrix as int8 rows and a scale each in `dtype` (objectives/model_size.py counts those bytes)."""
+    from safetensors.numpy import save_file as save_numpy
     from safetensors.torch import save_file
+
+    from spaces.architecture.int8 import quantise_state
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch_dtype = _TORCH_DTYPES[dtype]
+    np_dtype = {"float32": np.float32, "float16": np.float16, "bfloat16": np.float16}[dtype]
     encoder = student.encoder
-    original = next(encoder.parameters()).dtype
-    encoder.to(torch_dtype)
-    try:
-        encoder.save_pretrained(directory)
-    finally:
-        encoder.to(original)
+    if int8:
+        config = encoder.config.to_dict()
+        config["evoforge_int8"] = True
+        (directory / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        save_numpy(quantise_state(encoder.state_dict(), np_dtype), str(directory / "model.safetensors"),
+                   metadata={"format": "pt"})
+    else:
+        original = next(encoder.parameters()).dtype
+        encoder.to(torch_dtype)
+        try:
+            encoder.save_pretrained(directory)
+        finally:
+            encoder.to(original)
     tokenizer.save_pretrained(directory)
     width = encoder.config.hidden_size
     modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -203,9 +218,12 @@ def save_student(student, tokenizer, directory: Path, dtype: str = "float32", ma
         (dense / "config.json").write_text(json.dumps({
             "in_features": width, "out_features": student.embedding_dim, "bias": True,
             "activation_function": "torch.nn.modules.linear.Identity"}, indent=2))
-        tensors = {f"linear.{k}": v.detach().to(torch_dtype).contiguous()
-                   for k, v in student.projection.state_dict().items()}
-        save_file(tensors, str(dense / "model.safetensors"), metadata={"format": "pt"})
+        state = {f"linear.{k}": v for k, v in student.projection.state_dict().items()}
+        if int8:
+            save_numpy(quantise_state(state, np_dtype), str(dense / "model.safetensors"), metadata={"format": "pt"})
+        else:
+            save_file({k: v.detach().to(torch_dtype).contiguous() for k, v in state.items()},
+                      str(dense / "model.safetensors"), metadata={"format": "pt"})
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
     modules.append({"idx": len(modules), "name": str(len(modules)), "path": f"{len(modules)}_Normalize",
                     "type": "sentence_transformers.models.Normalize"})
@@ -227,9 +245,21 @@ def load_student(directory: Path) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from spaces.architecture.int8 import dequantise_state
+
     hf_logging.disable_progress_bar()
     directory = Path(directory)
-    encoder = AutoModel.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
+    int8 = bool(json.loads((directory / "config.json").read_text()).get("evoforge_int8"))
+    if int8:
+        from safetensors.numpy import load_file as load_numpy
+        from transformers import AutoConfig
+
+        encoder = AutoModel.from_config(AutoConfig.from_pretrained(directory, local_files_only=True))
+        arrays = dequantise_state(load_numpy(str(directory / "model.safetensors")))
+        encoder.load_state_dict({k: torch.as_tensor(v) for k, v in arrays.items()}, strict=True)
+        encoder.float()
+    else:
+        encoder = AutoModel.from_pretrained(directory, local_files_only=True, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     dense_dir = directory / "2_Dense"
     pooling = json.loads((directory / "1_Pooling" / "config.json").read_text())
@@ -242,6 +272,8 @@ def load_student(directory: Path) -> tuple[Any, Any]:
     student.encoder = encoder
     if student.projection is not None:
         weights = load_file(str(dense_dir / "model.safetensors"))
+        if int8:
+            weights = {k: torch.as_tensor(v) for k, v in dequantise_state({k: v.numpy() for k, v in weights.items()}).items()}
         student.projection.load_state_dict({k.removeprefix("linear."): v.float() for k, v in weights.items()})
     student.eval()
     return student, tokenizer

@@ -1,5 +1,6 @@
 """Student size: the analytic tensor table against real models and written files (MB = 10^6 bytes)."""
 
+import dataclasses
 import json
 import struct
 
@@ -85,3 +86,36 @@ def test_float16_halves_the_tensor_bytes():
     shape = SHAPES[0]
     assert student_size(shape, 384, "float16").tensor_bytes * 2 == student_size(shape, 384).tensor_bytes
     assert torch.tensor([], dtype=torch.float16).element_size() == 2
+
+
+@pytest.mark.parametrize("shape", [Shape(2, 32, 4, 64, 300, 64, True), Shape(1, 48, 3, 96, 257, 80, True)])
+def test_int8_students_size_is_exact_and_they_load_as_the_rounded_weights(tmp_path, shape):
+    """An int8 transformer: each matrix as int8 rows + a float16 scale per row, vectors in float16; the size table
+    matches the written files, and load_student gives back exactly the weights fake_quantise_ rounds to."""
+    from transformers import BertTokenizer
+
+    from spaces.architecture.int8 import fake_quantise_
+    from spaces.architecture.student import load_student
+
+    base = BertTokenizer(vocab={t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] +
+                                                          [chr(97 + i % 26) * (1 + i // 26) for i in range(400)])})
+    tokens = tuple(list(base.get_vocab())[: shape.vocab])
+    tokenizer = student_tokenizer(base, ReducedVocabulary(tokens, np.arange(len(tokens))), shape.positions)
+    student = build_student(shape, {}, 384, seed=0)
+    save_student(student, tokenizer, tmp_path, "float16", int8=True)
+    files = weight_files(tmp_path)
+    report = student_size(shape, 384, "float16")
+    assert sum(f.stat().st_size - _header_bytes(f) for f in files) == report.tensor_bytes
+    written = sum(f.stat().st_size for f in files)
+    assert written <= report.file_bytes_bound < written + 64 * len(files)
+    matrices = sum(d[0] * d[1] for _, d in encoder_tensors(shape) + projection_tensors(shape, 384) if len(d) == 2)
+    rows = sum(d[0] for _, d in encoder_tensors(shape) + projection_tensors(shape, 384) if len(d) == 2)
+    assert report.tensor_bytes == matrices + 2 * rows + 2 * (report.parameters - matrices)
+    assert report.tensor_bytes < 0.6 * student_size(Shape(*dataclasses.astuple(shape)[:6]), 384, "float16").tensor_bytes
+    header = json.loads(open(files[0], "rb").read(_header_bytes(files[0]))[8:])
+    assert header["encoder.layer.0.attention.self.query.weight"]["dtype"] == "I8"
+    loaded, _ = load_student(tmp_path)
+    fake_quantise_(student)
+    ids = torch.randint(0, shape.vocab, (3, 12))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids, torch.ones_like(ids)), student(ids, torch.ones_like(ids)))

@@ -138,7 +138,7 @@ def test_micro_transformer_student_loads_with_transformers_and_sentence_transfor
     from sentence_transformers import SentenceTransformer
     from transformers import AutoModel, AutoTokenizer
 
-    settings = replace(MICRO, static_widths=())
+    settings = replace(MICRO, static_widths=(), int8=False)   # --no-int8: float weights, loadable by both
     out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, settings)
     student = json.loads((out / "report.json").read_text())["student"]
     weights = [out / "model.safetensors", out / "2_Dense" / "model.safetensors"]
@@ -152,6 +152,33 @@ def test_micro_transformer_student_loads_with_transformers_and_sentence_transfor
     assert model.config.vocab_size == len(tokenizer)
     embedding = SentenceTransformer(str(out), device="cpu", local_files_only=True).encode(["def f(x): return x"])
     assert embedding.shape == (1, 384)
+
+
+def test_micro_int8_transformer_student_is_written_as_int8_and_scored_as_loaded(tmp_path, text_dir):
+    """With the int8 gene on (the default), a transformer student the GA picks int8 is written as int8 rows and
+    scales; the report's size is the files' and its cosine is that of the student load_student reads back."""
+    from dataclasses import replace as replace_settings
+
+    from objectives.distillation import prepare_data
+    from runs.compress import corpus_config, domain_scores
+    from spaces.architecture.student import embed, load_student
+
+    settings = replace_settings(MICRO, static_widths=())
+    out = compress("", "1MB", str(text_dir), str(tmp_path / "student"), False, 1, settings)
+    report = json.loads((out / "report.json").read_text())
+    student = report["student"]
+    assert student["kind"] == "transformer" and student["name"].endswith(" int8")
+    weights = [p for p in (out / "model.safetensors", out / "2_Dense" / "model.safetensors") if p.exists()]
+    assert sum(p.stat().st_size for p in weights) / 1e6 == pytest.approx(student["file_mb"])
+    header = json.loads((out / "model.safetensors").read_bytes()[8:][:int.from_bytes(
+        (out / "model.safetensors").read_bytes()[:8], "little")])
+    assert header["encoder.layer.0.intermediate.dense.weight"]["dtype"] == "I8"
+    assert header["encoder.layer.0.intermediate.dense.weight_scale"]["dtype"] == "F16"
+    assert json.loads((out / "config.json").read_text())["evoforge_int8"] is True
+    model, tokenizer = load_student(out)
+    data = prepare_data("", str(text_dir), corpus_config(settings), settings.max_length, settings.seed)
+    scores = domain_scores(lambda t: embed(model, tokenizer, t, settings.seq_length), data)
+    assert scores["mean_cosine"] == pytest.approx(student["mean_cosine"], abs=1e-5)
 
 
 def test_teacher_without_weights_is_refused_before_any_work(tmp_path, text_dir):

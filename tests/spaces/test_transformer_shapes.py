@@ -115,7 +115,7 @@ def test_static_students_join_the_space_only_when_asked():
     space = TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=64, min_layers=0), Context())
     rng = np.random.default_rng(4)
     population = space.initial(rng, 40)
-    seen_static = seen_int8 = 0
+    seen_static = seen_int8 = seen_int8_layers = 0
     for _ in range(600):
         a, b = population[rng.integers(40)], population[rng.integers(40)]
         child = space.mutate(space.crossover(a, b, rng)[0], rng)
@@ -125,9 +125,10 @@ def test_static_students_join_the_space_only_when_asked():
             seen_int8 += child.int8
             assert (child.heads, child.intermediate, child.positions) == (1, 0, 0)
         else:
-            assert not child.int8 and child.positions >= 64
+            seen_int8_layers += child.int8
+            assert child.positions >= 64
         population[rng.integers(40)] = child
-    assert seen_static >= 10 and 0 < seen_int8 < seen_static
+    assert seen_static >= 10 and 0 < seen_int8 < seen_static and seen_int8_layers > 10
     table = Shape(0, 128, 1, 0, 9000, 0, True)
     assert table.describe() == "static W128 V9000 int8"
     assert not TransformerShapeSpace(TransformerShapeSpace.Config(seq_length=64), Context()).bounds.contains(table)
@@ -140,3 +141,9 @@ def test_static_students_join_the_space_only_when_asked():
                                                       "int8": True, "embedding_dim": 384}
     with pytest.raises(UserError, match="min_layers"):
         TransformerShapeSpace(TransformerShapeSpace.Config(min_layers=2), Context())
+    quantised = Shape(1, 128, 4, 256, 3000, 64, True)   # a transformer stored int8: half the bytes of float16
+    assert quantised.describe() == "L1 H128 A4 I256 V3000 P64 int8" and space.bounds.contains(quantised)
+    assert json.loads(space.emit(quantised, "json"))["evoforge_int8"] is True
+    assert "evoforge_int8" not in space.emit(quantised, "python")
+    assert student_size(quantised, 384, "float16").tensor_bytes < 0.6 * student_size(
+        Shape(1, 128, 4, 256, 3000, 64), 384, "float16").tensor_bytes
