@@ -194,6 +194,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 // shuffles, not 5 K; lane L ends with value L / (32 / K)'s sum.
 template <int K>
 __device__ __forceinline__ float warp_sums_t(float* p, int lane) {
+  static_assert(K >= 1 && K <= 32 && (K & (K - 1)) == 0, "warp_sums_t: K must be a power of two <= 32");
 #pragma unroll
   for (int c = K, o = 16; c > 1; c >>= 1, o >>= 1) {
     const bool hi = lane & o;
