@@ -21,8 +21,10 @@
 
 #if defined(__GNUC__)
 #define EF_INLINE static inline __attribute__((always_inline))
+#define EF_PREFETCH(p) __builtin_prefetch(p)
 #else
 #define EF_INLINE static inline
+#define EF_PREFETCH(p) ((void)0)
 #endif
 
 static inline uint32_t ef_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
@@ -91,6 +93,8 @@ float evoforge_exp(float x) { return evoforge_exp_inline(x); }
 void evoforge_exp_array(const float *restrict in, float *restrict out, size_t n) {
     for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */
         const size_t m = n - i0 < 512 ? n - i0 : 512;
+        if (n > 65536 && i0 + 1536 <= n)   /* large calls: input 4 KiB ahead */
+            for (size_t j = 0; j < 512; j += 16) EF_PREFETCH(&in[i0 + 1024 + j]);
         uint32_t top = 0;                          /* largest key of the block */
         for (size_t i = 0; i < m; i++) {
             out[i0 + i] = evoforge_exp_fast(in[i0 + i]);

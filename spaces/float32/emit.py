@@ -81,8 +81,10 @@ C_PRELUDE = """\
 
 #if defined(__GNUC__)
 #define EF_INLINE static inline __attribute__((always_inline))
+#define EF_PREFETCH(p) __builtin_prefetch(p)
 #else
 #define EF_INLINE static inline
+#define EF_PREFETCH(p) ((void)0)
 #endif
 
 static inline uint32_t ef_bits(float x) { uint32_t u; memcpy(&u, &x, sizeof u); return u; }
@@ -188,6 +190,36 @@ def _c_log_like(target: R.Target, name: str) -> str:
             f"static float evoforge_{name}_slow(float x) {{ return evoforge_{name}_inline(x); }}\n")
 
 
+#: how far ahead (floats) the array loops prefetch their input in calls too large for the cache
+PREFETCH_AHEAD = 1024
+#: calls above this many elements are memory-bound: they prefetch, and the staged loops run one pass
+CACHE_RESIDENT = 65536
+
+
+def _c_prefetch(indent: str) -> str:
+    """Large calls: the next lines of input, PREFETCH_AHEAD floats (4 KiB) ahead, one prefetch per 64-byte line,
+    issued once per block outside the vectorised loop. The hardware prefetcher alone keeps too few lines in flight
+    when a function's arithmetic fills the out-of-order window (the loads of later iterations wait behind it); at
+    2^24 elements on the Xeon this measured tanh 0.80 -> 0.59 ns, sigmoid 0.62 -> 0.53, sin 0.53 -> 0.50 per
+    element (bench/README.md). Prefetching the output for writing was slower; cache-resident calls skip it."""
+    return (f"{indent}if (n > {CACHE_RESIDENT} && i0 + {PREFETCH_AHEAD + 512} <= n)   /* large calls: input 4 KiB ahead */\n"
+            f"{indent}    for (size_t j = 0; j < 512; j += 16) EF_PREFETCH(&in[i0 + {PREFETCH_AHEAD} + j]);\n")
+
+
+def _c_plain_loop(name: str) -> str:
+    """The array loop of a function with one branch-free path: in cache one loop over the call, larger calls in
+    blocks of 512 only to place the prefetches (blocks cost cache-resident calls 3%: erf, on the Xeon)."""
+    return (f"    if (n <= {CACHE_RESIDENT}) {{\n"
+            f"        for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n"
+            "        return;\n"
+            "    }\n"
+            "    for (size_t i0 = 0; i0 < n; i0 += 512) {\n"
+            "        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
+            + _c_prefetch(" " * 8) +
+            f"        for (size_t i = 0; i < m; i++) out[i0 + i] = evoforge_{name}_inline(in[i0 + i]);\n"
+            "    }\n}\n")
+
+
 def _c_block_loop(name: str, key: str, threshold: int, stages: tuple[str, str, str] | None = None) -> str:
     """The array loop for a function with a branch-free `_fast` path and a scalar `_slow` one: blocks of 512, the
     fast path over the whole block (vectorised), the largest `key` of the block kept in the same loop (one unsigned
@@ -215,7 +247,7 @@ def _c_block_loop(name: str, key: str, threshold: int, stages: tuple[str, str, s
         buffers, passes = "", scan(one_pass, " " * 8)
     else:
         buffers = (f"    {stages[0]}    /* the first pass's results, lane by lane */\n"
-                   "    const int staged = n <= 65536;                 /* two passes only where cache-resident */\n")
+                   f"    const int staged = n <= {CACHE_RESIDENT};                 /* two passes only where cache-resident */\n")
         passes = ("        if (staged) {\n"
                   + scan(stages[1], " " * 12) +
                   "            for (size_t i = 0; i < m; i++)\n"
@@ -225,6 +257,7 @@ def _c_block_loop(name: str, key: str, threshold: int, stages: tuple[str, str, s
     return (buffers +
             "    for (size_t i0 = 0; i0 < n; i0 += 512) {       /* blocks: fast path vectorised, rare lanes redone */\n"
             "        const size_t m = n - i0 < 512 ? n - i0 : 512;\n"
+            + _c_prefetch(" " * 8) +
             "        uint32_t top = 0;                          /* largest key of the block */\n"
             + passes +
             f"        if (top >= 0x{threshold:08x}u)\n"
@@ -333,7 +366,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
                               f"evoforge_{name}_reduce(in[i0 + i], &r_[i], &q_[i], &sb_[i]);",
                               f"evoforge_{name}_finish(r_[i], q_[i], sb_[i])"))
     else:
-        api += f"    for (size_t i = 0; i < n; i++) out[i] = evoforge_{name}_inline(in[i]);\n}}\n"
+        api += _c_plain_loop(name)
     return head + C_PRELUDE + "\n" + _c_core(program, constants, target) + "\n" + body + api
 
 

@@ -101,3 +101,22 @@ def test_exp_arrays_fast_path_gives_the_scalar_functions_bits(name, edges, tmp_p
     got = array(x)
     assert np.array_equal(got.view(np.uint32)[~np.isnan(want)], want.view(np.uint32)[~np.isnan(want)])
     assert np.array_equal(np.isnan(got), np.isnan(want))
+
+
+@pytest.mark.skipif(GCC is None, reason="needs gcc")
+@pytest.mark.parametrize("name", ["exp", "exp2", "log", "log2", "sin", "cos", "tanh", "sigmoid", "erf"])
+def test_a_call_too_large_for_the_cache_gives_the_scalar_functions_bits(name, tmp_path):
+    """Calls above 2^16 elements take the memory-bound path (one pass per block, the input prefetched 4 KiB
+    ahead): every lane, the rare ones in the first and the last blocks and the tail after the last full block
+    included, equals the scalar function."""
+    array = _array_fn(name, tmp_path)
+    scalar = getattr(ctypes.CDLL(str(tmp_path / f"{name}.so")), f"evoforge_{name}")
+    scalar.argtypes, scalar.restype = [ctypes.c_float], ctypes.c_float
+    target = TARGETS[name]
+    x = target.sample(70001, np.random.default_rng(17)).astype(np.float32)
+    rare = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, 3e38, -3e38, 150.0, -150.0], np.float32)
+    x[:rare.size], x[-rare.size:], x[69800:69800 + rare.size] = rare, rare, rare
+    got, want = array(x), np.array([scalar(float(v)) for v in x], np.float32)
+    assert np.array_equal(np.isnan(got), np.isnan(want))
+    keep = ~np.isnan(want)
+    assert np.array_equal(got.view(np.uint32)[keep], want.view(np.uint32)[keep])
