@@ -77,39 +77,37 @@ static inline double ef_reduce_large(uint32_t xi, int32_t *np) {
     return (double)(int64_t)res0 * 0x1.921fb54442d18p-62;
 }
 
-/* cos of x, |x| = n pi/2 + rh + rl: only the value the quadrant needs is kept (one blend); sign is
-   the sign bit to put back (sin is odd, cos even). */
-EF_INLINE float ef_cos_finish(float rh, float rl, int32_t n, uint32_t sign) {
+/* cos of x, x = n pi/2 + rh + rl, q = n + 1 (the quadrant of sin): only the value the quadrant
+   needs is kept (one blend); sign: a sign bit to put back (the slow path reduces |x|). */
+EF_INLINE float ef_cos_finish(float rh, float rl, uint32_t q, uint32_t sign) {
     float p, q2;
     ef_core(rh, &p, &q2);     /* (sin(rh) - rh)/rh^3, (cos(rh) - 1 + rh^2/2)/rh^4, polynomials in rh^2 */
     const float z = rh * rh, z2 = z * z, r3 = rh * z, t = rh * rl, hr = 0.5f * rh;
     const float c = 1.0f - ef_fma(rh, hr, ef_fma(-z2, q2, t));    /* 1 - cos, rounded once */
-    const float s = rh + ef_fma(r3, p, ef_fma(-t, hr, rl));       /* rl cos(rh) ~ rl - rl rh^2/2 */
-    const uint32_t q = (uint32_t)n + 1u;
+    /* rl cos(rh) ~ rl - rl rh^2/2; rh - (-...), not rh + (...): the same bits, and sin(-0) = -0 */
+    const float s = rh - ef_fma(-r3, p, ef_fma(t, hr, -rl));
     /* a float select on the sign bit of q << 31 (odd quadrant): gcc emits one blend */
     const float y = (int32_t)(q << 31) < 0 ? c : s;
-    return ef_float(ef_bits(y) ^ ((q << 30) & 0x80000000u) ^ sign);
+    return ef_float(ef_bits(y) ^ (((q << 30) ^ sign) & 0x80000000u));
 }
 
-/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch.
-   nq: the shifter's bits (k + 0x4B400000: the same two low bits as k; positive here) with x's sign in
-   bit 31, which the finish ignores in n (only n's two low bits count). */
+/* |x| < 120: three-part Cody-Waite in float32 giving x - n pi/2 = rh + rl (reduction.py), on x itself (see
+   emit.py: _c_trig). No branch. nq: the shifter's bits, 0x4B400000 + n + 1: the quadrant q in the low bits. */
 EF_INLINE void evoforge_cos_reduce(float x, float *rh_out, float *rl_out, uint32_t *nq_out) {
-    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);
-    const float sh = ef_fma(ax, 0x1.45f3060000000p-1f, 0x1.8p23f);   /* rint(|x| 2/pi) in the low bits */
-    const float kf = sh - 0x1.8p23f;
-    const float r1 = ef_fma(-kf, 0x1.921f000000000p+0f, ax);      /* exact */
+    const float sh = ef_fma(x, 0x1.45f3060000000p-1f, 12582913.0f);   /* rint(x 2/pi) + 1 in the low bits */
+    const float kf = sh - 12582913.0f;
+    const float r1 = ef_fma(-kf, 0x1.921f000000000p+0f, x);      /* exact */
     const float rh = ef_fma(-kf, 0x1.6a89000000000p-17f, r1);
     *rl_out = ef_fma(-kf, -0x1.e973dc0000000p-35f, ef_fma(-kf, 0x1.6a89000000000p-17f, r1 - rh));   /* r1 - rh exact */
     *rh_out = rh;
-    *nq_out = ef_bits(sh) | (ef_bits(x) & 0x80000000u);
+    *nq_out = ef_bits(sh);
 }
 
 EF_INLINE float evoforge_cos_fast(float x) {
     float rh, rl;
     uint32_t nq;
     evoforge_cos_reduce(x, &rh, &rl, &nq);
-    return ef_cos_finish(rh, rl, (int32_t)nq, 0u);
+    return ef_cos_finish(rh, rl, nq, 0u);
 }
 
 /* |x| >= 120, inf, NaN: Payne-Hanek (not inlined: it stays out of the vector loop). */
@@ -119,7 +117,7 @@ static float evoforge_cos_slow(float x) {
     int32_t n;
     const double r = ef_reduce_large(ai, &n);
     const float rh = (float)r;
-    return ef_cos_finish(rh, (float)(r - (double)rh), n, 0u);
+    return ef_cos_finish(rh, (float)(r - (double)rh), (uint32_t)n + 1, 0u);
 }
 
 EF_INLINE float evoforge_cos_inline(float x) {
@@ -145,7 +143,7 @@ void evoforge_cos_array(const float *restrict in, float *restrict out, size_t n)
                 top = k > top ? k : top;
             }
             for (size_t i = 0; i < m; i++)
-                out[i0 + i] = ef_cos_finish(rh_[i], rl_[i], (int32_t)nq_[i], 0u);
+                out[i0 + i] = ef_cos_finish(rh_[i], rl_[i], nq_[i], 0u);
         } else
             for (size_t i = 0; i < m; i++) {
                 out[i0 + i] = evoforge_cos_fast(in[i0 + i]);

@@ -268,12 +268,19 @@ def _c_block_loop(name: str, key: str, threshold: int, stages: tuple[str, str, s
 
 
 def _c_trig(target: R.Target, name: str) -> str:
-    """Two paths on a = |x|: `_fast` (a < 120, float32 Cody-Waite, branch-free, so a loop over it vectorises) and
-    `_slow` (Payne-Hanek for huge a, inf, NaN). The array version runs the fast path over a block, keeps the largest
-    |x| bits in the same vectorised loop, and re-does only the lanes with a >= 120 with the scalar slow path."""
+    """Two paths: `_fast` (|x| < 120, float32 Cody-Waite, branch-free, so a loop over it vectorises) and `_slow`
+    (Payne-Hanek for huge |x|, inf, NaN). The array version runs the fast path over a block, keeps the largest |x|
+    bits in the same vectorised loop, and re-does only the lanes with |x| >= 120 with the scalar slow path.
+
+    The fast path reduces x itself, not |x|: every step is odd-symmetric under round-to-nearest-even, so -x gives
+    -rh, -rl and -n, and the quadrant arithmetic then yields sin's sign (cos has none) with no sign bit to merge or
+    put back: the same bits as reducing |x| (all 2^32 inputs compared), two vector operations fewer for sin. The
+    quadrant offset of cos (a quarter turn) rides in the shifter's constant, so q costs no add either."""
     table = ", ".join(f"0x{int(v):08x}u" for v in R.INV_PIO4_TABLE)
-    sign = "ef_bits(x) & 0x80000000u" if target.odd else "0u"
-    sign_of = (lambda v: f"{v} & 0x80000000u") if target.odd else (lambda v: "0u")  # noqa: E731
+    sign = "ef_bits(x) & 0x80000000u" if target.odd else "0u"       # the slow path reduces |x|
+    shift = target.quadrant_shift
+    shifter = f"{12582912.0 + shift:.1f}f" if shift else "0x1.8p23f"   # 1.5 * 2^23 (+ shift)
+    plus_shift = f" + {shift}" if shift else ""
     return (f"static const uint32_t ef_inv_pio4[24] = {{{table}}};\n\n"
             "/* Payne-Hanek for float32 |x| >= 2: 2/pi bits picked by the exponent, integer products (glibc sinf). */\n"
             "static inline double ef_reduce_large(uint32_t xi, int32_t *np) {\n"
@@ -291,38 +298,36 @@ def _c_trig(target: R.Target, name: str) -> str:
             "    *np = (int32_t)n;\n"
             f"    return (double)(int64_t)res0 * {_c_double(R.PI63)};\n"
             "}\n\n"
-            f"/* {name} of x, |x| = n pi/2 + rh + rl: only the value the quadrant needs is kept (one blend); sign is\n"
-            "   the sign bit to put back (sin is odd, cos even). */\n"
-            f"EF_INLINE float ef_{name}_finish(float rh, float rl, int32_t n, uint32_t sign) {{\n"
+            f"/* {name} of x, x = n pi/2 + rh + rl, q = n{plus_shift}{' (the quadrant of sin)' if shift else ''}: only the value the quadrant\n"
+            "   needs is kept (one blend); sign: a sign bit to put back (the slow path reduces |x|). */\n"
+            f"EF_INLINE float ef_{name}_finish(float rh, float rl, uint32_t q, uint32_t sign) {{\n"
             "    float p, q2;\n"
             "    ef_core(rh, &p, &q2);     /* (sin(rh) - rh)/rh^3, (cos(rh) - 1 + rh^2/2)/rh^4, polynomials in rh^2 */\n"
             "    const float z = rh * rh, z2 = z * z, r3 = rh * z, t = rh * rl, hr = 0.5f * rh;\n"
             "    const float c = 1.0f - ef_fma(rh, hr, ef_fma(-z2, q2, t));    /* 1 - cos, rounded once */\n"
-            "    const float s = rh + ef_fma(r3, p, ef_fma(-t, hr, rl));       /* rl cos(rh) ~ rl - rl rh^2/2 */\n"
-            f"    const uint32_t q = (uint32_t)n + {target.quadrant_shift}u;\n"
+            "    /* rl cos(rh) ~ rl - rl rh^2/2; rh - (-...), not rh + (...): the same bits, and sin(-0) = -0 */\n"
+            "    const float s = rh - ef_fma(-r3, p, ef_fma(t, hr, -rl));\n"
             "    /* a float select on the sign bit of q << 31 (odd quadrant): gcc emits one blend */\n"
             "    const float y = (int32_t)(q << 31) < 0 ? c : s;\n"
-            "    return ef_float(ef_bits(y) ^ ((q << 30) & 0x80000000u) ^ sign);\n"
+            "    return ef_float(ef_bits(y) ^ (((q << 30) ^ sign) & 0x80000000u));\n"
             "}\n\n"
-            "/* |x| < 120: three-part Cody-Waite in float32 giving |x| - n pi/2 = rh + rl (reduction.py). No branch.\n"
-            "   nq: the shifter's bits (k + 0x4B400000: the same two low bits as k; positive here) with x's sign in\n"
-            "   bit 31, which the finish ignores in n (only n's two low bits count). */\n"
+            "/* |x| < 120: three-part Cody-Waite in float32 giving x - n pi/2 = rh + rl (reduction.py), on x itself (see\n"
+            f"   emit.py: _c_trig). No branch. nq: the shifter's bits, 0x4B400000 + n{plus_shift}: the quadrant q in the low bits. */\n"
             f"EF_INLINE void evoforge_{name}_reduce(float x, float *rh_out, float *rl_out, uint32_t *nq_out) {{\n"
-            "    const float ax = ef_float(ef_bits(x) & 0x7fffffffu);\n"
-            f"    const float sh = ef_fma(ax, {_c_float(R.INV_PIO2_F)}, 0x1.8p23f);   /* rint(|x| 2/pi) in the low bits */\n"
-            "    const float kf = sh - 0x1.8p23f;\n"
-            f"    const float r1 = ef_fma(-kf, {_c_float(R.PIO2_C1)}, ax);      /* exact */\n"
+            f"    const float sh = ef_fma(x, {_c_float(R.INV_PIO2_F)}, {shifter});   /* rint(x 2/pi){plus_shift} in the low bits */\n"
+            f"    const float kf = sh - {shifter};\n"
+            f"    const float r1 = ef_fma(-kf, {_c_float(R.PIO2_C1)}, x);      /* exact */\n"
             f"    const float rh = ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1);\n"
             f"    *rl_out = ef_fma(-kf, {_c_float(R.PIO2_C3)}, ef_fma(-kf, {_c_float(R.PIO2_C2)}, r1 - rh));"
             "   /* r1 - rh exact */\n"
             "    *rh_out = rh;\n"
-            "    *nq_out = ef_bits(sh) | (ef_bits(x) & 0x80000000u);\n"
+            "    *nq_out = ef_bits(sh);\n"
             "}\n\n"
             f"EF_INLINE float evoforge_{name}_fast(float x) {{\n"
             "    float rh, rl;\n"
             "    uint32_t nq;\n"
             f"    evoforge_{name}_reduce(x, &rh, &rl, &nq);\n"
-            f"    return ef_{name}_finish(rh, rl, (int32_t)nq, {sign_of('nq')});\n"
+            f"    return ef_{name}_finish(rh, rl, nq, 0u);\n"
             "}\n\n"
             "/* |x| >= 120, inf, NaN: Payne-Hanek (not inlined: it stays out of the vector loop). */\n"
             f"static float evoforge_{name}_slow(float x) {{\n"
@@ -331,7 +336,7 @@ def _c_trig(target: R.Target, name: str) -> str:
             "    int32_t n;\n"
             "    const double r = ef_reduce_large(ai, &n);\n"
             "    const float rh = (float)r;\n"
-            f"    return ef_{name}_finish(rh, (float)(r - (double)rh), n, {sign});\n"
+            f"    return ef_{name}_finish(rh, (float)(r - (double)rh), (uint32_t)n{plus_shift}, {sign});\n"
             "}\n\n"
             f"EF_INLINE float evoforge_{name}_inline(float x) {{\n"
             f"    return ef_float(ef_bits(x) & 0x7fffffffu) < {_c_float(R.LARGE)} ? evoforge_{name}_fast(x) "
@@ -353,8 +358,7 @@ def emit_c(program: Program, constants: Sequence[float], target: R.Target, note:
         api += _c_block_loop(name, "({v} & 0x7fffffffu)", int(R.as_bits(np.float32(R.LARGE))),
                              ("float rh_[512], rl_[512];\n    uint32_t nq_[512];",
                               f"evoforge_{name}_reduce(in[i0 + i], &rh_[i], &rl_[i], &nq_[i]);",
-                              f"ef_{name}_finish(rh_[i], rl_[i], (int32_t)nq_[i], "
-                              f"{'nq_[i] & 0x80000000u' if target.odd else '0u'})"))
+                              f"ef_{name}_finish(rh_[i], rl_[i], nq_[i], 0u)"))
     elif name in ("exp", "exp2"):   # |x| beyond the fast path's bound, inf, NaN
         center, half = _exp_fast_window(target)
         api += _c_block_loop(name, f"(ef_bits(ef_float({{v}}) - {_c_float(center)}) & 0x7fffffffu)", int(R.as_bits(half)))
