@@ -91,7 +91,10 @@ EF_INLINE float evoforge_sigmoid_finish(float r, float q, uint32_t sb) {
     const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */
     const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */
     const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */
-    const float hi = s > ph ? s : ph, lo = s > ph ? ph : s;
+    /* s, ph > 0: their bits order as they do, so an unsigned max and min sort them (one vector op each;
+       the float selects cost gcc two compares more). Equal: either order gives the same sum. */
+    const uint32_t sb_ = ef_bits(s), pb_ = ef_bits(ph);
+    const float hi = ef_float(sb_ > pb_ ? sb_ : pb_), lo = ef_float(sb_ > pb_ ? pb_ : sb_);
     const float dh = hi + lo, dl = (lo - (dh - hi)) + pl;        /* Fast2Sum: D = dh + dl */
     const float c = 1.0f / dh;
     const float y0 = s * c;                                     /* = s/dh rounded once */

@@ -59,7 +59,7 @@ EF_INLINE float ef_core(float r) {
     return v7;
 }
 
-EF_INLINE float evoforge_tanh_inline(float x) {
+EF_INLINE void evoforge_tanh_reduce(float x, float *eh_out, float *el_out, uint32_t *sign_out) {
     const uint32_t ix = ef_bits(x);
     const float a = ef_float(ix & 0x7fffffffu);
     const float t = 2.0f * (a > 0x1.3000000000000p+3f ? 0x1.3000000000000p+3f : a);   /* tanh rounds to 1 beyond; NaN passes */
@@ -71,22 +71,41 @@ EF_INLINE float evoforge_tanh_inline(float x) {
     const float b = pk * r, am = pk - 1.0f;
     const float e1 = am + b;                                     /* Fast2Sum */
     const float w = ef_fma(pk, q, b - (e1 - am));
-    const float eh = e1 + w, el = w - (eh - e1);                 /* E = e^t - 1 = eh + el */
+    const float eh = e1 + w;
+    *el_out = w - (eh - e1);                                    /* E = e^t - 1 = eh + el */
+    *eh_out = eh;
+    *sign_out = ix & 0x80000000u;
+}
+
+EF_INLINE float evoforge_tanh_finish(float eh, float el, uint32_t sign) {
     const float dh = eh + 2.0f, bb = dh - eh;
     const float dl = ((eh - (dh - bb)) + (2.0f - bb)) + el;       /* D = E + 2 (TwoSum) */
     const float inv = 1.0f / dh;                                 /* the one division */
     const float y0 = eh * inv;
     const float rho = ef_fma(-y0, dh, eh);                       /* remainder */
     const float y = ef_fma(ef_fma(-y0, dl, rho + el), inv, y0);  /* y0 + (E - y0 D)/D */
-    return ef_float(ef_bits(y) | (ix & 0x80000000u));
+    return ef_float(ef_bits(y) | sign);
+}
+
+EF_INLINE float evoforge_tanh_inline(float x) {
+    float eh, el;
+    uint32_t sign;
+    evoforge_tanh_reduce(x, &eh, &el, &sign);
+    return evoforge_tanh_finish(eh, el, sign);
 }
 
 /* The exported scalar function, and an array version whose loop the compiler vectorises. */
 float evoforge_tanh(float x) { return evoforge_tanh_inline(x); }
 
 void evoforge_tanh_array(const float *restrict in, float *restrict out, size_t n) {
+    float eh_[512], el_[512];
+    uint32_t sign_[512];    /* the first pass's results, lane by lane */
     if (n <= 65536) {
-        for (size_t i = 0; i < n; i++) out[i] = evoforge_tanh_inline(in[i]);
+        for (size_t i0 = 0; i0 < n; i0 += 512) {
+            const size_t m = n - i0 < 512 ? n - i0 : 512;
+            for (size_t i = 0; i < m; i++) evoforge_tanh_reduce(in[i0 + i], &eh_[i], &el_[i], &sign_[i]);
+            for (size_t i = 0; i < m; i++) out[i0 + i] = evoforge_tanh_finish(eh_[i], el_[i], sign_[i]);
+        }
         return;
     }
     for (size_t i0 = 0; i0 < n; i0 += 512) {

@@ -39,8 +39,10 @@ def c_erf() -> str:
 
 
 def c_tanh() -> str:
-    """float32 only: 8 lanes per AVX2 vector (activations.py: the double-float steps and why each is exact)."""
-    return ("EF_INLINE float evoforge_tanh_inline(float x) {\n"
+    """float32 only (activations.py: the double-float steps and why each is exact). Two halves, `_reduce` (x to
+    E = e^2|x| - 1 = eh + el and x's sign bit) and `_finish` (E / (E + 2)), which the array loop runs as two passes
+    over a block where the call is cache-resident; `_inline` is both."""
+    return ("EF_INLINE void evoforge_tanh_reduce(float x, float *eh_out, float *el_out, uint32_t *sign_out) {\n"
             "    const uint32_t ix = ef_bits(x);\n"
             "    const float a = ef_float(ix & 0x7fffffffu);\n"
             f"    const float t = 2.0f * (a > {_f(A.TANH_CLAMP)} ? {_f(A.TANH_CLAMP)} : a);"
@@ -53,14 +55,25 @@ def c_tanh() -> str:
             "    const float b = pk * r, am = pk - 1.0f;\n"
             "    const float e1 = am + b;                                     /* Fast2Sum */\n"
             "    const float w = ef_fma(pk, q, b - (e1 - am));\n"
-            "    const float eh = e1 + w, el = w - (eh - e1);                 /* E = e^t - 1 = eh + el */\n"
+            "    const float eh = e1 + w;\n"
+            "    *el_out = w - (eh - e1);                                    /* E = e^t - 1 = eh + el */\n"
+            "    *eh_out = eh;\n"
+            "    *sign_out = ix & 0x80000000u;\n"
+            "}\n\n"
+            "EF_INLINE float evoforge_tanh_finish(float eh, float el, uint32_t sign) {\n"
             "    const float dh = eh + 2.0f, bb = dh - eh;\n"
             "    const float dl = ((eh - (dh - bb)) + (2.0f - bb)) + el;       /* D = E + 2 (TwoSum) */\n"
             "    const float inv = 1.0f / dh;                                 /* the one division */\n"
             "    const float y0 = eh * inv;\n"
             "    const float rho = ef_fma(-y0, dh, eh);                       /* remainder */\n"
             "    const float y = ef_fma(ef_fma(-y0, dl, rho + el), inv, y0);  /* y0 + (E - y0 D)/D */\n"
-            "    return ef_float(ef_bits(y) | (ix & 0x80000000u));\n"
+            "    return ef_float(ef_bits(y) | sign);\n"
+            "}\n\n"
+            "EF_INLINE float evoforge_tanh_inline(float x) {\n"
+            "    float eh, el;\n"
+            "    uint32_t sign;\n"
+            "    evoforge_tanh_reduce(x, &eh, &el, &sign);\n"
+            "    return evoforge_tanh_finish(eh, el, sign);\n"
             "}\n")
 
 
@@ -111,7 +124,10 @@ def c_sigmoid_fast(name: str) -> str:
             "    const float ph1 = 1.0f + r, pl1 = (1.0f - ph1) + r;          /* Fast2Sum */\n"
             "    const float ph = ph1 + q, pl = ((ph1 - ph) + q) + pl1;       /* P = ph + pl */\n"
             "    const float s = ef_float((0x4B400000u + 127u - sb) << 23);   /* 2^-k */\n"
-            "    const float hi = s > ph ? s : ph, lo = s > ph ? ph : s;\n"
+            "    /* s, ph > 0: their bits order as they do, so an unsigned max and min sort them (one vector op each;\n"
+            "       the float selects cost gcc two compares more). Equal: either order gives the same sum. */\n"
+            "    const uint32_t sb_ = ef_bits(s), pb_ = ef_bits(ph);\n"
+            "    const float hi = ef_float(sb_ > pb_ ? sb_ : pb_), lo = ef_float(sb_ > pb_ ? pb_ : sb_);\n"
             "    const float dh = hi + lo, dl = (lo - (dh - hi)) + pl;        /* Fast2Sum: D = dh + dl */\n"
             "    const float c = 1.0f / dh;\n"
             "    const float y0 = s * c;                                     /* = s/dh rounded once */\n"

@@ -124,9 +124,9 @@ def test_array_loop_fast_path_and_redone_lanes_match_the_simulation(tmp_path, ta
 
 
 @pytest.mark.skipif(GCC is None, reason="needs gcc")
-@pytest.mark.parametrize("target,form", [("sin", 0), ("cos", 0), ("sigmoid", 4)])
+@pytest.mark.parametrize("target,form", [("sin", 0), ("cos", 0), ("sigmoid", 4), ("tanh", 0)])
 def test_two_pass_array_loop_equals_the_scalar_function_at_any_length_and_alignment(tmp_path, target, form):
-    """sin, cos and sigmoid arrays run their fast path in two passes over each block (stage buffers in between):
+    """sin, cos, sigmoid and tanh arrays run their fast path in two passes over each block (stage buffers between):
     every lane equals the scalar `evoforge_NAME`, for lengths that end mid-vector and mid-block and for input and
     output pointers off the vector alignment, with rare lanes (huge, inf, NaN) among them."""
     sp = space(target, max_ops=24)
