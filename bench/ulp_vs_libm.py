@@ -2,6 +2,7 @@
 
     python bench/ulp_vs_libm.py                 # every bench/results/NAME.c present
     python bench/ulp_vs_libm.py --only sin cos --repeats 7
+    python bench/ulp_vs_libm.py --march x86-64-v3 --out bench/results/ulp_vs_libm_avx2.json   # AVX2 builds
 
 The named peer is libmvec, compiled the way a user gets it: a loop `out[i] = NAMEf(in[i])` built with
 `gcc -O3 -march=native -ffast-math -fopenmp-simd` calls glibc's vector variants (_ZGVdN8v_NAMEf on AVX2); the
@@ -62,7 +63,17 @@ WIDE_FLAGS = ["-mprefer-vector-width=512"]
 
 
 def has_avx512() -> bool:
-    return " avx512f" in Path("/proc/cpuinfo").read_text()
+    """Whether the builds below make AVX-512 code: the host has it and -march (native, or --march) keeps it."""
+    march = next(f for f in OURS_FLAGS if f.startswith("-march="))
+    macros = subprocess.run(["gcc", march, "-dM", "-E", "-"], input="", capture_output=True, text=True).stdout
+    return " avx512f" in Path("/proc/cpuinfo").read_text() and "__AVX512F__" in macros
+
+
+def set_march(march: str) -> None:
+    """Build ours, the user's libmvec loop and glibc's scalar loop for MARCH instead of the host (e.g. x86-64-v3:
+    what an AVX2 host gets, measured on whatever host runs this)."""
+    for flags in (OURS_FLAGS, LIBMVEC_FLAGS):
+        flags[:] = [f"-march={march}" if f.startswith("-march=") else f for f in flags]
 
 GLIBC_LOOP = r"""
 #include <stddef.h>
@@ -154,10 +165,13 @@ def timed(fns: dict, repeats: int, per_repeat: dict | None = None) -> dict:
     times: dict = {k: [] for k in fns}
     for fn in fns.values():
         fn()                                            # warm-up: page in the arrays, resolve symbols
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    keys = list(fns)
+    for r in range(repeats):
+        # the order rotates, so that no implementation always runs in the slot after the same other one (a core's
+        # clock can differ after a scalar loop and after a 512-bit one)
+        for k in keys[r % len(keys):] + keys[:r % len(keys)]:
             t = time.perf_counter()
-            fn()
+            fns[k]()
             times[k].append(time.perf_counter() - t)
     if per_repeat is not None:
         per_repeat.update(times)
@@ -299,8 +313,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "ulp_vs_libm.json",
                     help="results file (another machine's run: e.g. bench/results/ulp_vs_libm_avx512.json)")
     ap.add_argument("--machine-note", default=None, help="how the machine was shared during the run")
+    ap.add_argument("--march", default=None, help="build every implementation for this -march instead of native "
+                    "(x86-64-v3: the AVX2 code an AVX2 host runs; libmvec then calls its AVX2 variants)")
     args = ap.parse_args()
     args.ops = args.ops or args.ops_only
+    if args.march:
+        set_march(args.march)
     ex_path = RESULTS / "ulp_exhaustive.json"
     exhaustive = json.loads(ex_path.read_text()) if ex_path.exists() else {}
     results: dict = {"machine": machine(), "inputs": N, "repeats": args.repeats,
