@@ -187,6 +187,10 @@ def drop_vanishing(expr: sp.Expr, symbols: Sequence[sp.Symbol], X: np.ndarray, y
     if base is None:
         return expr
     base_rmse = _rmse(base, y)
+    # "as good": within a few float64 roundings of the data's scale, not only 1e-9 of a near-zero RMSE (theta**2
+    # and theta**(0 + 2.0) differ in the last bit where numpy's SIMD pow rounds differently, as on AVX-512 hosts)
+    with np.errstate(all="ignore"):
+        noise = 16 * np.finfo(np.float64).eps * float(np.sqrt(np.nanmean(np.asarray(y, np.float64) ** 2)))
     for sub in sp.preorder_traversal(expr):
         if sub.is_Atom or not sub.atoms(sp.Float) or not sub.free_symbols:
             continue
@@ -194,7 +198,7 @@ def drop_vanishing(expr: sp.Expr, symbols: Sequence[sp.Symbol], X: np.ndarray, y
         if v is None or np.iscomplexobj(v) or not np.all(np.abs(v) < VANISHING):
             continue
         trial = expr.xreplace({sub: sp.Integer(0)})
-        if _rmse(values(trial) if trial.free_symbols else float(trial), y) <= base_rmse * (1 + 1e-9) + 1e-300:
+        if _rmse(values(trial) if trial.free_symbols else float(trial), y) <= base_rmse * (1 + 1e-9) + noise + 1e-300:
             return drop_vanishing(trial, symbols, X, y)
     return expr
 
