@@ -305,11 +305,11 @@ class DistillationData:
 
 def prepare_data(teacher: str | Teacher, data: str | None, corpus_config: CorpusConfig, max_length: int,
                  seed: int = 0, cache_dir: Path | None = None, corpus: Corpus | None = None,
-                 words: bool = False, teacher_precision: str = "float32") -> DistillationData:
+                 words: bool = False, teacher_precision: str = "auto") -> DistillationData:
     """Load the teacher and the corpus, plan the vocabulary, and compute (or read cached) teacher targets
     (with `words`, also the teacher's word states of the training snippets, for the word-level loss).
-    `teacher_precision` "int8" computes the training targets with a quantised teacher (faster on a CPU); the
-    held-out targets, which fidelity is measured against, always come from the float32 teacher."""
+    `teacher_precision` (`Teacher.with_precision`) is the training targets' only: the held-out targets, which
+    fidelity is measured against, always come from the float32 teacher."""
     teacher = load_teacher(teacher) if isinstance(teacher, str) else teacher
     corpus = corpus or load_corpus(data, corpus_config, seed)
     plan = plan_vocabulary(teacher.tokenizer, corpus.train)
@@ -406,7 +406,8 @@ class Distillation(Objective):
         train_snippets: int = 4000     # training snippets drawn from the corpus
         held_out_snippets: int = 300   # held-out snippets scored
         train_chunk_chars: int = 0     # characters per training snippet (0 = the held-out snippets' length)
-        teacher_precision: str = "float32"  # of the training targets ("int8": quantised teacher)
+        teacher_precision: str = "auto"  # of the training targets (teacher.TEACHER_PRECISIONS; "auto": bfloat16
+                                         # where the CPU has it natively, else float32)
         init: str = "teacher"          # one of INITS: "teacher" (embeddings from the teacher), "random", ...
         threads: int = 1               # torch CPU threads per evaluation; 0 = torch's default
         cache_dir: str = ""            # where teacher targets are cached; "" = ~/.cache/evoforge

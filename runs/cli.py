@@ -131,6 +131,11 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
              time_budget: float = typer.Option(600.0, "--time-budget",
                                                help="seconds the command aims for: the transformer stage runs "
                                                     "only when its predicted time fits (0 = always run it)"),
+             teacher_precision: str = typer.Option("auto", "--teacher-precision",
+                                                   help="the teacher computing the training targets: auto "
+                                                        "(bfloat16 where this CPU multiplies it natively, e.g. "
+                                                        "AMX, else float32), float32, bfloat16 or int8; fidelity "
+                                                        "is always measured against the float32 teacher"),
              text_column: str = typer.Option("text", "--text-column", help="classifier teachers: the column of "
                                                                          "--data holding the text"),
              label_column: str = typer.Option("label", "--label-column", help="classifier teachers: the column of "
@@ -158,7 +163,13 @@ def compress(teacher: str = typer.Argument("all-MiniLM-L6-v2",
         raise UserError(f"--steps: {steps} must be at least 1")
     if not time_budget >= 0:
         raise UserError(f"--time-budget: {time_budget:g} must be 0 (no limit) or more seconds")
+    from spaces.architecture.teacher import TEACHER_PRECISIONS
+
+    if teacher_precision not in TEACHER_PRECISIONS:
+        raise UserError(f"--teacher-precision: {teacher_precision!r} is not known; choose one of "
+                        f"{', '.join(TEACHER_PRECISIONS)}")
     settings = replace(CompressSettings(), dtype=dtype, time_budget=time_budget, int8=int8,
+                       teacher_precision=teacher_precision,
                        **({"final_steps": steps} if steps is not None else {}))
     from spaces.architecture.classifier_teacher import classifier_architecture
     from spaces.architecture.teacher import resolve_teacher

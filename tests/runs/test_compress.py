@@ -212,7 +212,8 @@ def test_rerank_on_ray_workers_matches_in_process(tmp_path, text_dir):
 
 @pytest.mark.parametrize("args,message", [(["--dtype", "int4"], "--dtype"), (["--steps", "0"], "--steps"),
                                           (["--prefer", "smallest"], "--prefer"),
-                                          (["--time-budget", "-5"], "--time-budget")])
+                                          (["--time-budget", "-5"], "--time-budget"),
+                                          (["--teacher-precision", "fp8"], "--teacher-precision")])
 def test_cli_rejects_bad_dtype_and_steps(args, message):
     import subprocess
     import sys
