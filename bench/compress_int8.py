@@ -56,7 +56,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             save_student(student, tokenizer, Path(tmp), settings.dtype, settings.seq_length, int8=shape.int8)
             model, loaded_tokenizer = load_student(Path(tmp))
-            scores = domain_scores(lambda t: embed(model, loaded_tokenizer, t, settings.seq_length), data)
+            scores = domain_scores(lambda t, m=model, tk=loaded_tokenizer: embed(m, tk, t, settings.seq_length), data)
             file_mb = sum(p.stat().st_size for p in weight_files(Path(tmp))) / 1e6
         row = {"label": label, "shape": shape.describe(), "init": init, "file_mb": file_mb,
                "parameters": student_size(shape, teacher.embedding_dim, settings.dtype).parameters,
